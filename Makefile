@@ -1,0 +1,57 @@
+# Thin wrapper over CMake and the dev stack; the README shows these targets.
+BUILD    ?= build
+ASAN     ?= build-asan
+JOBS     ?= $(shell nproc)
+STACK    := deploy/dev/stack
+
+.PHONY: all deps build build-asan test unit demo bench format format-check docs clean stack-up stack-down
+
+all: build
+
+deps:
+	$(STACK) install
+
+$(BUILD)/Makefile:
+	cmake -S . -B $(BUILD) -DPARALLEL_WERROR=ON
+
+build: $(BUILD)/Makefile
+	cmake --build $(BUILD) -j$(JOBS)
+
+$(ASAN)/Makefile:
+	cmake -S . -B $(ASAN) -DPARALLEL_WERROR=ON -DPARALLEL_SANITIZE=address,undefined
+
+build-asan: $(ASAN)/Makefile
+	cmake --build $(ASAN) -j$(JOBS)
+
+# Everything: unit tests (also under ASan/UBSan), then integration tests
+# against the real stack, which is started if needed and stopped afterwards
+# if this run started it.
+test: deps build build-asan
+	tests/run-all.sh $(BUILD) $(ASAN)
+
+unit: build
+	cd $(BUILD) && ctest -L unit --output-on-failure
+
+demo: deps build
+	deploy/demo.sh $(BUILD)
+
+bench: deps build
+	tests/bench/run-all.sh $(BUILD)
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')
+
+format-check:
+	clang-format --dry-run --Werror $$(git ls-files '*.c' '*.h')
+
+docs: build
+	$(BUILD)/parallel-ctl config docs > docs/CONFIGURATION.md
+
+stack-up: deps
+	$(STACK) up
+
+stack-down:
+	$(STACK) down
+
+clean:
+	rm -rf $(BUILD) $(ASAN)

@@ -1,0 +1,18 @@
+# Turns schemas/*.avsc into a C table: { name, text } so the library carries
+# its own contract and programs need no schema files at run time.
+file(GLOB files ${DIR}/*.avsc)
+list(SORT files)
+set(body "/* generated from the schemas folder: do not edit */\n#include <stddef.h>\n")
+string(APPEND body "struct par_schema_src { const char *name; const char *text; };\n")
+string(APPEND body "const struct par_schema_src par_schema_sources[] = {\n")
+foreach(f ${files})
+  get_filename_component(n ${f} NAME_WE)
+  file(READ ${f} txt)
+  string(REPLACE "\\" "\\\\" txt "${txt}")
+  string(REPLACE "\"" "\\\"" txt "${txt}")
+  string(REPLACE "\n" "\\n\"\n\"" txt "${txt}")
+  string(APPEND body "  {\"${n}\", \"${txt}\"},\n")
+endforeach()
+string(APPEND body "  {NULL, NULL}\n};\n")
+file(WRITE ${OUT}.tmp "${body}")
+execute_process(COMMAND ${CMAKE_COMMAND} -E copy_if_different ${OUT}.tmp ${OUT})

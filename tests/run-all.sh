@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs every test: unit tests in the normal and the sanitizer build, then the
+# integration tests against the real stack. Starts the stack if it is not
+# running and stops it at the end only if this script started it.
+set -euo pipefail
+build=${1:-build}
+asan=${2:-build-asan}
+root=$(cd "$(dirname "$0")/.." && pwd)
+stack="$root/deploy/dev/stack"
+started=0
+
+cleanup() {
+        if [ "$started" = 1 ]; then
+                "$stack" down || true
+        fi
+}
+trap cleanup EXIT
+
+echo "== format"
+make -s -C "$root" format-check
+
+echo "== unit tests"
+(cd "$build" && ctest -L unit --output-on-failure -j2)
+echo "== unit tests under address,undefined sanitizers"
+(cd "$asan" && ctest -L unit --output-on-failure -j2)
+
+if ! "$stack" status >/dev/null 2>&1; then
+        started=1
+fi
+"$stack" up
+echo "== integration tests (real Kafka, MongoDB stand-in, Chromium)"
+(cd "$build" && ctest -L integration --output-on-failure)
