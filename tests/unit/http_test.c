@@ -1,0 +1,425 @@
+/*
+ * http_test.c — the observability server on an ephemeral port, exercised
+ * with a plain socket client: routes, 404/405/500, HEAD, query strings,
+ * large bodies, keep-alive, concurrent clients, bind failure, stop/restart.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "metrics.h"
+#include "testutil.h"
+
+/* ------------------------------------------------------------- handlers */
+
+static atomic_int health_calls;
+
+static int health(void *opaque, const char *path, const char *query,
+                  par_http_body_t *body, const char **ctype)
+{
+        atomic_fetch_add(&health_calls, 1);
+        par_http_body_printf(body, "ok\n");
+        return 200;
+}
+
+static int echo(void *opaque, const char *path, const char *query,
+                par_http_body_t *body, const char **ctype)
+{
+        *ctype = "application/json";
+        par_http_body_printf(body, "{\"path\":\"%s\",\"query\":\"%s\"}", path,
+                             query);
+        return 200;
+}
+
+#define BIG (300 * 1000 + 7)
+
+static int big(void *opaque, const char *path, const char *query,
+               par_http_body_t *body, const char **ctype)
+{
+        char line[100];
+        for (size_t n = 0; n < BIG;) {
+                size_t k = BIG - n < sizeof(line) ? BIG - n : sizeof(line);
+                for (size_t i = 0; i < k; i++)
+                        line[i] = (char)('a' + (n + i) % 26);
+                par_http_body_append(body, line, k);
+                n += k;
+        }
+        return 200;
+}
+
+static int busy(void *opaque, const char *path, const char *query,
+                par_http_body_t *body, const char **ctype)
+{
+        par_http_body_printf(body, "draining\n");
+        return 503;
+}
+
+static int broken(void *opaque, const char *path, const char *query,
+                  par_http_body_t *body, const char **ctype)
+{
+        par_http_body_printf(body, "secret internals");
+        return 42;
+}
+
+/* --------------------------------------------------------------- client */
+
+typedef struct resp {
+        int status;
+        long content_length; /* -1 if absent */
+        char headers[2048];
+        char *body;
+        size_t body_len;
+} resp_t;
+
+static int connect_port(int port)
+{
+        struct sockaddr_in a = {0};
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+        a.sin_family = AF_INET;
+        a.sin_port = htons((uint16_t)port);
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (connect(fd, (struct sockaddr *)&a, sizeof(a))) {
+                close(fd);
+                return -1;
+        }
+        return fd;
+}
+
+/* Reads one response from fd (Content-Length framed, or to EOF), with a
+ * 5 s deadline. HEAD responses have no body whatever the length says. */
+static int read_resp(int fd, resp_t *r, int head)
+{
+        size_t cap = 4096, len = 0, hdr_end = 0;
+        char *buf = malloc(cap);
+        double deadline = tu_now() + 5;
+
+        memset(r, 0, sizeof(*r));
+        r->content_length = -1;
+        for (;;) {
+                if (hdr_end) {
+                        size_t want = head ? 0
+                                      : r->content_length >= 0
+                                          ? (size_t)r->content_length
+                                          : SIZE_MAX;
+                        if (len - hdr_end >= want)
+                                break;
+                }
+                struct pollfd p = {fd, POLLIN, 0};
+                int ms = (int)((deadline - tu_now()) * 1000);
+                if (ms <= 0 || poll(&p, 1, ms) <= 0)
+                        goto fail;
+                if (len + 4096 > cap)
+                        buf = realloc(buf, cap *= 2);
+                ssize_t n = read(fd, buf + len, cap - len - 1);
+                if (n < 0)
+                        goto fail;
+                if (n == 0) {
+                        if (hdr_end && r->content_length < 0)
+                                break;
+                        goto fail;
+                }
+                len += (size_t)n;
+                buf[len] = '\0';
+                if (!hdr_end) {
+                        char *e = strstr(buf, "\r\n\r\n");
+                        if (e) {
+                                hdr_end = (size_t)(e - buf) + 4;
+                                snprintf(r->headers, sizeof(r->headers), "%.*s",
+                                         (int)hdr_end, buf);
+                                sscanf(buf, "HTTP/1.1 %d", &r->status);
+                                char *cl =
+                                    strcasestr(r->headers, "\ncontent-length:");
+                                if (cl)
+                                        r->content_length =
+                                            strtol(cl + 16, NULL, 10);
+                        }
+                }
+        }
+        r->body_len = len - hdr_end;
+        r->body = malloc(r->body_len + 1);
+        memcpy(r->body, buf + hdr_end, r->body_len);
+        r->body[r->body_len] = '\0';
+        /* anything beyond the framed length would be a protocol error */
+        free(buf);
+        return 0;
+fail:
+        free(buf);
+        return -1;
+}
+
+/* One request on a fresh connection with Connection: close. */
+static int request(int port, const char *method, const char *path, resp_t *r)
+{
+        char req[512];
+        int fd = connect_port(port), rc;
+
+        if (fd < 0)
+                return -1;
+        snprintf(req, sizeof(req),
+                 "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: "
+                 "close\r\n\r\n",
+                 method, path);
+        if (write(fd, req, strlen(req)) != (ssize_t)strlen(req)) {
+                close(fd);
+                return -1;
+        }
+        rc = read_resp(fd, r, !strcmp(method, "HEAD"));
+        close(fd);
+        return rc;
+}
+
+static void resp_free(resp_t *r)
+{
+        free(r->body);
+        r->body = NULL;
+}
+
+/* ---------------------------------------------------------------- tests */
+
+static void test_addresses(void)
+{
+        par_http_t *h = NULL;
+        par_error_t err;
+
+        CHECK(par_http_new(&h, "127.0.0.1", &err) == PAR_ERR_INVALID);
+        CHECK(strstr(err.msg, "127.0.0.1") != NULL);
+        CHECK(par_http_new(&h, "127.0.0.1:99999", &err) == PAR_ERR_INVALID);
+        CHECK(par_http_new(&h, "127.0.0.1:", &err) == PAR_ERR_INVALID);
+        CHECK(par_http_new(&h, "127.0.0.1:80x", &err) == PAR_ERR_INVALID);
+        CHECK(h == NULL);
+        REQUIRE(par_http_new(&h, "localhost:0", &err) == PAR_OK);
+        CHECK(par_http_route(h, "health", health, NULL, &err) ==
+              PAR_ERR_INVALID);
+        CHECK(par_http_route(h, "/health", health, NULL, &err) == PAR_OK);
+        CHECK(par_http_route(h, "/health", health, NULL, &err) ==
+              PAR_ERR_INVALID);
+        CHECK(par_http_port(h) == 0); /* not started */
+        par_http_stop(h);             /* not started: harmless */
+        par_http_destroy(h);
+        par_http_destroy(NULL);
+}
+
+static void test_requests(void)
+{
+        par_http_t *h = NULL;
+        par_metrics_t *m = NULL;
+        par_error_t err;
+        resp_t r;
+        int port;
+
+        REQUIRE(par_metrics_new(&m, &err) == PAR_OK);
+        par_counter_add(par_metrics_counter(m, "parallel_test_events", NULL,
+                                            "Test events."),
+                        3);
+        REQUIRE(par_http_new(&h, "127.0.0.1:0", &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/health", health, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/metrics", par_http_metrics_handler, m,
+                               &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/status", echo, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/big", big, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/busy", busy, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/broken", broken, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/", par_http_dashboard_handler,
+                               "node <1> & co", &err) == PAR_OK);
+        REQUIRE(par_http_start(h, &err) == PAR_OK);
+        port = par_http_port(h);
+        CHECKF(port > 0 && port < 65536, "port %d", port);
+        CHECK(par_http_route(h, "/late", health, NULL, &err) ==
+              PAR_ERR_INVALID);
+
+        REQUIRE(request(port, "GET", "/health", &r) == 0);
+        CHECK(r.status == 200);
+        CHECK_STR(r.body, "ok\n");
+        CHECK(r.content_length == 3);
+        CHECK(strcasestr(r.headers, "content-type: text/plain") != NULL);
+        CHECK(strcasestr(r.headers, "cache-control: no-store") != NULL);
+        resp_free(&r);
+
+        REQUIRE(request(port, "GET", "/metrics", &r) == 0);
+        CHECK(r.status == 200);
+        CHECK(strstr(r.body, "parallel_test_events_total 3\n") != NULL);
+        CHECK(strcasestr(r.headers, "text/plain; version=0.0.4") != NULL);
+        CHECK(r.content_length == (long)r.body_len);
+        resp_free(&r);
+
+        REQUIRE(request(port, "GET", "/", &r) == 0);
+        CHECK(r.status == 200);
+        CHECK(strcasestr(r.headers, "content-type: text/html") != NULL);
+        CHECK(strstr(r.body, "<title>node &lt;1&gt; &amp; co</title>") != NULL);
+        CHECK(strstr(r.body, "fetch(\"metrics\"") != NULL);
+        CHECK(strstr(r.body, "</html>\n") != NULL);
+        resp_free(&r);
+
+        REQUIRE(request(port, "GET", "/nope", &r) == 0);
+        CHECK(r.status == 404);
+        resp_free(&r);
+        REQUIRE(request(port, "GET", "/health/extra", &r) == 0);
+        CHECK(r.status == 404);
+        resp_free(&r);
+
+        REQUIRE(request(port, "POST", "/health", &r) == 0);
+        CHECK(r.status == 405);
+        resp_free(&r);
+
+        REQUIRE(request(port, "HEAD", "/health", &r) == 0);
+        CHECK(r.status == 200);
+        CHECK(r.content_length == 3);
+        CHECK(r.body_len == 0);
+        resp_free(&r);
+
+        REQUIRE(request(port, "GET", "/status?verbose=1&x=y", &r) == 0);
+        CHECK(r.status == 200);
+        CHECK_STR(r.body, "{\"path\":\"/status\",\"query\":\"verbose=1&x=y\"}");
+        CHECK(strcasestr(r.headers, "content-type: application/json") != NULL);
+        resp_free(&r);
+
+        REQUIRE(request(port, "GET", "/big", &r) == 0);
+        CHECK(r.status == 200);
+        CHECKF(r.body_len == BIG, "%zu", r.body_len);
+        if (r.body_len == BIG)
+                CHECK(r.body[0] == 'a' &&
+                      r.body[BIG - 1] == (char)('a' + (BIG - 1) % 26));
+        resp_free(&r);
+
+        REQUIRE(request(port, "GET", "/busy", &r) == 0);
+        CHECK(r.status == 503);
+        CHECK_STR(r.body, "draining\n");
+        resp_free(&r);
+
+        REQUIRE(request(port, "GET", "/broken", &r) == 0);
+        CHECK(r.status == 500);
+        CHECK(strstr(r.body, "secret") == NULL);
+        resp_free(&r);
+
+        /* keep-alive: three requests on one connection */
+        {
+                int fd = connect_port(port), ok = 1;
+                const char *req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+                REQUIRE(fd >= 0);
+                for (int i = 0; i < 3 && ok; i++) {
+                        ok = write(fd, req, strlen(req)) ==
+                                 (ssize_t)strlen(req) &&
+                             read_resp(fd, &r, 0) == 0;
+                        CHECKF(ok, "keep-alive request %d", i);
+                        if (ok) {
+                                CHECK(r.status == 200);
+                                CHECK_STR(r.body, "ok\n");
+                                resp_free(&r);
+                        }
+                }
+                close(fd);
+        }
+
+        par_http_destroy(h);
+        par_metrics_destroy(m);
+}
+
+#define CLIENTS    8
+#define PER_CLIENT 40
+
+static atomic_int concurrent_ok;
+
+static void *client_main(void *arg)
+{
+        int port = *(int *)arg;
+        for (int i = 0; i < PER_CLIENT; i++) {
+                resp_t r;
+                const char *path = i % 2 ? "/health" : "/big";
+                if (request(port, "GET", path, &r))
+                        continue;
+                if (r.status == 200 && r.body_len == (i % 2 ? 3u : (size_t)BIG))
+                        atomic_fetch_add(&concurrent_ok, 1);
+                resp_free(&r);
+        }
+        return NULL;
+}
+
+static void test_concurrent(void)
+{
+        par_http_t *h = NULL;
+        par_error_t err;
+        pthread_t t[CLIENTS];
+        int port;
+        double t0;
+
+        REQUIRE(par_http_new(&h, "127.0.0.1:0", &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/health", health, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/big", big, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_start(h, &err) == PAR_OK);
+        port = par_http_port(h);
+        atomic_store(&concurrent_ok, 0);
+        t0 = tu_now();
+        for (int i = 0; i < CLIENTS; i++)
+                pthread_create(&t[i], NULL, client_main, &port);
+        for (int i = 0; i < CLIENTS; i++)
+                pthread_join(t[i], NULL);
+        CHECKF(atomic_load(&concurrent_ok) == CLIENTS * PER_CLIENT,
+               "%d of %d requests ok", atomic_load(&concurrent_ok),
+               CLIENTS * PER_CLIENT);
+        fprintf(stderr, "   %d concurrent requests (half 300 KB) in %.3f s\n",
+                CLIENTS * PER_CLIENT, tu_now() - t0);
+        par_http_destroy(h);
+}
+
+static void test_bind_conflict_and_restart(void)
+{
+        par_http_t *a = NULL, *b = NULL;
+        par_error_t err;
+        char addr[64];
+        resp_t r;
+        int port;
+
+        REQUIRE(par_http_new(&a, "127.0.0.1:0", &err) == PAR_OK);
+        REQUIRE(par_http_route(a, "/health", health, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_start(a, &err) == PAR_OK);
+        port = par_http_port(a);
+        snprintf(addr, sizeof(addr), "127.0.0.1:%d", port);
+
+        /* the port is taken: start fails and names the address */
+        REQUIRE(par_http_new(&b, addr, &err) == PAR_OK);
+        CHECK(par_http_start(b, &err) == PAR_ERR_IO);
+        CHECKF(strstr(err.msg, addr) != NULL, "%s", err.msg);
+        CHECK(par_http_port(b) == 0);
+        par_http_destroy(b);
+
+        /* stop: the port no longer answers; a fresh start serves again */
+        par_http_stop(a);
+        CHECK(par_http_port(a) == 0);
+        CHECK(request(port, "GET", "/health", &r) != 0);
+        par_http_stop(a); /* twice is fine */
+        REQUIRE(par_http_start(a, &err) == PAR_OK);
+        REQUIRE(request(par_http_port(a), "GET", "/health", &r) == 0);
+        CHECK(r.status == 200);
+        resp_free(&r);
+        /* destroy with an idle keep-alive connection still open */
+        {
+                int fd = connect_port(par_http_port(a));
+                const char *req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n";
+                CHECK(fd >= 0 && write(fd, req, strlen(req)) > 0 &&
+                      read_resp(fd, &r, 0) == 0);
+                resp_free(&r);
+                double t0 = tu_now();
+                par_http_destroy(a);
+                CHECK(tu_now() - t0 < 2);
+                close(fd);
+        }
+}
+
+int main(void)
+{
+        RUN(test_addresses);
+        RUN(test_requests);
+        RUN(test_concurrent);
+        RUN(test_bind_conflict_and_restart);
+        CHECK(atomic_load(&health_calls) > 0);
+        TEST_DONE();
+}
