@@ -80,16 +80,150 @@ static const prop_t props[] = {
      "retention.ms of created topics (parallel.workers is compacted)."},
 
     /* http */
+    {"http.listen", T_STR, "127.0.0.1:9280", 0, 0, NULL, 0, C,
+     "host:port of the consumer node's /health, /metrics, /status and "
+     "dashboard endpoint; loopback by default, port 0 picks a free port "
+     "(empty: off)."},
 
     /* signal */
+    {"signal.max_params_bytes", T_INT, "65536", 64, 16 * 1024 * 1024, NULL, 0,
+     ALL,
+     "Largest total size of a signal's params (keys plus values, bytes); "
+     "larger signals are rejected."},
 
     /* producer */
+    {"producer.http.listen", T_STR, "127.0.0.1:9281", 0, 0, NULL, 0, P,
+     "host:port of the producer's /health and /metrics endpoint (empty: "
+     "off)."},
+    {"producer.lease.ttl", T_MS, "10s", 1000, 600000, NULL, 0, P,
+     "HA lease length: a standby takes over this long after the active "
+     "producer stops renewing (renewed every ttl/3)."},
+    {"producer.state.collection", T_STR, "parallel_state", 0, 0, NULL, 0,
+     P | X, "Collection (in mongo.database) holding the producer's lease and "
+     "resume-token checkpoint."},
+    {"producer.checkpoint.interval", T_MS, "1s", 0, 60000, NULL, 0, P,
+     "Longest time between checkpoint writes while events are delivered (0: "
+     "after every delivery)."},
+    {"producer.idle.max_wait", T_MS, "500ms", 1, 10000, NULL, 0, P,
+     "Longest back-off between change-stream polls that return nothing (the "
+     "wait doubles from 1 ms up to this); also the server-side "
+     "maxAwaitTimeMS of a real replica set."},
+    {"producer.batch.size", T_INT, "1000", 1, 100000, NULL, 0, P,
+     "Change-stream batchSize (events fetched per getMore)."},
+    {"producer.inflight.max", T_INT, "100000", 100, 10000000, NULL, 0, P,
+     "Events read but not yet delivered beyond which the producer stops "
+     "reading until deliveries catch up."},
+    {"producer.backfill", T_BOOL, "true", 0, 0, NULL, 0, P,
+     "With no checkpoint, publish every pending signal (in created_at "
+     "order) before following the change stream."},
+    {"producer.sweeper.interval", T_MS, "5s", 0, 3600000, NULL, 0, P,
+     "How often the active producer puts signals whose worker lease expired "
+     "back to pending (0: never)."},
 
     /* consumer */
+    {"consumer.group", T_STR, "parallel", 0, 0, NULL, 0, C,
+     "Kafka consumer group id shared by every consumer node (a "
+     "kafka.group.id key overrides it)."},
+    {"consumer.static_membership", T_BOOL, "false", 0, 0, NULL, 0, C,
+     "Use node.id as group.instance.id (KIP-345): a node restarting within "
+     "the session timeout gets its partitions back without a rebalance."},
+    {"workers.min", T_INT, "1", 1, 256, NULL, 0, C,
+     "Workers always kept running (each may hold one Chrome tab)."},
+    {"workers.max", T_INT, "4", 1, 256, NULL, 0, C,
+     "Most workers the pool grows to while signals wait in the local "
+     "queues."},
+    {"workers.idle_timeout", T_MS, "30s", 100, 3600000, NULL, 0, C,
+     "A worker above workers.min that found no work for this long stops."},
+    {"workers.memory_limit_mb", T_INT, "0", 0, 1048576, NULL, 0, C,
+     "The pool does not grow while the node's browsers (launch mode) use "
+     "more resident memory than this, in MiB (0: no limit)."},
+    {"sched.aging", T_MS, "10s", 0, 86400000, NULL, 0, C,
+     "Anti-starvation: a queued signal counts one priority level more "
+     "urgent per full period waited (0: off)."},
+    {"sched.queue.high", T_INT, "256", 1, 1000000, NULL, 0, C,
+     "Local queue depth of one priority level at which that level's "
+     "partitions are paused."},
+    {"sched.queue.low", T_INT, "64", 0, 1000000, NULL, 0, C,
+     "Depth at which a paused level's partitions are resumed (below "
+     "sched.queue.high)."},
+    {"claim.enabled", T_BOOL, "true", 0, 0, NULL, 0, C,
+     "Claim each signal in MongoDB before running it and write the outcome "
+     "back. Off only for pipeline benchmarks: no deduplication at all."},
+    {"claim.lease", T_MS, "30s", 1000, 3600000, NULL, 0, C,
+     "Lease of a claim; renewed every lease/3 while the spin runs or waits "
+     "for a retry. A crashed worker's signal is claimable after this."},
+    {"max.attempts", T_INT, "3", 1, 100, NULL, 0, C,
+     "Attempts (the first included) before a transiently failing signal "
+     "becomes dead and goes to the DLQ."},
+    {"retry.backoff", T_MS, "500ms", 0, 600000, NULL, 0, C,
+     "Delay before the first local retry; doubles per attempt up to "
+     "retry.backoff_max."},
+    {"retry.backoff_max", T_MS, "30s", 0, 3600000, NULL, 0, C,
+     "Longest delay between local retries."},
+    {"commit.interval", T_MS, "500ms", 10, 60000, NULL, 0, C,
+     "How often the finished offset prefix is committed."},
+    {"metrics.interval", T_MS, "5s", 100, 3600000, NULL, 0, C,
+     "Period of NodeMetrics snapshots to <prefix>.metrics."},
+    {"shutdown.grace", T_MS, "30s", 0, 3600000, NULL, 0, C,
+     "On SIGTERM, how long in-flight spins may take to finish before the "
+     "node exits anyway (their signals are then retried elsewhere once the "
+     "lease ends)."},
 
     /* chrome */
+    {"chrome.mode", T_ENUM, "launch", 0, 0, "launch|connect", 0, C | X,
+     "launch: the node starts and supervises Chromium processes; connect: "
+     "use the running browsers listed in chrome.endpoints."},
+    {"chrome.path", T_STR, "/usr/bin/chromium", 0, 0, NULL, 0, C | X,
+     "Chromium executable (launch mode)."},
+    {"chrome.endpoints", T_STR, "", 0, 0, NULL, 0, C | X,
+     "Connect mode: comma list of DevTools endpoints, e.g. "
+     "http://10.0.0.5:9222,http://10.0.0.6:9222 (worker i uses i % n)."},
+    {"chrome.isolation", T_ENUM, "context", 0, 0, "context|browser", 0, C | X,
+     "context: one browser context per worker in a shared browser (cheap); "
+     "browser: one Chromium process and profile per worker (strongest)."},
+    {"chrome.recycle_after", T_INT, "500", 0, 100000000, NULL, 0, C | X,
+     "Restart a browser (connect mode: recreate its contexts) after this "
+     "many spins on it (0: never)."},
+    {"chrome.profile_dir", T_STR, "", 0, 0, NULL, 0, C | X,
+     "Persistent profile directory (browser isolation: one sub-directory "
+     "per worker). Empty: a fresh temporary profile, removed on exit."},
+    {"chrome.headless", T_BOOL, "true", 0, 0, NULL, 0, C | X,
+     "Run Chromium headless."},
+    {"chrome.extra_args", T_STR, "", 0, 0, NULL, 0, C | X,
+     "Extra Chromium command-line flags, separated by spaces."},
+    {"chrome.start_timeout", T_MS, "20s", 1000, 600000, NULL, 0, C | X,
+     "How long a launched browser may take to answer /json/version."},
+    {"chrome.call_timeout", T_MS, "30s", 100, 3600000, NULL, 0, C | X,
+     "Default deadline of one CDP call."},
+    {"chrome.kill_grace", T_MS, "2s", 0, 60000, NULL, 0, C | X,
+     "Time between SIGTERM and SIGKILL when stopping a browser's process "
+     "group."},
+    {"chrome.restart_backoff", T_MS, "250ms", 0, 60000, NULL, 0, C | X,
+     "First delay before relaunching a browser that failed; doubles per "
+     "consecutive failure up to chrome.restart_backoff_max."},
+    {"chrome.restart_backoff_max", T_MS, "10s", 0, 600000, NULL, 0, C | X,
+     "Longest delay between relaunch attempts."},
+    {"chrome.ping_interval", T_MS, "5s", 0, 600000, NULL, 0, C | X,
+     "How often the supervisor checks each browser with a CDP round trip; "
+     "two misses in a row mean it hung and it is restarted (0: never)."},
+    {"chrome.tmp_dir", T_STR, "", 0, 0, NULL, 0, C | X,
+     "Where temporary profiles and HOME directories go (empty: $TMPDIR or "
+     "/tmp)."},
 
     /* recipes */
+    {"recipes.dir", T_STR, "recipes", 0, 0, NULL, 0, C | X,
+     "Directory of recipe files (*.json, Chrome DevTools Recorder format); "
+     "all are loaded and validated at start. The recipe name is the file "
+     "name without .json."},
+    {"recipes.step_timeout", T_MS, "5s", 1, 3600000, NULL, 0, C | X,
+     "Default timeout of one recipe step when neither the step nor the "
+     "recipe sets \"timeout\"."},
+    {"spin.timeout", T_MS, "60s", 0, 3600000, NULL, 0, C | X,
+     "Deadline of a whole spin (0: none); past it the spin fails as "
+     "transient."},
+    {"spin.poll", T_MS, "50ms", 5, 5000, NULL, 0, C | X,
+     "How often waits in the page (waitForElement, waitForExpression, "
+     "selectors) re-check when no DOM mutation wakes them earlier."},
 };
 
 #undef P

@@ -1,0 +1,282 @@
+/*
+ * fixture_server.h — a tiny static HTTP/1.1 server for tests and the demo,
+ * header-only.
+ *
+ *   fx_server_t fx;
+ *   if (fx_server_start(&fx, "/path/to/tests/fixtures/pages") != 0) …
+ *   … "http://127.0.0.1:%d/late.html", fx.port …
+ *   fx_server_stop(&fx);
+ *
+ * It listens on 127.0.0.1 on an ephemeral port and serves files under root
+ * with one detached thread per connection (so a request that never ends
+ * does not block the others), answering with "Connection: close". Special
+ * paths, for the failure cases a browser test needs:
+ *   /slow            headers and half a page, then nothing until stop: the
+ *                    page never finishes loading.
+ *   /delay/<ms>/<f>  serves file <f> after <ms> milliseconds.
+ *   /status/<code>   an empty response with that status code.
+ * Anything with ".." in the path is a 404. fx.requests counts requests.
+ *
+ * Threads: start and stop from one thread; the server's threads touch only
+ * the fx_server_t. Why not lws? Tests need a server that can misbehave on
+ * purpose (stall mid-body) with no event-loop plumbing; a blocking
+ * thread-per-connection server is the smallest thing that does that.
+ */
+#ifndef PAR_FIXTURE_SERVER_H
+#define PAR_FIXTURE_SERVER_H
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+typedef struct fx_server {
+        int fd;
+        int port;
+        char root[1024];
+        pthread_t thread;
+        atomic_int stop;
+        atomic_int active; /* connection threads alive */
+        atomic_int requests;
+} fx_server_t;
+
+typedef struct fx_conn {
+        fx_server_t *s;
+        int fd;
+} fx_conn_t;
+
+static inline void fx__sleep_ms(int ms)
+{
+        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+
+        nanosleep(&ts, NULL);
+}
+
+static inline void fx__send(int fd, const void *buf, size_t n)
+{
+        const char *p = (const char *)buf;
+
+        while (n) {
+                ssize_t w = send(fd, p, n, MSG_NOSIGNAL);
+
+                if (w <= 0)
+                        return;
+                p += w;
+                n -= (size_t)w;
+        }
+}
+
+static inline void fx__status(int fd, int code)
+{
+        char h[160];
+        int n = snprintf(h, sizeof(h),
+                         "HTTP/1.1 %d X\r\nContent-Length: 0\r\n"
+                         "Connection: close\r\n\r\n",
+                         code);
+
+        fx__send(fd, h, (size_t)n);
+}
+
+static inline const char *fx__type(const char *path)
+{
+        const char *dot = strrchr(path, '.');
+
+        if (!dot)
+                return "application/octet-stream";
+        if (!strcmp(dot, ".html"))
+                return "text/html; charset=utf-8";
+        if (!strcmp(dot, ".js"))
+                return "text/javascript";
+        if (!strcmp(dot, ".css"))
+                return "text/css";
+        if (!strcmp(dot, ".json"))
+                return "application/json";
+        if (!strcmp(dot, ".png"))
+                return "image/png";
+        if (!strcmp(dot, ".txt"))
+                return "text/plain; charset=utf-8";
+        return "application/octet-stream";
+}
+
+static inline void fx__file(fx_server_t *s, int fd, const char *rel)
+{
+        char path[2048], h[256];
+        struct stat st;
+        FILE *f;
+        char buf[65536];
+        size_t n;
+        int hl;
+
+        snprintf(path, sizeof(path), "%s/%s", s->root, rel);
+        if (strstr(rel, "..") || stat(path, &st) || !S_ISREG(st.st_mode) ||
+            !(f = fopen(path, "rb"))) {
+                fx__status(fd, 404);
+                return;
+        }
+        hl = snprintf(h, sizeof(h),
+                      "HTTP/1.1 200 OK\r\nContent-Type: %s\r\n"
+                      "Content-Length: %lld\r\nCache-Control: no-store\r\n"
+                      "Connection: close\r\n\r\n",
+                      fx__type(path), (long long)st.st_size);
+        fx__send(fd, h, (size_t)hl);
+        while ((n = fread(buf, 1, sizeof(buf), f)) > 0)
+                fx__send(fd, buf, n);
+        fclose(f);
+}
+
+static inline void *fx__conn(void *arg)
+{
+        fx_conn_t *c = (fx_conn_t *)arg;
+        fx_server_t *s = c->s;
+        char req[8192], method[16], target[2048];
+        size_t n = 0;
+        char *q;
+
+        /* Read the request head (bodies are not supported). */
+        while (n < sizeof(req) - 1) {
+                struct pollfd p = {c->fd, POLLIN, 0};
+                ssize_t r;
+
+                if (poll(&p, 1, 100) <= 0) {
+                        if (atomic_load(&s->stop))
+                                goto done;
+                        continue;
+                }
+                r = recv(c->fd, req + n, sizeof(req) - 1 - n, 0);
+                if (r <= 0)
+                        goto done;
+                n += (size_t)r;
+                req[n] = '\0';
+                if (strstr(req, "\r\n\r\n"))
+                        break;
+        }
+        if (sscanf(req, "%15s %2047s", method, target) != 2)
+                goto done;
+        atomic_fetch_add(&s->requests, 1);
+        if ((q = strchr(target, '?')) != NULL)
+                *q = '\0';
+        if (!strcmp(target, "/slow")) {
+                static const char head[] =
+                    "HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                    "Content-Length: 100000\r\nConnection: close\r\n\r\n"
+                    "<!doctype html><title>slow</title>"
+                    "<p id=partial>partial</p>";
+
+                fx__send(c->fd, head, sizeof(head) - 1);
+                while (!atomic_load(&s->stop))
+                        fx__sleep_ms(50);
+        } else if (!strncmp(target, "/delay/", 7)) {
+                char *end;
+                long ms = strtol(target + 7, &end, 10);
+
+                if (*end != '/') {
+                        fx__status(c->fd, 400);
+                        goto done;
+                }
+                for (; ms > 0 && !atomic_load(&s->stop); ms -= 20)
+                        fx__sleep_ms(ms < 20 ? (int)ms : 20);
+                fx__file(s, c->fd, end + 1);
+        } else if (!strncmp(target, "/status/", 8)) {
+                fx__status(c->fd, atoi(target + 8));
+        } else {
+                fx__file(s, c->fd,
+                         strcmp(target, "/") ? target + 1 : "index.html");
+        }
+done:
+        close(c->fd);
+        free(c);
+        atomic_fetch_sub(&s->active, 1);
+        return NULL;
+}
+
+static inline void *fx__accept(void *arg)
+{
+        fx_server_t *s = (fx_server_t *)arg;
+
+        while (!atomic_load(&s->stop)) {
+                struct pollfd p = {s->fd, POLLIN, 0};
+                fx_conn_t *c;
+                pthread_t t;
+                int fd;
+
+                if (poll(&p, 1, 100) <= 0)
+                        continue;
+                fd = accept(s->fd, NULL, NULL);
+                if (fd < 0)
+                        continue;
+                c = (fx_conn_t *)malloc(sizeof(*c));
+                if (!c) {
+                        close(fd);
+                        continue;
+                }
+                c->s = s;
+                c->fd = fd;
+                atomic_fetch_add(&s->active, 1);
+                if (pthread_create(&t, NULL, fx__conn, c)) {
+                        atomic_fetch_sub(&s->active, 1);
+                        close(fd);
+                        free(c);
+                        continue;
+                }
+                pthread_detach(t);
+        }
+        return NULL;
+}
+
+/* Starts serving root (copied). Returns 0, or -1 with errno set. */
+static inline int fx_server_start(fx_server_t *s, const char *root)
+{
+        struct sockaddr_in a;
+        socklen_t al = sizeof(a);
+        int one = 1;
+
+        memset(s, 0, sizeof(*s));
+        snprintf(s->root, sizeof(s->root), "%s", root);
+        s->fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+        if (s->fd < 0)
+                return -1;
+        setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+        memset(&a, 0, sizeof(a));
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a.sin_port = 0;
+        if (bind(s->fd, (struct sockaddr *)&a, sizeof(a)) ||
+            listen(s->fd, 128) ||
+            getsockname(s->fd, (struct sockaddr *)&a, &al))
+                goto fail;
+        s->port = ntohs(a.sin_port);
+        if (pthread_create(&s->thread, NULL, fx__accept, s))
+                goto fail;
+        return 0;
+fail:
+        close(s->fd);
+        s->fd = -1;
+        return -1;
+}
+
+/* Stops accepting, ends stalled responses, waits for connection threads
+ * (up to 5 s) and closes the socket. */
+static inline void fx_server_stop(fx_server_t *s)
+{
+        int i;
+
+        if (s->fd < 0)
+                return;
+        atomic_store(&s->stop, 1);
+        pthread_join(s->thread, NULL);
+        for (i = 0; i < 250 && atomic_load(&s->active) > 0; i++)
+                fx__sleep_ms(20);
+        close(s->fd);
+        s->fd = -1;
+}
+
+#endif
