@@ -20,7 +20,9 @@ static int config_cmd(par_config_t *cfg, int argc, char **argv)
                 par_config_dump(cfg, stdout);
                 return 0;
         }
-        fprintf(stderr, "usage: parallel-ctl config docs|dump\n");
+        fprintf(stderr,
+                "parallel-ctl config: unknown action '%s' (want docs|dump)\n",
+                argc >= 2 ? argv[1] : "");
         return 2;
 }
 
@@ -33,6 +35,7 @@ static const struct {
     {"signal", par_ctl_signal, "insert|load|status signals in MongoDB"},
     {"decode", par_ctl_decode, "print a topic's messages as JSON lines"},
     {"spin", par_ctl_spin, "run a recipe locally in Chromium"},
+    {"report", par_ctl_report, "summarise outcomes from the results topic"},
     {"config", config_cmd, "docs|dump: the configuration reference"},
 };
 
@@ -54,7 +57,8 @@ int main(int argc, char **argv)
         bool dump = false;
         int rc = 2;
 
-        if (argc >= 2 && (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
+        if (argc >= 2 &&
+            (!strcmp(argv[1], "--help") || !strcmp(argv[1], "-h"))) {
                 usage(stdout);
                 return 0;
         }
@@ -73,7 +77,8 @@ int main(int argc, char **argv)
                 goto out;
         }
         if (argc < 2) {
-                usage(stderr);
+                fprintf(stderr,
+                        "parallel-ctl: no command given (try --help)\n");
                 goto out;
         }
         for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); i++)
