@@ -1,0 +1,137 @@
+/*
+ * publish.c — the Kafka side: an idempotent producer (acks=all) whose
+ * delivery reports complete items of the completion window.
+ *
+ * Each message carries its window sequence number as the librdkafka
+ * per-message opaque; a successful report marks that part done.
+ *
+ * A failed report (librdkafka's own retries exhausted, e.g.
+ * message.timeout.ms passed while the broker was away) is never skipped:
+ * its part stays outstanding, so the checkpoint cannot pass it, and the
+ * main loop restarts the pipeline from the checkpoint, which re-reads and
+ * re-publishes the failed event and everything after it, in order.
+ * Re-publishing only the failed message would put it behind later messages
+ * of its partition and break per-resource order; the restart costs
+ * duplicates instead, which consumers absorb. A fatal error of the
+ * idempotent producer is handled the same way (with a fresh producer).
+ *
+ * Delivery reports run inside rd_kafka_poll/flush on the main thread.
+ */
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+#include "producer.h"
+
+static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
+{
+        prod_t *p = opaque;
+        uint64_t seq = (uint64_t)(uintptr_t)m->_private;
+
+        if (!m->err) {
+                if (par_seqwin_done(p->win, seq))
+                        par_log(PAR_LOG_WARN, COMP, "delivery.unknown",
+                                "seq=%llu", (unsigned long long)seq);
+                par_counter_inc(p->m_produced);
+                return;
+        }
+        if (p->purging)
+                return; /* our own purge while tearing the pipeline down */
+        par_counter_inc(p->m_delivery_errors);
+        if (!p->restart)
+                par_log(PAR_LOG_WARN, COMP, "delivery.failed",
+                        "topic=%s seq=%llu err=\"%s\" (restarting from the "
+                        "checkpoint)",
+                        rd_kafka_topic_name(m->rkt), (unsigned long long)seq,
+                        rd_kafka_err2str(m->err));
+        p->restart = true;
+}
+
+static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
+{
+        prod_t *p = opaque;
+
+        if (err == RD_KAFKA_RESP_ERR__FATAL) {
+                char why[512];
+                rd_kafka_fatal_error(rk, why, sizeof(why));
+                par_log(PAR_LOG_ERROR, COMP, "kafka.fatal", "err=\"%s\"", why);
+                p->kafka_fatal = true;
+                p->restart = true;
+                return;
+        }
+        par_log(PAR_LOG_WARN, COMP, "kafka.error", "err=%s reason=\"%s\"",
+                rd_kafka_err2name(err), reason);
+}
+
+par_err_t publish_new_producer(prod_t *p, par_error_t *err)
+{
+        rd_kafka_conf_t *conf = NULL;
+        char es[512];
+        par_err_t rc;
+
+        rc = par_kafka_conf_new(&conf, p->cfg, "parallel-producer", err);
+        if (rc)
+                return rc;
+        if (rd_kafka_conf_set(conf, "enable.idempotence", "true", es,
+                              sizeof(es)) != RD_KAFKA_CONF_OK ||
+            rd_kafka_conf_set(conf, "acks", "all", es, sizeof(es)) !=
+                RD_KAFKA_CONF_OK) {
+                rd_kafka_conf_destroy(conf);
+                return par_error_set(err, PAR_ERR_KAFKA, "kafka: %s", es);
+        }
+        rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
+        rd_kafka_conf_set_error_cb(conf, error_cb);
+        rd_kafka_conf_set_opaque(conf, p);
+        p->rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof(es));
+        if (!p->rk) {
+                rd_kafka_conf_destroy(conf);
+                return par_error_set(err, PAR_ERR_KAFKA, "kafka: %s", es);
+        }
+        p->kafka_fatal = false;
+        return PAR_OK;
+}
+
+void publish_destroy_producer(prod_t *p)
+{
+        if (!p->rk)
+                return;
+        /* Reports for purged messages arrive in this poll and are ignored:
+         * the window they belong to is dropped with the pipeline. */
+        p->purging = true;
+        rd_kafka_purge(p->rk,
+                       RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        rd_kafka_poll(p->rk, 0);
+        rd_kafka_destroy(p->rk);
+        p->rk = NULL;
+        p->purging = false;
+}
+
+par_err_t publish(prod_t *p, const char *topic, const char *key, void *payload,
+                  size_t len, rd_kafka_headers_t *hdrs, uint64_t seq,
+                  par_error_t *err)
+{
+        rd_kafka_resp_err_t e;
+
+        for (;;) {
+                e = rd_kafka_producev(
+                    p->rk, RD_KAFKA_V_TOPIC(topic),
+                    RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
+                    RD_KAFKA_V_VALUE(payload, len),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_FREE),
+                    RD_KAFKA_V_HEADERS(hdrs),
+                    RD_KAFKA_V_OPAQUE((void *)(uintptr_t)seq), RD_KAFKA_V_END);
+                if (!e)
+                        return PAR_OK;
+                if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL || p->kafka_fatal)
+                        break;
+                /* librdkafka's queue is full: serve delivery reports. */
+                rd_kafka_poll(p->rk, 20);
+        }
+        /* Not taken by librdkafka: ours to free. The event stays
+         * undelivered in the window; the restart publishes it again. */
+        free(payload);
+        rd_kafka_headers_destroy(hdrs);
+        p->restart = true;
+        return par_error_set(err, PAR_ERR_KAFKA, "producing to %s: %s", topic,
+                             rd_kafka_err2str(e));
+}
