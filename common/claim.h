@@ -1,0 +1,116 @@
+/*
+ * claim.h — claiming, leasing and finishing signals in MongoDB.
+ *
+ * Kafka may deliver a signal more than once (producer duplicates, a
+ * redelivery after a crash or rebalance). The signal document is what makes
+ * that harmless: before a spin a worker claims the document with one atomic
+ * findAndModify
+ *
+ *   match  {_id, $or: [{status: "pending"},
+ *                      {status: "claimed", lease_until < now}]}
+ *   update {$set: {status: "claimed", claimed_by, claimed_at, lease_until},
+ *           $inc: {attempt: 1}}
+ *
+ * so exactly one worker at a time holds a signal, and a signal whose worker
+ * died is claimable again once its lease ends (with attempt + 1). Renewal
+ * and finishing are conditional on `claimed_by` still being the caller, so a
+ * worker that lost its lease can never overwrite someone else's outcome.
+ *
+ * Times are wall-clock milliseconds since the epoch, taken on the node:
+ * lease expiry across nodes assumes clocks agree to well within a lease
+ * (NTP), as any lease does.
+ *
+ * Threads: a par_claim_t holds one mongoc_client_t popped from a
+ * mongoc_client_pool_t (clients are not thread-safe; pools are), so each
+ * worker thread creates its own par_claim_t and uses it only on that thread.
+ */
+#ifndef PAR_CLAIM_H
+#define PAR_CLAIM_H
+
+#include <stdint.h>
+
+#include <bson/bson.h>
+#include <mongoc/mongoc.h>
+
+#include "err.h"
+
+typedef struct par_claim par_claim_t;
+
+typedef enum par_claim_outcome {
+        PAR_CLAIM_OK = 0,   /* claimed by the caller: run it */
+        PAR_CLAIM_EXPIRED,  /* claimed by the caller, but expires_at has
+                               passed: finish it as "expired", don't run it */
+        PAR_CLAIM_TERMINAL, /* already finished (status says how): skip */
+        PAR_CLAIM_LEASED,   /* held by another worker with a live lease */
+        PAR_CLAIM_NOTFOUND, /* no such document */
+} par_claim_outcome_t;
+
+typedef struct par_claim_info {
+        par_claim_outcome_t outcome;
+        int32_t attempt;     /* attempt count on the document after the call */
+        int64_t claimed_at;  /* OK/EXPIRED: when we claimed it */
+        int64_t lease_until; /* OK/EXPIRED: ours; LEASED: the holder's */
+        int64_t expires_at;  /* the document's, 0 when none */
+        char status[16];     /* the document's status after the call */
+        char holder[128];    /* LEASED: the holder's claimed_by */
+} par_claim_info_t;
+
+/* Wall clock, ms since the epoch. */
+int64_t par_claim_now_ms(void);
+
+/* "ok", "expired", "terminal", "leased", "notfound". */
+const char *par_claim_outcome_name(par_claim_outcome_t o);
+
+/*
+ * Pops a client from pool (borrowed; must outlive the claim) for the
+ * calling thread. db and coll name the signals collection; owner (copied)
+ * is the worker's id written to claimed_by, e.g. "node-1/w3".
+ */
+par_err_t par_claim_new(par_claim_t **out, mongoc_client_pool_t *pool,
+                        const char *db, const char *coll, const char *owner,
+                        par_error_t *err);
+/* Returns the client to its pool. Accepts NULL. */
+void par_claim_destroy(par_claim_t *c);
+
+/*
+ * Tries to claim signal id (24 hex characters of an ObjectId, or a string
+ * _id) for lease_ms from now_ms. prev_owner (may be NULL) also allows taking
+ * over a live claim held by that owner: a local retry reclaims from the
+ * worker that ran the failed attempt without the document passing through
+ * "pending" (which a change stream would publish again). Fills *info on
+ * success (PAR_OK) for every outcome; returns PAR_ERR_MONGO when the
+ * database could not be asked.
+ */
+par_err_t par_claim_acquire(par_claim_t *c, const char *id,
+                            const char *prev_owner, int64_t now_ms,
+                            int64_t lease_ms, par_claim_info_t *info,
+                            par_error_t *err);
+
+/*
+ * Extends a lease held by owner (NULL = this claim's owner) to now_ms +
+ * lease_ms. PAR_ERR_NOTFOUND when owner no longer holds it.
+ */
+par_err_t par_claim_renew(par_claim_t *c, const char *id, const char *owner,
+                          int64_t now_ms, int64_t lease_ms, par_error_t *err);
+
+/*
+ * Records the outcome of a held claim: status ("done", "failed", "dead",
+ * "expired"), result (borrowed, may be NULL) stored as `result`, error
+ * (may be NULL) stored as `error` (null when NULL), finished_at = now_ms;
+ * the lease is removed. PAR_ERR_NOTFOUND when this claim's owner no longer
+ * holds the signal (its lease expired and someone else took it).
+ */
+par_err_t par_claim_finish(par_claim_t *c, const char *id, const char *status,
+                           const bson_t *result, const char *error,
+                           int64_t now_ms, par_error_t *err);
+
+/*
+ * Gives a held claim back (status "pending", lease removed, attempt kept)
+ * so the signal can be claimed again, e.g. for a retry after a transient
+ * failure; error (may be NULL) is stored as `error`. PAR_ERR_NOTFOUND when
+ * not held by this claim's owner.
+ */
+par_err_t par_claim_release(par_claim_t *c, const char *id, const char *error,
+                            par_error_t *err);
+
+#endif
