@@ -5,7 +5,9 @@
  * (terminal, leased, missing). The read can race with the holder finishing
  * or a lease lapsing; a document found pending or with a lapsed lease is
  * simply claimed again (bounded retries), so the outcome always reflects a
- * state the document really had.
+ * state the document really had. Resource locks work the same way: a
+ * failed upsert (duplicate key) is followed by one read of the holder, and
+ * a lock found free by that read is tried again.
  */
 #include "claim.h"
 
@@ -17,6 +19,7 @@ struct par_claim {
         mongoc_client_pool_t *pool;
         mongoc_client_t *client;
         mongoc_collection_t *coll;
+        mongoc_collection_t *locks; /* <coll>_resources */
         char *owner;
 };
 
@@ -46,6 +49,9 @@ par_err_t par_claim_new(par_claim_t **out, mongoc_client_pool_t *pool,
         c->pool = pool;
         c->client = mongoc_client_pool_pop(pool);
         c->coll = mongoc_client_get_collection(c->client, db, coll);
+        char lname[256];
+        snprintf(lname, sizeof(lname), "%s_resources", coll);
+        c->locks = mongoc_client_get_collection(c->client, db, lname);
         *out = c;
         return PAR_OK;
 }
@@ -55,6 +61,7 @@ void par_claim_destroy(par_claim_t *c)
         if (!c)
                 return;
         mongoc_collection_destroy(c->coll);
+        mongoc_collection_destroy(c->locks);
         if (c->client)
                 mongoc_client_pool_push(c->pool, c->client);
         free(c->owner);
@@ -103,12 +110,15 @@ static int32_t doc_int(const bson_t *doc, const char *key)
 }
 
 /*
- * One findAndModify returning the new document. *found tells whether the
- * query matched; on a match and when doc is non-NULL, *doc receives a copy
- * of the updated document (caller destroys).
+ * One findAndModify on coll returning the new document (with upsert when
+ * asked). *found tells whether a document was matched or inserted; on that
+ * and when doc is non-NULL, *doc receives a copy of the new document
+ * (caller destroys). A duplicate-key failure (a racing upsert) sets *dup
+ * when dup is non-NULL and is not an error then.
  */
-static par_err_t fam(par_claim_t *c, const bson_t *query, const bson_t *update,
-                     bool *found, bson_t **doc, par_error_t *err)
+static par_err_t fam_in(mongoc_collection_t *coll, const bson_t *query,
+                        const bson_t *update, bool upsert, bool *found,
+                        bson_t **doc, bool *dup, par_error_t *err)
 {
         mongoc_find_and_modify_opts_t *opts = mongoc_find_and_modify_opts_new();
         bson_t reply;
@@ -118,14 +128,23 @@ static par_err_t fam(par_claim_t *c, const bson_t *query, const bson_t *update,
 
         mongoc_find_and_modify_opts_set_update(opts, update);
         mongoc_find_and_modify_opts_set_flags(
-            opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW);
-        if (!mongoc_collection_find_and_modify_with_opts(c->coll, query, opts,
+            opts, MONGOC_FIND_AND_MODIFY_RETURN_NEW |
+                      (upsert ? MONGOC_FIND_AND_MODIFY_UPSERT : 0));
+        *found = false;
+        if (dup)
+                *dup = false;
+        if (!mongoc_collection_find_and_modify_with_opts(coll, query, opts,
                                                          &reply, &be)) {
+                if (dup && (be.code == 11000 ||
+                            (bson_iter_init_find(&it, &reply, "code") &&
+                             bson_iter_as_int64(&it) == 11000))) {
+                        *dup = true;
+                        goto out;
+                }
                 rc = par_error_set(err, PAR_ERR_MONGO, "findAndModify: %s",
                                    be.message);
                 goto out;
         }
-        *found = false;
         if (bson_iter_init_find(&it, &reply, "value") &&
             BSON_ITER_HOLDS_DOCUMENT(&it)) {
                 *found = true;
@@ -142,18 +161,22 @@ out:
         return rc;
 }
 
-static par_err_t find_one(par_claim_t *c, const char *id, bson_t **doc,
-                          par_error_t *err)
+static par_err_t fam(par_claim_t *c, const bson_t *query, const bson_t *update,
+                     bool *found, bson_t **doc, par_error_t *err)
 {
-        bson_t q = BSON_INITIALIZER;
+        return fam_in(c->coll, query, update, false, found, doc, NULL, err);
+}
+
+static par_err_t find_one_in(mongoc_collection_t *coll, const bson_t *q,
+                             bson_t **doc, par_error_t *err)
+{
         bson_t *opts = BCON_NEW("limit", BCON_INT64(1));
         const bson_t *d;
         bson_error_t be;
         par_err_t rc = PAR_OK;
 
-        append_id(&q, id);
         mongoc_cursor_t *cur =
-            mongoc_collection_find_with_opts(c->coll, &q, opts, NULL);
+            mongoc_collection_find_with_opts(coll, q, opts, NULL);
         *doc = NULL;
         if (mongoc_cursor_next(cur, &d))
                 *doc = bson_copy(d);
@@ -161,6 +184,15 @@ static par_err_t find_one(par_claim_t *c, const char *id, bson_t **doc,
                 rc = par_error_set(err, PAR_ERR_MONGO, "find: %s", be.message);
         mongoc_cursor_destroy(cur);
         bson_destroy(opts);
+        return rc;
+}
+
+static par_err_t find_one(par_claim_t *c, const char *id, bson_t **doc,
+                          par_error_t *err)
+{
+        bson_t q = BSON_INITIALIZER;
+        append_id(&q, id);
+        par_err_t rc = find_one_in(c->coll, &q, doc, err);
         bson_destroy(&q);
         return rc;
 }
@@ -325,5 +357,133 @@ par_err_t par_claim_release(par_claim_t *c, const char *id, const char *error,
         bson_append_document_end(&upd, &unset);
         rc = owned_update(c, id, NULL, &upd, "release", err);
         bson_destroy(&upd);
+        return rc;
+}
+
+par_err_t par_claim_transfer(par_claim_t *c, const char *id,
+                             const char *prev_owner, int64_t now_ms,
+                             int64_t lease_ms, par_error_t *err)
+{
+        bson_t *upd =
+            BCON_NEW("$set", "{", "claimed_by", BCON_UTF8(c->owner),
+                     "claimed_at", BCON_DATE_TIME(now_ms), "lease_until",
+                     BCON_DATE_TIME(now_ms + lease_ms), "}");
+        par_err_t rc = owned_update(c, id, prev_owner, upd, "transfer", err);
+        bson_destroy(upd);
+        return rc;
+}
+
+par_err_t par_claim_lock(par_claim_t *c, const char *resource, const char *id,
+                         const char *prev_owner, int64_t now_ms,
+                         int64_t lease_ms, par_claim_info_t *info,
+                         par_error_t *err)
+{
+        par_err_t rc = PAR_OK;
+        bson_t *doc = NULL;
+
+        memset(info, 0, sizeof(*info));
+        for (int tries = 0; tries < 3; tries++) {
+                bson_t q = BSON_INITIALIZER, orr, a, lt;
+                bool found = false, dup = false;
+
+                BSON_APPEND_UTF8(&q, "_id", resource);
+                BSON_APPEND_ARRAY_BEGIN(&q, "$or", &orr);
+                BSON_APPEND_DOCUMENT_BEGIN(&orr, "0", &a);
+                BSON_APPEND_UTF8(&a, "holder", c->owner);
+                bson_append_document_end(&orr, &a);
+                BSON_APPEND_DOCUMENT_BEGIN(&orr, "1", &a);
+                BSON_APPEND_DOCUMENT_BEGIN(&a, "lease_until", &lt);
+                BSON_APPEND_DATE_TIME(&lt, "$lt", now_ms);
+                bson_append_document_end(&a, &lt);
+                bson_append_document_end(&orr, &a);
+                if (prev_owner) {
+                        BSON_APPEND_DOCUMENT_BEGIN(&orr, "2", &a);
+                        BSON_APPEND_UTF8(&a, "holder", prev_owner);
+                        bson_append_document_end(&orr, &a);
+                }
+                bson_append_array_end(&q, &orr);
+                bson_t *upd =
+                    BCON_NEW("$set", "{", "holder", BCON_UTF8(c->owner),
+                             "signal", BCON_UTF8(id), "lease_until",
+                             BCON_DATE_TIME(now_ms + lease_ms), "}");
+                rc = fam_in(c->locks, &q, upd, true, &found, NULL, &dup, err);
+                bson_destroy(upd);
+                bson_destroy(&q);
+                if (rc)
+                        goto out;
+                if (found && !dup) {
+                        info->outcome = PAR_CLAIM_OK;
+                        info->claimed_at = now_ms;
+                        info->lease_until = now_ms + lease_ms;
+                        goto out;
+                }
+                /* Held (or a racing upsert won): who holds it, until when? */
+                bson_t r = BSON_INITIALIZER;
+                BSON_APPEND_UTF8(&r, "_id", resource);
+                rc = find_one_in(c->locks, &r, &doc, err);
+                bson_destroy(&r);
+                if (rc)
+                        goto out;
+                info->outcome = PAR_CLAIM_LEASED;
+                if (!doc)
+                        continue; /* released meanwhile: try again */
+                info->lease_until = doc_date(doc, "lease_until");
+                doc_str(doc, "holder", info->holder, sizeof(info->holder));
+                bson_destroy(doc);
+                doc = NULL;
+                if (info->lease_until >= now_ms &&
+                    strcmp(info->holder, c->owner) != 0 &&
+                    (!prev_owner || strcmp(info->holder, prev_owner) != 0))
+                        goto out;
+        }
+        /* Still racing after retries: someone else keeps winning it. */
+        info->outcome = PAR_CLAIM_LEASED;
+out:
+        bson_destroy(doc);
+        return rc;
+}
+
+par_err_t par_claim_lock_renew(par_claim_t *c, const char *resource,
+                               const char *id, const char *owner,
+                               int64_t now_ms, int64_t lease_ms,
+                               par_error_t *err)
+{
+        bson_t *q = BCON_NEW("_id", BCON_UTF8(resource), "holder",
+                             BCON_UTF8(owner ? owner : c->owner), "signal",
+                             BCON_UTF8(id));
+        bson_t *upd = BCON_NEW("$set", "{", "lease_until",
+                               BCON_DATE_TIME(now_ms + lease_ms), "}");
+        bool found = false;
+        par_err_t rc = fam_in(c->locks, q, upd, false, &found, NULL, NULL, err);
+        if (!rc && !found)
+                rc = par_error_set(err, PAR_ERR_NOTFOUND,
+                                   "resource %s: renew: not held by %s",
+                                   resource, owner ? owner : c->owner);
+        bson_destroy(upd);
+        bson_destroy(q);
+        return rc;
+}
+
+par_err_t par_claim_unlock(par_claim_t *c, const char *resource, const char *id,
+                           const char *owner, par_error_t *err)
+{
+        bson_t *q = BCON_NEW("_id", BCON_UTF8(resource), "holder",
+                             BCON_UTF8(owner ? owner : c->owner), "signal",
+                             BCON_UTF8(id));
+        bson_t reply;
+        bson_error_t be;
+        bson_iter_t it;
+        par_err_t rc = PAR_OK;
+
+        if (!mongoc_collection_delete_one(c->locks, q, NULL, &reply, &be))
+                rc =
+                    par_error_set(err, PAR_ERR_MONGO, "delete: %s", be.message);
+        else if (!bson_iter_init_find(&it, &reply, "deletedCount") ||
+                 bson_iter_as_int64(&it) != 1)
+                rc = par_error_set(err, PAR_ERR_NOTFOUND,
+                                   "resource %s: unlock: not held by %s",
+                                   resource, owner ? owner : c->owner);
+        bson_destroy(&reply);
+        bson_destroy(q);
         return rc;
 }

@@ -16,6 +16,28 @@
  * and finishing are conditional on `claimed_by` still being the caller, so a
  * worker that lost its lease can never overwrite someone else's outcome.
  *
+ * Resource locks. The scheduler keeps a resource exclusive within one node
+ * and Kafka keys keep one priority's signals of a resource in one partition,
+ * but signals of one resource at different priorities travel in different
+ * topics and may run on different nodes. A resource lock makes the
+ * exclusivity cluster-wide: a document per busy resource in
+ * `<coll>_resources`,
+ *
+ *   {_id: resource, holder: worker id, signal: signal id, lease_until}
+ *
+ * taken with one findAndModify with upsert
+ *
+ *   match  {_id: resource, $or: [{holder: me}, {holder: prev_owner},
+ *                                {lease_until < now}]}
+ *   update {$set: {holder: me, signal, lease_until}}
+ *
+ * When another holder has a live lease the match fails and the upsert's
+ * insert collides with the existing _id (duplicate key): the lock is held.
+ * Two racing upserts on a free resource end the same way for the loser.
+ * The lock is renewed with the signal's lease and deleted by its holder
+ * once the outcome is recorded; a crashed holder's lock lapses with its
+ * lease. Signals whose resource is their own id need no lock.
+ *
  * Times are wall-clock milliseconds since the epoch, taken on the node:
  * lease expiry across nodes assumes clocks agree to well within a lease
  * (NTP), as any lease does.
@@ -63,7 +85,8 @@ const char *par_claim_outcome_name(par_claim_outcome_t o);
 
 /*
  * Pops a client from pool (borrowed; must outlive the claim) for the
- * calling thread. db and coll name the signals collection; owner (copied)
+ * calling thread. db and coll name the signals collection (resource locks
+ * live in `<coll>_resources` of the same database); owner (copied)
  * is the worker's id written to claimed_by, e.g. "node-1/w3".
  */
 par_err_t par_claim_new(par_claim_t **out, mongoc_client_pool_t *pool,
@@ -112,5 +135,42 @@ par_err_t par_claim_finish(par_claim_t *c, const char *id, const char *status,
  */
 par_err_t par_claim_release(par_claim_t *c, const char *id, const char *error,
                             par_error_t *err);
+
+/*
+ * Moves a live claim held by prev_owner to this claim's owner and renews its
+ * lease, without counting an attempt: for a delivery that kept its claim
+ * while it waited (for a resource lock), which is not a failed attempt.
+ * PAR_ERR_NOTFOUND when prev_owner no longer holds it.
+ */
+par_err_t par_claim_transfer(par_claim_t *c, const char *id,
+                             const char *prev_owner, int64_t now_ms,
+                             int64_t lease_ms, par_error_t *err);
+
+/*
+ * Tries to lock resource for signal id (both borrowed) for lease_ms from
+ * now_ms, in `<coll>_resources`. Succeeds when the resource is free, its
+ * lease lapsed, or it is held by this claim's owner or by prev_owner (may be
+ * NULL: a local retry takes the lock over from the worker that ran the
+ * failed attempt). Fills *info on PAR_OK: outcome PAR_CLAIM_OK (locked:
+ * lease_until is ours) or PAR_CLAIM_LEASED (holder and lease_until are the
+ * holder's; lease_until 0 when it could not be read). PAR_ERR_MONGO when
+ * the database could not be asked.
+ */
+par_err_t par_claim_lock(par_claim_t *c, const char *resource, const char *id,
+                         const char *prev_owner, int64_t now_ms,
+                         int64_t lease_ms, par_claim_info_t *info,
+                         par_error_t *err);
+
+/* Extends the lock of resource held by owner (NULL = this claim's owner)
+ * for signal id. PAR_ERR_NOTFOUND when they no longer hold it. */
+par_err_t par_claim_lock_renew(par_claim_t *c, const char *resource,
+                               const char *id, const char *owner,
+                               int64_t now_ms, int64_t lease_ms,
+                               par_error_t *err);
+
+/* Deletes the lock of resource if owner (NULL = this claim's owner) holds it
+ * for signal id. PAR_ERR_NOTFOUND when they don't (nothing changed). */
+par_err_t par_claim_unlock(par_claim_t *c, const char *resource, const char *id,
+                           const char *owner, par_error_t *err);
 
 #endif

@@ -39,9 +39,9 @@ typedef struct prop {
         const char *doc;
 } prop_t;
 
-#define P PAR_SCOPE_PRODUCER
-#define C PAR_SCOPE_CONSUMER
-#define X PAR_SCOPE_CTL
+#define P   PAR_SCOPE_PRODUCER
+#define C   PAR_SCOPE_CONSUMER
+#define X   PAR_SCOPE_CTL
 #define ALL PAR_SCOPE_ALL
 #define DAY (86400000LL)
 
@@ -67,9 +67,6 @@ static const prop_t props[] = {
     {"priority.levels", T_INT, "4", 1, 16, NULL, 0, ALL,
      "Number of priority levels; priority N goes to <prefix>.signals.pN and "
      "the highest number is the most urgent."},
-    {"schema.registry.url", T_STR, "", 0, 0, NULL, 0, ALL,
-     "Confluent schema registry URL. Empty: values use Avro single-object "
-     "encoding."},
 
     /* topics */
     {"topics.partitions", T_INT, "6", 1, 10000, NULL, 0, X,
@@ -98,8 +95,8 @@ static const prop_t props[] = {
     {"producer.lease.ttl", T_MS, "10s", 1000, 600000, NULL, 0, P,
      "HA lease length: a standby takes over this long after the active "
      "producer stops renewing (renewed every ttl/3)."},
-    {"producer.state.collection", T_STR, "parallel_state", 0, 0, NULL, 0,
-     P | X, "Collection (in mongo.database) holding the producer's lease and "
+    {"producer.state.collection", T_STR, "parallel_state", 0, 0, NULL, 0, P | X,
+     "Collection (in mongo.database) holding the producer's lease and "
      "resume-token checkpoint."},
     {"producer.checkpoint.interval", T_MS, "1s", 0, 60000, NULL, 0, P,
      "Longest time between checkpoint writes while events are delivered (0: "
@@ -152,6 +149,12 @@ static const prop_t props[] = {
     {"claim.lease", T_MS, "30s", 1000, 3600000, NULL, 0, C,
      "Lease of a claim; renewed every lease/3 while the spin runs or waits "
      "for a retry. A crashed worker's signal is claimable after this."},
+    {"claim.resource_lock", T_BOOL, "true", 0, 0, NULL, 0, C,
+     "Lock a signal's resource in MongoDB (collection "
+     "`<mongo.collection>_resources`) "
+     "from claim to outcome, so signals of one resource never run at once "
+     "anywhere in the cluster, whatever their priority. Signals without a "
+     "resource of their own take no lock. Off: exclusive per node only."},
     {"max.attempts", T_INT, "3", 1, 100, NULL, 0, C,
      "Attempts (the first included) before a transiently failing signal "
      "becomes dead and goes to the DLQ."},
@@ -302,8 +305,8 @@ static int parse_ms(const char *s, int64_t *out)
         static const struct {
                 const char *suffix;
                 int64_t mult;
-        } units[] = {{"ms", 1},         {"s", 1000}, {"m", 60000},
-                     {"h", 3600000},    {"d", DAY},  {"", 1}};
+        } units[] = {{"ms", 1},      {"s", 1000}, {"m", 60000},
+                     {"h", 3600000}, {"d", DAY},  {"", 1}};
         char *end;
         long long v;
 
@@ -389,11 +392,10 @@ static par_err_t validate(const prop_t *p, const char *v, int64_t *num,
                 break;
         }
         if (*num < p->min || *num > p->max)
-                return par_error_set(err, PAR_ERR_INVALID,
-                                     "%s: %s out of range %lld..%lld%s",
-                                     p->name, v, (long long)p->min,
-                                     (long long)p->max,
-                                     p->type == T_MS ? " ms" : "");
+                return par_error_set(
+                    err, PAR_ERR_INVALID, "%s: %s out of range %lld..%lld%s",
+                    p->name, v, (long long)p->min, (long long)p->max,
+                    p->type == T_MS ? " ms" : "");
         return PAR_OK;
 }
 
@@ -660,8 +662,7 @@ par_err_t par_config_parse_args(par_config_t *cfg, int *argc, char **argv,
                                 continue;
                         }
                         eq = strchr(kv, '=');
-                        if (!eq || eq == kv ||
-                            (size_t)(eq - kv) >= sizeof(key))
+                        if (!eq || eq == kv || (size_t)(eq - kv) >= sizeof(key))
                                 return par_error_set(err, PAR_ERR_INVALID,
                                                      "-X %s: expected "
                                                      "key=value",
@@ -676,7 +677,8 @@ par_err_t par_config_parse_args(par_config_t *cfg, int *argc, char **argv,
         }
         argv[w] = NULL;
         *argc = w;
-        par_log_set_level(par_log_level_parse(par_config_str(cfg, "log.level")));
+        par_log_set_level(
+            par_log_level_parse(par_config_str(cfg, "log.level")));
         return PAR_OK;
 }
 
@@ -755,7 +757,7 @@ void par_config_dump(const par_config_t *cfg, FILE *out)
         for (size_t i = 0; i < cfg->nkafka; i++)
                 fprintf(out, "kafka.%s=%s\n", cfg->kafka[i].key,
                         secret_name(cfg->kafka[i].key) ? "***"
-                                                        : cfg->kafka[i].value);
+                                                       : cfg->kafka[i].value);
 }
 
 static const char *type_name(const prop_t *p)
@@ -784,8 +786,7 @@ void par_config_help(FILE *out, unsigned scope)
                         continue;
                 fprintf(out, "  %-28s %s (default: %s)\n      %s\n",
                         props[i].name, type_name(&props[i]),
-                        props[i].def[0] ? props[i].def : "empty",
-                        props[i].doc);
+                        props[i].def[0] ? props[i].def : "empty", props[i].doc);
         }
         fputs("  kafka.*                      passed to librdkafka with the "
               "prefix removed\n",

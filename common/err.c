@@ -45,8 +45,8 @@ par_err_t par_error_prefix(par_error_t *err, const char *fmt, ...)
 const char *par_err_name(par_err_t code)
 {
         static const char *names[] = {
-            "ok",    "invalid", "nomem",        "io",        "timeout",
-            "notfound", "kafka", "mongo",       "cdp",       "disconnected",
+            "ok",        "invalid",   "nomem",     "io",  "timeout",
+            "notfound",  "kafka",     "mongo",     "cdp", "disconnected",
             "transient", "permanent", "cancelled",
         };
         if ((unsigned)code < sizeof(names) / sizeof(names[0]))

@@ -13,7 +13,10 @@ static FILE *sink;
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static const char *names[] = {"debug", "info", "warn", "error", "off"};
 
-void par_log_set_level(par_log_level_t level) { min_level = level; }
+void par_log_set_level(par_log_level_t level)
+{
+        min_level = level;
+}
 
 int par_log_level_parse(const char *s)
 {
@@ -30,7 +33,10 @@ void par_log_set_file(FILE *f)
         pthread_mutex_unlock(&lock);
 }
 
-int par_log_enabled(par_log_level_t level) { return (int)level >= min_level; }
+int par_log_enabled(par_log_level_t level)
+{
+        return (int)level >= min_level;
+}
 
 void par_log(par_log_level_t level, const char *comp, const char *event,
              const char *fmt, ...)
@@ -48,8 +54,8 @@ void par_log(par_log_level_t level, const char *comp, const char *event,
         gmtime_r(&tv.tv_sec, &tm);
         n = strftime(line, sizeof(line), "ts=%Y-%m-%dT%H:%M:%S", &tm);
         w = snprintf(line + n, sizeof(line) - n,
-                     ".%03dZ level=%s comp=%s event=%s", (int)(tv.tv_usec / 1000),
-                     names[level], comp, event);
+                     ".%03dZ level=%s comp=%s event=%s",
+                     (int)(tv.tv_usec / 1000), names[level], comp, event);
         n += w > 0 ? (size_t)w : 0;
         if (fmt && *fmt && n < sizeof(line) - 2) {
                 line[n++] = ' ';

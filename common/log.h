@@ -3,7 +3,8 @@
  *
  *   par_log(PAR_LOG_INFO, "producer", "started", "lease=%s port=%d", id, p);
  * prints
- *   ts=2026-11-27T00:00:00.123Z level=info comp=producer event=started lease=… port=…
+ *   ts=2026-11-27T00:00:00.123Z level=info comp=producer event=started lease=…
+ * port=…
  *
  * Thread-safe: each line is written with one fwrite under a lock. Library code
  * may log (it never prints otherwise); main() picks the level and the sink.

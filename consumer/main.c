@@ -28,7 +28,7 @@ static void on_signal(int sig)
 static void usage(FILE *f)
 {
         fprintf(f, "usage: parallel-consumer [-c FILE] [-X key=value]... "
-                   "[-X dump] [--help]\n\nKeys:\n");
+                   "[-X dump] [--help] [--version]\n\nKeys:\n");
         par_config_help(f, PAR_SCOPE_CONSUMER);
 }
 
@@ -49,6 +49,11 @@ int main(int argc, char **argv)
         for (int i = 1; i < argc; i++) {
                 if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
                         usage(stdout);
+                        par_config_destroy(cfg);
+                        return 0;
+                }
+                if (!strcmp(argv[i], "--version")) {
+                        printf("parallel-consumer %s\n", PARALLEL_VERSION);
                         par_config_destroy(cfg);
                         return 0;
                 }

@@ -129,13 +129,16 @@ static void *kpoll_main(void *arg)
 
 /* ------------------------------------------------------------ held claims */
 
-void node_hold(node_t *n, const char *id, const char *owner)
+void node_hold(node_t *n, const char *id, const char *owner,
+               const char *resource)
 {
         held_t *h = calloc(1, sizeof(*h));
         if (!h)
                 return; /* not renewed: the lease may lapse, never wrong */
         snprintf(h->id, sizeof(h->id), "%s", id);
         snprintf(h->owner, sizeof(h->owner), "%s", owner);
+        snprintf(h->resource, sizeof(h->resource), "%s",
+                 resource ? resource : "");
         pthread_mutex_lock(&n->hlock);
         h->next = n->held;
         n->held = h;
@@ -171,6 +174,26 @@ void node_release_later(node_t *n, const char *id, const char *owner)
         unhold(n, id, owner, true);
 }
 
+/* Renews a held claim and its resource lock; true when either is lost. A
+ * lock whose claim is gone is dropped rather than renewed: whoever holds the
+ * signal now needs the resource (if our worker just finished, it drops the
+ * lock itself a moment later anyway). */
+static bool renew(node_t *n, par_claim_t *c, const held_t *h)
+{
+        par_error_t e;
+        bool lost = par_claim_renew(c, h->id, h->owner, wall_ms(), n->lease_ms,
+                                    &e) == PAR_ERR_NOTFOUND;
+        if (!h->resource[0])
+                return lost;
+        if (lost)
+                par_claim_unlock(c, h->resource, h->id, h->owner, &e);
+        else if (par_claim_lock_renew(c, h->resource, h->id, h->owner,
+                                      wall_ms(), n->lease_ms,
+                                      &e) == PAR_ERR_NOTFOUND)
+                lost = true;
+        return lost;
+}
+
 /* Renews every held lease and gives back the ones marked for release.
  * Works on a copy of the list so MongoDB calls run without the lock. */
 static void held_pass(node_t *n, par_claim_t *c, bool release_all)
@@ -196,13 +219,15 @@ static void held_pass(node_t *n, par_claim_t *c, bool release_all)
                                 &rc, n->mpool,
                                 par_config_str(n->cfg, "mongo.database"),
                                 par_config_str(n->cfg, "mongo.collection"),
-                                h->owner, &e))
+                                h->owner, &e)) {
                                 par_claim_release(rc, h->id, NULL, &e);
+                                if (h->resource[0])
+                                        par_claim_unlock(rc, h->resource, h->id,
+                                                         NULL, &e);
+                        }
                         par_claim_destroy(rc);
                         node_unhold(n, h->id, h->owner);
-                } else if (par_claim_renew(c, h->id, h->owner, wall_ms(),
-                                           n->lease_ms,
-                                           &e) == PAR_ERR_NOTFOUND) {
+                } else if (renew(n, c, h)) {
                         /* Usually the worker just finished it (and unheld
                          * it after our copy): only a claim still held is a
                          * lost lease. */
@@ -215,7 +240,8 @@ static void held_pass(node_t *n, par_claim_t *c, bool release_all)
                         pthread_mutex_unlock(&n->hlock);
                         if (still)
                                 par_log(PAR_LOG_WARN, "consumer", "lease_lost",
-                                        "signal=%s owner=%s", h->id, h->owner);
+                                        "signal=%s owner=%s resource=%s", h->id,
+                                        h->owner, h->resource);
                 }
                 free(h);
         }
@@ -960,6 +986,8 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
                              sizeof(n->t_workers));
 
         n->claims = par_config_bool(cfg, "claim.enabled");
+        n->resource_lock =
+            n->claims && par_config_bool(cfg, "claim.resource_lock");
         n->lease_ms = par_config_int(cfg, "claim.lease");
         n->backoff_ms = par_config_int(cfg, "retry.backoff");
         n->backoff_max_ms = par_config_int(cfg, "retry.backoff_max");
@@ -1007,8 +1035,7 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
                 goto fail;
         par_spin_opts_from_config(&n->spin_opts, cfg);
         par_chrome_opts_t co;
-        if ((rc = par_chrome_opts_from_config(&co, cfg, err)) ||
-            (rc = par_chrome_new(&n->chrome, &co, n->workers_max, err)))
+        if ((rc = par_chrome_opts_from_config(&co, cfg, err)))
                 goto fail;
 
         if ((rc = par_metrics_new(&n->metrics, err)))
@@ -1068,7 +1095,11 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
                     (rc = par_http_route(n->http, "/", h_dashboard, n, err)))
                         goto fail;
         }
-        if ((rc = make_clients(n, err)))
+        /* Chrome last: everything a user can misconfigure locally (Kafka
+         * keys, the HTTP address) is reported before any browser starts or
+         * remote endpoint is contacted. */
+        if ((rc = make_clients(n, err)) ||
+            (rc = par_chrome_new(&n->chrome, &co, n->workers_max, err)))
                 goto fail;
         if (n->http && (rc = par_http_start(n->http, err)))
                 goto fail;

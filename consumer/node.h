@@ -61,11 +61,14 @@ typedef struct job {
         const char *id, *recipe, *resource, *traceparent; /* in signal */
         int priority;
         int64_t created_at, expires_at;
-        int32_t msg_attempt;  /* Signal.attempt */
-        char prev_owner[160]; /* local retry: the worker that ran before */
-        int attempts_here;    /* failed attempts run by this node */
-        int deferrals;        /* times put back because leased elsewhere */
-        bool holds_claim;     /* claim held while deferred (renewed) */
+        int32_t msg_attempt;   /* Signal.attempt */
+        char prev_owner[160];  /* local retry: the worker that ran before */
+        int attempts_here;     /* failed attempts run by this node */
+        int deferrals;         /* times put back because leased elsewhere */
+        bool holds_claim;      /* claim held while deferred (renewed) */
+        bool lock_wait;        /* deferred for its resource lock: the claim
+                                  kept meanwhile is not a failed attempt */
+        int32_t claim_attempt; /* the document's attempt when lock_wait */
 } job_t;
 
 /* Frees a job; a job dropped while holding a claim for its retry (revoke,
@@ -101,11 +104,13 @@ typedef struct worker {
         long long published_since;
 } worker_t;
 
-/* A claim the node holds, for the lease renewer. */
+/* A claim the node holds, for the lease renewer, with the resource lock
+ * taken for it (resource[0] == 0: none). */
 typedef struct held {
         struct held *next;
         char id[32];
         char owner[160];
+        char resource[260];
         bool release; /* give it back instead of renewing */
 } held_t;
 
@@ -132,6 +137,7 @@ struct node {
 
         /* settings */
         bool claims;
+        bool resource_lock; /* claim.resource_lock (and claims) */
         int64_t lease_ms, backoff_ms, backoff_max_ms, grace_ms;
         int max_attempts, workers_min, workers_max;
         int64_t idle_timeout_ms, memory_limit_mb;
@@ -196,9 +202,13 @@ par_err_t node_produce(node_t *n, const char *topic, const char *key,
                        void *value, size_t len, const char *traceparent,
                        bool wait, par_error_t *err);
 
-void node_hold(node_t *n, const char *id, const char *owner);
+/* Adds a claim to the renewer's list; resource (may be NULL) is a resource
+ * lock held by the same owner, renewed and released with it. */
+void node_hold(node_t *n, const char *id, const char *owner,
+               const char *resource);
 void node_unhold(node_t *n, const char *id, const char *owner);
-/* Marks a held claim for release by the renewer (job dropped). */
+/* Marks a held claim (and its resource lock) for release by the renewer
+ * (job dropped). */
 void node_release_later(node_t *n, const char *id, const char *owner);
 
 /* pool.c */

@@ -26,6 +26,15 @@
  * holder finishes, the next claim sees a terminal document and skips; if
  * the holder died, the claim takes it over. Its offset stays uncommitted
  * meanwhile, so nothing is lost whichever node ends up running it.
+ *
+ * A signal with a resource of its own (not its id) also takes the
+ * resource's lock (claim.h) between the claim and the spin, so signals of
+ * one resource never run at once anywhere, even at different priorities
+ * (different topics, possibly different nodes). A lock held elsewhere is
+ * waited for like a lease held elsewhere, keeping the claim (renewed): the
+ * next try moves the claim to whichever worker runs it without counting an
+ * attempt. The lock goes with the claim through retries and is deleted
+ * after the document update.
  */
 #include <stdlib.h>
 #include <string.h>
@@ -274,6 +283,56 @@ static void defer(node_t *n, par_sched_job_t *sj, int64_t delay_ms)
         par_sched_defer(n->sched, sj, par_sched_now_ms() + delay_ms);
 }
 
+/* How long a delivery waits for a lease (signal or resource) held until
+ * lease_until elsewhere: 100 ms, doubling per wait up to 5 s, never later
+ * than just after the lease ends. */
+static int64_t lease_wait_ms(node_t *n, job_t *j, int64_t lease_until)
+{
+        int64_t left = lease_until - wall_ms() + 50;
+        int64_t step = 100;
+        for (int k = 0; k < j->deferrals && step < 5000; k++)
+                step *= 2;
+        if (step > 5000)
+                step = 5000;
+        if (left > step)
+                left = step;
+        if (left < 50)
+                left = 50;
+        j->deferrals++;
+        par_counter_inc(n->c_deferred);
+        return left;
+}
+
+/*
+ * The claim step. A delivery that waited for its resource lock still holds
+ * its claim (as prev_owner): it is moved to this worker as it is, attempt
+ * unchanged; if it was lost meanwhile, a normal claim decides.
+ */
+static par_err_t take_claim(node_t *n, par_claim_t *claim, job_t *j,
+                            const char *prev, par_claim_info_t *ci,
+                            par_error_t *e)
+{
+        if (prev && j->lock_wait) {
+                int64_t now = wall_ms();
+                par_err_t rc =
+                    par_claim_transfer(claim, j->id, prev, now, n->lease_ms, e);
+                if (rc != PAR_ERR_NOTFOUND) {
+                        memset(ci, 0, sizeof(*ci));
+                        ci->outcome = j->expires_at && j->expires_at <= now
+                                          ? PAR_CLAIM_EXPIRED
+                                          : PAR_CLAIM_OK;
+                        ci->attempt = j->claim_attempt;
+                        ci->claimed_at = now;
+                        ci->lease_until = now + n->lease_ms;
+                        ci->expires_at = j->expires_at;
+                        return rc;
+                }
+                prev = NULL;
+        }
+        return par_claim_acquire(claim, j->id, prev, wall_ms(), n->lease_ms, ci,
+                                 e);
+}
+
 static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
 {
         node_t *n = w->node;
@@ -282,7 +341,7 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
         par_spin_result_t sr;
         par_claim_info_t ci;
         par_error_t e;
-        bool have_sr = false;
+        bool have_sr = false, locked = false;
 
         memset(&sr, 0, sizeof(sr));
         pthread_mutex_lock(&n->wlock);
@@ -294,9 +353,10 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
 
         /* 1. claim */
         if (claim) {
-                const char *prev = j->prev_owner[0] ? j->prev_owner : NULL;
-                if (par_claim_acquire(claim, j->id, prev, wall_ms(),
-                                      n->lease_ms, &ci, &e)) {
+                char prevbuf[sizeof(j->prev_owner)];
+                snprintf(prevbuf, sizeof(prevbuf), "%s", j->prev_owner);
+                const char *prev = prevbuf[0] ? prevbuf : NULL;
+                if (take_claim(n, claim, j, prev, &ci, &e)) {
                         par_counter_inc(n->c_claim_errors);
                         par_log(PAR_LOG_WARN, "consumer", "claim_error",
                                 "signal=%s error=\"%s\"", j->id, e.msg);
@@ -305,21 +365,8 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                 }
                 if (ci.outcome == PAR_CLAIM_LEASED) {
                         /* The holder usually finishes soon (a rebalance
-                         * moved the partition while it ran): re-check
-                         * after 100 ms, doubling up to 5 s, and never
-                         * later than just after the lease ends. */
-                        int64_t left = ci.lease_until - wall_ms() + 50;
-                        int64_t step = 100;
-                        for (int k = 0; k < j->deferrals && step < 5000; k++)
-                                step *= 2;
-                        if (step > 5000)
-                                step = 5000;
-                        if (left > step)
-                                left = step;
-                        if (left < 50)
-                                left = 50;
-                        j->deferrals++;
-                        par_counter_inc(n->c_deferred);
+                         * moved the partition while it ran). */
+                        int64_t left = lease_wait_ms(n, j, ci.lease_until);
                         PAR_DEBUG("consumer", "deferred",
                                   "signal=%s holder=%s wait_ms=%lld", j->id,
                                   ci.holder, (long long)left);
@@ -330,6 +377,7 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                         node_unhold(n, j->id, prev);
                         j->prev_owner[0] = '\0';
                         j->holds_claim = false;
+                        j->lock_wait = false;
                 }
                 o.attempt = ci.attempt;
                 if (ci.outcome == PAR_CLAIM_TERMINAL ||
@@ -344,7 +392,49 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                         goto out;
                 }
                 o.claimed_at = ci.claimed_at;
-                node_hold(n, j->id, w->owner);
+                /* 1b. the resource lock (not for a signal that is its own
+                 * resource, nor for one that will not run) */
+                if (ci.outcome == PAR_CLAIM_OK && n->resource_lock &&
+                    strcmp(j->resource, j->id) != 0) {
+                        par_claim_info_t li;
+                        par_err_t rc =
+                            par_claim_lock(claim, j->resource, j->id, prev,
+                                           wall_ms(), n->lease_ms, &li, &e);
+                        if (rc || li.outcome != PAR_CLAIM_OK) {
+                                /* Keep the claim (renewed) and come back
+                                 * like a delivery leased elsewhere. */
+                                node_hold(n, j->id, w->owner, NULL);
+                                snprintf(j->prev_owner, sizeof(j->prev_owner),
+                                         "%s", w->owner);
+                                j->holds_claim = true;
+                                j->lock_wait = true;
+                                j->claim_attempt = ci.attempt;
+                                if (rc) {
+                                        par_counter_inc(n->c_claim_errors);
+                                        par_log(PAR_LOG_WARN, "consumer",
+                                                "lock_error",
+                                                "signal=%s resource=%s "
+                                                "error=\"%s\"",
+                                                j->id, j->resource, e.msg);
+                                        defer(n, sj, 1000);
+                                        goto out;
+                                }
+                                int64_t left =
+                                    lease_wait_ms(n, j, li.lease_until);
+                                PAR_DEBUG("consumer", "resource_busy",
+                                          "signal=%s resource=%s holder=%s "
+                                          "wait_ms=%lld",
+                                          j->id, j->resource, li.holder,
+                                          (long long)left);
+                                defer(n, sj, left);
+                                goto out;
+                        }
+                        locked = true;
+                        /* Held from here on: the result's claimed_at says
+                         * when the worker had everything it runs under. */
+                        o.claimed_at = li.claimed_at;
+                }
+                node_hold(n, j->id, w->owner, locked ? j->resource : NULL);
                 if (ci.outcome == PAR_CLAIM_EXPIRED)
                         goto expired;
         } else {
@@ -442,6 +532,14 @@ publish:
         }
         if (claim) {
                 finish_doc(w, claim, j, &o);
+                if (locked && par_claim_unlock(claim, j->resource, j->id, NULL,
+                                               &e) == PAR_ERR_MONGO) {
+                        /* It lapses with its lease instead. */
+                        par_counter_inc(n->c_claim_errors);
+                        par_log(PAR_LOG_WARN, "consumer", "unlock_error",
+                                "signal=%s resource=%s error=\"%s\"", j->id,
+                                j->resource, e.msg);
+                }
                 node_unhold(n, j->id, w->owner);
         }
         if (o.finished_at > j->created_at && j->created_at > 0)

@@ -244,12 +244,14 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
                         usage(stdout);
                         return 0;
                 default:
-                        usage(stderr);
+                        /* getopt has printed the one-line reason. */
                         return 2;
                 }
         }
         if (!topic_arg || optind < argc) {
-                usage(stderr);
+                fprintf(stderr, "parallel-ctl decode: %s%s (try --help)\n",
+                        topic_arg ? "unexpected argument " : "--topic missing",
+                        topic_arg ? argv[optind] : "");
                 return 2;
         }
         if (!(topic = resolve_topic(cfg, topic_arg, topic_buf,

@@ -227,11 +227,12 @@ static void row(const char *name, outcome_t **v, size_t n)
                 if (v[i]->finished > last)
                         last = v[i]->finished;
         }
-        printf("%-8s %7zu %7zu %7zu %7zu %9.0f %9.0f %9.0f %9.0f %8.1f\n",
-               name, n, done, failed, expired, pct(wait, n, 0.5),
-               pct(wait, n, 0.99), pct(e2e, n, 0.5), pct(e2e, n, 0.99),
-               n && last > first ? (double)done * 1000.0 / (double)(last - first)
-                                 : 0.0);
+        printf("%-8s %7zu %7zu %7zu %7zu %9.0f %9.0f %9.0f %9.0f %8.1f\n", name,
+               n, done, failed, expired, pct(wait, n, 0.5), pct(wait, n, 0.99),
+               pct(e2e, n, 0.5), pct(e2e, n, 0.99),
+               n && last > first
+                   ? (double)done * 1000.0 / (double)(last - first)
+                   : 0.0);
 out:
         free(wait);
         free(e2e);
@@ -254,11 +255,24 @@ int par_ctl_report(par_config_t *cfg, int argc, char **argv)
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
                 switch (c) {
                 case 's':
-                        since = strtoll(optarg, NULL, 10);
+                case 't': {
+                        char *end;
+                        long long v = strtoll(optarg, &end, 10);
+                        if (*end || end == optarg || v < 0 ||
+                            (c == 't' && v > 3600000)) {
+                                fprintf(stderr,
+                                        "parallel-ctl report: --%s: '%s' is "
+                                        "not a valid number\n",
+                                        c == 's' ? "since-ms" : "timeout-ms",
+                                        optarg);
+                                return 2;
+                        }
+                        if (c == 's')
+                                since = v;
+                        else
+                                timeout = (int)v;
                         break;
-                case 't':
-                        timeout = atoi(optarg);
-                        break;
+                }
                 case 'h':
                         printf("usage: parallel-ctl report [--since-ms "
                                "EPOCH_MS] [--timeout-ms N]\n"
@@ -270,6 +284,12 @@ int par_ctl_report(par_config_t *cfg, int argc, char **argv)
                 default:
                         return 2;
                 }
+        }
+        if (optind < argc) {
+                fprintf(stderr,
+                        "parallel-ctl report: unexpected argument '%s'\n",
+                        argv[optind]);
+                return 2;
         }
         if (read_results(cfg, since, &t, timeout > 0 ? timeout : 10000))
                 return 1;

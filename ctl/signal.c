@@ -580,7 +580,13 @@ int par_ctl_signal(par_config_t *cfg, int argc, char **argv)
                      "[--help]");
                 return 0;
         }
-        fprintf(stderr, "usage: parallel-ctl signal insert|load|status "
-                        "(try --help)\n");
+        if (argc < 2)
+                fprintf(stderr, "parallel-ctl signal: action missing "
+                                "(insert|load|status; try --help)\n");
+        else
+                fprintf(stderr,
+                        "parallel-ctl signal: unknown action '%s' "
+                        "(insert|load|status)\n",
+                        argv[1]);
         return 2;
 }

@@ -383,16 +383,21 @@ int par_ctl_topics(par_config_t *cfg, int argc, char **argv)
         rd_kafka_t *rk = NULL;
         int rc = 0;
 
-        if (argc < 2)
-                return usage(stderr);
+        if (argc < 2) {
+                fprintf(stderr, "parallel-ctl topics: action missing "
+                                "(create|list|delete; try --help)\n");
+                return 2;
+        }
         action = argv[1];
         if (!strcmp(action, "--help") || !strcmp(action, "-h"))
                 return usage(stdout);
         if (strcmp(action, "create") && strcmp(action, "list") &&
             strcmp(action, "delete")) {
-                fprintf(stderr, "parallel-ctl topics: unknown action '%s'\n",
+                fprintf(stderr,
+                        "parallel-ctl topics: unknown action '%s' "
+                        "(create|list|delete)\n",
                         action);
-                return usage(stderr);
+                return 2;
         }
         for (int i = 2; i < argc && !rc; i++) {
                 if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
@@ -413,7 +418,7 @@ int par_ctl_topics(par_config_t *cfg, int argc, char **argv)
                         "parallel-ctl topics %s: unknown argument "
                         "'%s'\n",
                         action, argv[i]);
-                return usage(stderr);
+                return 2;
         }
         if (rc)
                 return rc;

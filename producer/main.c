@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "kafka.h"
 #include "log.h"
 #include "producer.h"
 
@@ -158,6 +159,14 @@ static par_err_t setup(prod_t *p, par_error_t *err)
                                   sizeof(p->dlq_topic)))
                 return par_error_set(err, PAR_ERR_INVALID,
                                      "topic.prefix: too long");
+
+        /* The Kafka producer is built only once the lease is won; check
+         * the kafka.* keys now so a typo fails at start, not later. */
+        rd_kafka_conf_t *kc = NULL;
+        rc = par_kafka_conf_new(&kc, p->cfg, "parallel-producer", err);
+        if (rc)
+                return rc;
+        rd_kafka_conf_destroy(kc);
 
         rc = par_codec_new(&p->codec, err);
         if (rc)

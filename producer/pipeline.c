@@ -478,13 +478,11 @@ void pipeline_advance(prod_t *p)
         par_gauge_set(p->m_inflight, (double)par_seqwin_size(p->win));
         /* Checkpoint age: how long ago the checkpointed event was read,
          * while anything newer is not yet checkpointed. */
-        if (!p->cp_dirty && par_seqwin_size(p->win) == 0)
+        int64_t ref = p->cp_read_ms ? p->cp_read_ms : p->last_read_ms;
+        if ((!p->cp_dirty && par_seqwin_size(p->win) == 0) || !ref)
                 par_gauge_set(p->m_cp_age, 0);
         else
-                par_gauge_set(p->m_cp_age, (prod_now_ms() -
-                                            (p->cp_read_ms ? p->cp_read_ms
-                                                           : p->last_read_ms)) /
-                                               1000.0);
+                par_gauge_set(p->m_cp_age, (prod_now_ms() - ref) / 1000.0);
 }
 
 void pipeline_stop(prod_t *p, bool flush)

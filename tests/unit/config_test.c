@@ -59,8 +59,15 @@ static void test_layers(void)
         FILE *f = fdopen(fd, "w");
         par_config_t *cfg = fresh();
         par_error_t err = {0};
-        char *argv[] = {"prog", "-c", path, "-X", "topic.prefix=fromx",
-                        "pos1", "-Xkafka.acks=all", "pos2", NULL};
+        char *argv[] = {"prog",
+                        "-c",
+                        path,
+                        "-X",
+                        "topic.prefix=fromx",
+                        "pos1",
+                        "-Xkafka.acks=all",
+                        "pos2",
+                        NULL};
         int argc = 8;
         bool dump = false;
         REQUIRE(cfg && f);
@@ -70,8 +77,8 @@ static void test_layers(void)
               f);
         fclose(f);
         setenv("PARALLEL_MONGO_DATABASE", "fromenv", 1);
-        CHECKF(par_config_parse_args(cfg, &argc, argv, &dump, &err) == 0,
-               "%s", err.msg);
+        CHECKF(par_config_parse_args(cfg, &argc, argv, &dump, &err) == 0, "%s",
+               err.msg);
         unsetenv("PARALLEL_MONGO_DATABASE");
         CHECK_STR(par_config_str(cfg, "topic.prefix"), "fromx");
         CHECK_STR(par_config_str(cfg, "mongo.database"), "fromenv");
@@ -88,8 +95,7 @@ static void test_layers(void)
         fclose(f);
         cfg = fresh();
         CHECK(par_config_load_file(cfg, path, &err) == PAR_ERR_INVALID);
-        CHECKF(strstr(err.msg, path) && strstr(err.msg, ":2:"), "%s",
-               err.msg);
+        CHECKF(strstr(err.msg, path) && strstr(err.msg, ":2:"), "%s", err.msg);
         par_config_destroy(cfg);
         unlink(path);
 }
