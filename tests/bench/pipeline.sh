@@ -1,0 +1,152 @@
+#!/usr/bin/env bash
+# pipeline.sh — the pipeline ceiling: how many signals/s one and two
+# parallel-consumer nodes get through with the built-in `noop` recipe (no
+# browser), with claims on and off, against kcat reading the same topics.
+#
+#   tests/bench/pipeline.sh [BUILD_DIR]
+#       env: N=20000 signals per round, PARTS=4 partitions per topic,
+#            WORKERS=4 workers per node, TIMEOUT=600 s per run,
+#            CLAIMS="true false" (which claim.enabled settings to run)
+#
+# Two rounds, each in its own namespace (topic.prefix / mongo.collection):
+#   1. parallel-producer runs alone while N noop signals (N/4 per priority)
+#      are inserted, until all N are in <prefix>.signals.p1..p4; it is then
+#      stopped, so nothing but the nodes touches the stack while they run.
+#   2. kcat reference: `kcat -C -b 127.0.0.1:9092 -t <topic> -o beginning
+#      -e -q` on each of the four topics, one after the other; rate = N / the
+#      summed wall times (best of two per topic). Its time is mostly fixed cost: -e exits only after
+#      an empty fetch at the end of each partition (librdkafka's
+#      fetch.wait.max.ms, 500 ms). So the same read with `-c <messages in
+#      the topic>` instead of -e (exits on the last message) is timed too;
+#      that is the ceiling reference that means something. Both include
+#      kcat's process start (a few ms).
+#   3. Runs, each with a fresh consumer.group so it reads the topics from the
+#      beginning: round A: 1 node claims on, 1 node claims off, 2 nodes
+#      claims off; round B (fresh signals, since claimed ones would be
+#      skipped): 2 nodes claims on.
+# Rate = (n − 1) / (last − first finished_at) over the run's N results, read
+# by bench-results from <prefix>.results. wall = from the nodes' start to
+# the last result, start-up included. Prints numbers; asserts nothing.
+BENCH_NAME=pipeline
+. "$(dirname "$0")/common.sh" "$@"
+
+N=$(( ${N:-20000} / 4 * 4 )) # N/4 per priority
+PARTS=${PARTS:-4}
+WORKERS=${WORKERS:-4}
+TIMEOUT=${TIMEOUT:-600}
+CLAIMS=${CLAIMS:-"true false"}
+KCAT=(kcat -C -b 127.0.0.1:9092)
+
+# best2 KCAT-ARGS…: runs kcat twice; prints the shorter wall time in ns.
+best2() {
+        local a b t1
+        t1=$(date +%s%N); "${KCAT[@]}" "$@" >/dev/null; a=$(($(date +%s%N) - t1))
+        t1=$(date +%s%N); "${KCAT[@]}" "$@" >/dev/null; b=$(($(date +%s%N) - t1))
+        echo $((a < b ? a : b))
+}
+
+# round: new namespace, N signals moved into Kafka, kcat timed; sets TAG,
+# KCAT_RATE, KCAT_NET.
+round() {
+        new_tag
+        mapfile -t C < <(cfg "$TAG")
+        "$CTL" "${C[@]}" topics create --partitions "$PARTS" >/dev/null
+        spawn "$WORK/producer-$TAG.log" "$BUILD/parallel-producer" "${C[@]}" \
+                -X producer.http.listen=127.0.0.1:0 -X log.level=info
+        local prod=$SPAWNED per=$((N / 4)) t0 have=0 i
+        # Insert only once it follows the change stream: a signal inserted
+        # during its start-up backfill scan may be published twice.
+        for ((i = 0; i < 300; i++)); do
+                grep -qs 'event=pipeline.started' "$WORK/producer-$TAG.log" && break
+                sleep 0.1
+        done
+        t0=$(now_ms)
+        for p in 1 2 3 4; do
+                "$CTL" "${C[@]}" signal insert --priority $p --recipe noop \
+                        --count $per >/dev/null
+        done
+        for ((i = 0; i < TIMEOUT; i++)); do
+                have=$("$RES" "${C[@]}" count signals.p1 signals.p2 signals.p3 signals.p4)
+                [[ $have -ge $N ]] && break
+                sleep 1
+        done
+        local took=$(( ($(now_ms) - t0) / 1000 ))
+        sleep 1
+        forget "$prod"
+        have=$("$RES" "${C[@]}" count signals.p1 signals.p2 signals.p3 signals.p4)
+        echo "# round $TAG: $have messages in Kafka for $N signals, ${took} s after the first insert (parallel-ctl inserts, parallel-producer moves)"
+        [[ $have -ge $N ]] || { echo "pipeline: producer did not move all signals" >&2; exit 1; }
+
+        # Two references: the exact command (-e: exit at the end of every
+        # partition, which costs one empty fetch, fetch.wait.max.ms = 500 ms
+        # by default, per topic), and -c COUNT instead of -e (exit after the
+        # topic's last message: no end-of-partition wait).
+        # Each read runs twice and the faster counts (kcat is cheap; one
+        # slow start-up would otherwise dominate the -c figure).
+        local total=0 net=0 cnt
+        for p in 1 2 3 4; do
+                cnt=$("$RES" "${C[@]}" count "signals.p$p")
+                total=$((total + $(best2 -t "$TAG.signals.p$p" -o beginning -e -q)))
+                net=$((net + $(best2 -t "$TAG.signals.p$p" -o beginning -c "$cnt" -q)))
+        done
+        KCAT_RATE=$(awk -v n="$have" -v ns="$total" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
+        KCAT_NET=$(awk -v n="$have" -v ns="$net" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
+        row "kcat -C -e, 4 topics one by one" "$have" "$KCAT_RATE" \
+                "$(awk -v ns="$total" 'BEGIN { printf "%.3f", ns / 1e9 }')" - - -
+        row "kcat -C -c COUNT, 4 topics" "$have" "$KCAT_NET" \
+                "$(awk -v ns="$net" 'BEGIN { printf "%.3f", ns / 1e9 }')" - - -
+}
+
+# run NODES CLAIMS: one measured run on the current round's topics.
+run() {
+        local nodes=$1 claims=$2 group pids=() line i
+        group="g$(date +%s%N)"
+        mapfile -t C < <(cfg "$TAG")
+        rm -f "$WORK/ready"
+        "$RES" "${C[@]}" wait --count "$N" --timeout "$TIMEOUT" \
+                --ready "$WORK/ready" >"$WORK/res" 2>"$WORK/res.err" &
+        local rpid=$!
+        BENCH_PIDS+=("$rpid")
+        wait_file "$WORK/ready" 30
+        for ((i = 1; i <= nodes; i++)); do
+                spawn "$WORK/node-$TAG-$group-$i.log" "$BUILD/parallel-consumer" \
+                        "${C[@]}" -X "consumer.group=$group" -X "node.id=bench-$i" \
+                        -X "claim.enabled=$claims" -X http.listen=127.0.0.1:0 \
+                        -X "workers.min=$WORKERS" -X "workers.max=$WORKERS"
+                pids+=("$SPAWNED")
+        done
+        wait "$rpid" || true
+        local keep=() p
+        for p in "${BENCH_PIDS[@]}"; do [[ $p == "$rpid" ]] || keep+=("$p"); done
+        BENCH_PIDS=("${keep[@]}")
+        for p in "${pids[@]}"; do forget "$p"; done
+        line=$(grep '^results' "$WORK/res" || true)
+        if [[ -z $line ]]; then
+                echo "pipeline: no result line:" >&2; cat "$WORK/res.err" >&2
+                return
+        fi
+        local rate; rate=$(field "$line" rate)
+        row "$nodes node(s) x $WORKERS workers, claims $claims" \
+                "$(field "$line" n)" "$rate" \
+                "$(awk -v ms="$(field "$line" wall_ms)" 'BEGIN { printf "%.2f", ms / 1000 }')" \
+                "$(field "$line" wall_rate)" \
+                "$(awk -v a="$rate" -v b="$KCAT_RATE" 'BEGIN { printf "%.3g", a / b }')" \
+                "$(awk -v a="$rate" -v b="$KCAT_NET" 'BEGIN { printf "%.3g", b ? a / b : 0 }')"
+        local d s; d=$(field "$line" dups); s=$(field "$line" skipped)
+        [[ $d == 0 && $s == 0 ]] ||
+                echo "  (also $d duplicate final results and $s skipped deliveries: redelivered messages)"
+}
+
+row() {
+        printf '%-36s %8s %10s %8s %9s %8s %8s   load %s\n' "$@" "$(load)"
+}
+
+echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $(nproc) cores, load $(load)"
+printf '%-36s %8s %10s %8s %9s %8s %8s\n' reader signals "signals/s" "wall s" "wall /s" "÷kcat-e" "÷kcat-c"
+round
+[[ $CLAIMS != *true* ]] || run 1 true
+[[ $CLAIMS != *false* ]] || { run 1 false; run 2 false; }
+if [[ $CLAIMS == *true* ]]; then
+        round
+        run 2 true
+fi
