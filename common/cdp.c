@@ -21,6 +21,7 @@
  * unsubscribe can guarantee the callback is not running) and to waiters
  * (queues under mu, one condition variable each).
  */
+#include "clock.h"
 #include "cdp.h"
 
 #include <arpa/inet.h>
@@ -132,26 +133,6 @@ struct par_cdp {
 };
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static void cond_init_mono(pthread_cond_t *cv)
-{
-        pthread_condattr_t a;
-        pthread_condattr_init(&a);
-        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-        pthread_cond_init(cv, &a);
-        pthread_condattr_destroy(&a);
-}
-
-static void deadline_in(struct timespec *ts, int ms)
-{
-        clock_gettime(CLOCK_MONOTONIC, ts);
-        ts->tv_sec += ms / 1000;
-        ts->tv_nsec += (long)(ms % 1000) * 1000000L;
-        if (ts->tv_nsec >= 1000000000L) {
-                ts->tv_sec++;
-                ts->tv_nsec -= 1000000000L;
-        }
-}
 
 static bool is_browser(const char *s)
 {
@@ -681,7 +662,7 @@ par_err_t par_cdp_connect(par_cdp_t **out, const char *ws_url, int timeout_ms,
         snprintf(c->url, sizeof(c->url), "%s", ws_url);
         pthread_mutex_init(&c->mu, NULL);
         pthread_mutex_init(&c->sub_mu, NULL);
-        cond_init_mono(&c->state_cond);
+        par_clock_cond_init(&c->state_cond);
         c->next_id = 1;
         c->next_sub_id = 1;
 
@@ -719,7 +700,7 @@ par_err_t par_cdp_connect(par_cdp_t **out, const char *ws_url, int timeout_ms,
         }
         c->thread_started = true;
 
-        deadline_in(&dl, timeout_ms);
+        par_clock_deadline(&dl, timeout_ms);
         pthread_mutex_lock(&c->mu);
         while (!c->established && !c->closed) {
                 if (pthread_cond_timedwait(&c->state_cond, &c->mu, &dl) ==
@@ -817,7 +798,7 @@ par_err_t par_cdp_call(par_cdp_t *c, const char *session_id, const char *method,
         memset(&p, 0, sizeof(p));
         p.method = method;
         p.session = is_browser(session_id) ? NULL : (char *)session_id;
-        cond_init_mono(&p.cond);
+        par_clock_cond_init(&p.cond);
 
         req = json_pack("{s:I,s:s,s:o}", "id", (json_int_t)0, "method", method,
                         "params", params ? json_incref(params) : json_object());
@@ -875,7 +856,7 @@ par_err_t par_cdp_call(par_cdp_t *c, const char *session_id, const char *method,
         pthread_mutex_unlock(&c->mu);
         lws_cancel_service(c->ctx);
 
-        deadline_in(&dl, timeout_ms);
+        par_clock_deadline(&dl, timeout_ms);
         pthread_mutex_lock(&c->mu);
         while (!p.done) {
                 if (pthread_cond_timedwait(&p.cond, &c->mu, &dl) == ETIMEDOUT &&
@@ -1037,7 +1018,7 @@ par_err_t par_cdp_waiter_new(par_cdp_waiter_t **out, par_cdp_t *c,
         if (!w)
                 goto nomem;
         w->c = c;
-        cond_init_mono(&w->cond);
+        par_clock_cond_init(&w->cond);
         if (!is_browser(session_id) && !(w->session = strdup(session_id)))
                 goto nomem;
         if (methods) {
@@ -1084,7 +1065,7 @@ par_err_t par_cdp_waiter_wait(par_cdp_waiter_t *w, int timeout_ms,
         struct evnode *n = NULL;
         par_err_t rc = PAR_OK;
 
-        deadline_in(&dl, timeout_ms > 0 ? timeout_ms : 0);
+        par_clock_deadline(&dl, timeout_ms > 0 ? timeout_ms : 0);
         pthread_mutex_lock(&c->mu);
         while (!w->head && !w->dead) {
                 if (timeout_ms <= 0 ||

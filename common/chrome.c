@@ -36,6 +36,7 @@
  * instances, reference counts, counters and instance flags; it is never
  * held across a CDP call, a sleep or a launch.
  */
+#include "clock.h"
 #include "chrome.h"
 
 #include <dirent.h>
@@ -133,13 +134,6 @@ static double now_s(void)
         struct timespec ts;
         clock_gettime(CLOCK_MONOTONIC, &ts);
         return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
-static void sleep_ms(int ms)
-{
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        while (nanosleep(&ts, &ts) && errno == EINTR)
-                ;
 }
 
 static int rm_entry(const char *path, const struct stat *sb, int flag,
@@ -382,7 +376,7 @@ static void inst_stop(par_chrome_t *c, struct inst *in)
                         inst_exited(in);
                         if (in->reaped && !group_alive(pg))
                                 break;
-                        sleep_ms(20);
+                        par_clock_sleep_ms(20);
                 }
                 kill(-pg, SIGKILL);
                 if (!in->reaped) {
@@ -394,12 +388,12 @@ static void inst_stop(par_chrome_t *c, struct inst *in)
                  * be gone so no process outlives us. */
                 end = now_s() + 2.0;
                 while (group_alive(pg) && now_s() < end)
-                        sleep_ms(10);
+                        par_clock_sleep_ms(10);
                 /* The crashpad handler exits once its browser is gone;
                  * give it a moment, then make sure. */
                 end = now_s() + 1.0;
                 while (procs_mentioning(in->base, 0) && now_s() < end)
-                        sleep_ms(20);
+                        par_clock_sleep_ms(20);
                 procs_mentioning(in->base, SIGKILL);
                 par_log(PAR_LOG_INFO, "chrome", "stopped", "pid=%d left=%d",
                         (int)pg,
@@ -584,7 +578,7 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                                            o->start_timeout_ms);
                         goto fail;
                 }
-                sleep_ms(20);
+                par_clock_sleep_ms(20);
         }
         {
                 int left = (int)((deadline - now_s()) * 1000);
@@ -875,15 +869,6 @@ static struct slot *slot_of(par_chrome_t *c, int worker)
 
 /* ---- pool ------------------------------------------------------------- */
 
-static void cond_init_mono(pthread_cond_t *cv)
-{
-        pthread_condattr_t a;
-        pthread_condattr_init(&a);
-        pthread_condattr_setclock(&a, CLOCK_MONOTONIC);
-        pthread_cond_init(cv, &a);
-        pthread_condattr_destroy(&a);
-}
-
 par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
                          int workers, par_error_t *err)
 {
@@ -899,8 +884,8 @@ par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
         c->o = *opts;
         c->nworkers = workers;
         pthread_mutex_init(&c->mu, NULL);
-        cond_init_mono(&c->cond);
-        cond_init_mono(&c->sup_cond);
+        par_clock_cond_init(&c->cond);
+        par_clock_cond_init(&c->sup_cond);
         c->tabs = calloc((size_t)workers, sizeof(*c->tabs));
 
         if (c->o.mode == PAR_CHROME_CONNECT) {

@@ -23,6 +23,7 @@
  * (selectors, values) or as JSON string literals in expressions
  * (PAR_SUBST_JS), never as code.
  */
+#include "clock.h"
 #include "spin.h"
 
 #include <stdarg.h>
@@ -154,21 +155,6 @@ typedef struct spin {
         int modifiers;     /* held keys, CDP modifier bits */
 } spin_t;
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-        nanosleep(&ts, NULL);
-}
-
 const char *par_spin_class_name(par_spin_class_t c)
 {
         return c == PAR_SPIN_TRANSIENT   ? "transient"
@@ -282,7 +268,7 @@ static void on_event(spin_t *s, json_t *ev)
 static par_err_t pump(spin_t *s, int64_t deadline, par_error_t *e)
 {
         json_t *ev = NULL;
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - par_clock_mono_ms();
         par_err_t rc;
 
         rc = par_cdp_waiter_wait(s->w, left > 0 ? (int)left : 0, &ev, e);
@@ -313,7 +299,7 @@ static par_err_t drain(spin_t *s)
 
 static int64_t step_deadline(spin_t *s, const par_step_t *st)
 {
-        int64_t d = now_ms() + st->timeout_ms;
+        int64_t d = par_clock_mono_ms() + st->timeout_ms;
 
         return d < s->spin_deadline ? d : s->spin_deadline;
 }
@@ -362,7 +348,7 @@ static par_err_t call(spin_t *s, const char *method, json_t *params,
                       int64_t deadline, json_t **result)
 {
         par_error_t e = {0};
-        int64_t left = deadline - now_ms();
+        int64_t left = deadline - par_clock_mono_ms();
         par_err_t rc;
 
         if (!params)
@@ -408,7 +394,7 @@ static par_err_t evaluate(spin_t *s, const char *expr, int64_t deadline,
         for (;;) {
                 par_error_t e = {0};
                 json_t *res = NULL, *exc;
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - par_clock_mono_ms();
                 par_err_t rc;
 
                 json_t *params =
@@ -422,8 +408,8 @@ static par_err_t evaluate(spin_t *s, const char *expr, int64_t deadline,
                                   (int)(left > 0 ? left : 0) + 2000, &res, &e);
                 json_decref(params);
                 if (rc == PAR_ERR_CDP && context_gone(e.msg) &&
-                    now_ms() < deadline) {
-                        sleep_ms(10);
+                    par_clock_mono_ms() < deadline) {
+                        par_clock_sleep_ms(10);
                         continue;
                 }
                 if (rc)
@@ -494,9 +480,10 @@ static par_err_t helper(spin_t *s, const par_step_t *st, json_t *args,
                 json_object_set_new(args, "sels", sels);
         }
         json_object_set_new(args, "poll", json_integer(s->opts.poll_ms));
-        json_object_set_new(
-            args, "t",
-            json_integer(deadline - now_ms() > 0 ? deadline - now_ms() : 0));
+        json_object_set_new(args, "t",
+                            json_integer(deadline - par_clock_mono_ms() > 0
+                                             ? deadline - par_clock_mono_ms()
+                                             : 0));
         a = json_dumps(args,
                        JSON_COMPACT | JSON_ENSURE_ASCII | JSON_ESCAPE_SLASH);
         if (!a || asprintf(&expr, "%s(%s)", HELPER_JS, a) < 0) {
@@ -578,7 +565,7 @@ static par_err_t do_pointer(spin_t *s, const par_step_t *st, int64_t deadline)
                                 deadline)))
                         return rc;
                 if (st->duration_ms)
-                        sleep_ms(st->duration_ms);
+                        par_clock_sleep_ms(st->duration_ms);
                 if ((rc = mouse(s, "mouseReleased", x, y, st->button, i,
                                 deadline)))
                         return rc;
@@ -768,7 +755,7 @@ static par_err_t do_expression(spin_t *s, const par_step_t *st,
         if ((rc = subst(s, st->expression, PAR_SUBST_JS, "expression", &e)))
                 return rc;
         if (st->type == PAR_STEP_WAIT_FOR_EXPRESSION) {
-                int64_t left = deadline - now_ms();
+                int64_t left = deadline - par_clock_mono_ms();
 
                 /* The newlines keep a trailing // comment in the
                  * recipe's expression from eating our code. */
@@ -924,7 +911,7 @@ par_err_t par_spin_run(par_tab_t *tab, const par_recipe_t *r,
 {
         spin_t s = {0};
         par_error_t e = {0};
-        int64_t t0 = now_ms();
+        int64_t t0 = par_clock_mono_ms();
         par_err_t rc = PAR_OK;
         size_t i;
 
@@ -962,17 +949,17 @@ par_err_t par_spin_run(par_tab_t *tab, const par_recipe_t *r,
                 goto out;
         }
         for (i = 0; i < r->nsteps; i++) {
-                int64_t t = now_ms();
+                int64_t t = par_clock_mono_ms();
 
                 s.step = (int)i;
                 rc = run_step(&s, &r->steps[i]);
-                res->step_ms[i] = now_ms() - t;
+                res->step_ms[i] = par_clock_mono_ms() - t;
                 res->nsteps = i + 1;
                 if (rc)
                         break;
         }
 out:
-        res->total_ms = now_ms() - t0;
+        res->total_ms = par_clock_mono_ms() - t0;
         if (res->status == PAR_SPIN_FAILED) {
                 const par_step_t *st =
                     res->err_step >= 0 ? &r->steps[res->err_step] : NULL;

@@ -24,6 +24,7 @@
 
 #include <mongoc/mongoc.h>
 
+#include "clock.h"
 #include "ctl.h"
 #include "signal.h"
 
@@ -35,13 +36,6 @@ typedef struct ins {
         mongoc_bulk_operation_t *bulk;
         size_t queued, inserted;
 } ins_t;
-
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static double mono(void)
 {
@@ -257,7 +251,7 @@ static int cmd_insert(par_config_t *cfg, int argc, char **argv)
 
                 bson_oid_init(&s.oid, NULL);
                 bson_oid_to_string(&s.oid, s.id);
-                s.created_at = now_ms();
+                s.created_at = par_clock_wall_ms();
                 s.expires_at = expires_in ? s.created_at + expires_in : 0;
                 par_signal_append_bson(&s, &doc);
                 par_signal_init(&check);
@@ -317,7 +311,7 @@ static int load_line(const char *line, size_t len,
         }
         bson_concat(doc, parsed);
         if (!bson_iter_init_find(&it, parsed, "created_at"))
-                BSON_APPEND_DATE_TIME(doc, "created_at", now_ms());
+                BSON_APPEND_DATE_TIME(doc, "created_at", par_clock_wall_ms());
         if (!bson_iter_init_find(&it, parsed, "status"))
                 BSON_APPEND_UTF8(doc, "status", PAR_SIGNAL_PENDING);
         bson_destroy(parsed);

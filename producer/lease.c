@@ -29,14 +29,9 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "log.h"
 #include "producer.h"
-
-static void nap(int ms)
-{
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-}
 
 /* Runs update_one on coll; *matched receives matchedCount. */
 static par_err_t update_one(prod_t *p, mongoc_collection_t *coll,
@@ -57,7 +52,7 @@ static par_err_t update_one(prod_t *p, mongoc_collection_t *coll,
         if (!ok)
                 return par_error_set(err, PAR_ERR_MONGO, "%s: %s", p->lease_id,
                                      e.message);
-        atomic_store(&p->h_last_ok, (long long)prod_now_ms());
+        atomic_store(&p->h_last_ok, (long long)par_clock_wall_ms());
         return PAR_OK;
 }
 
@@ -79,7 +74,7 @@ static par_err_t read_state(prod_t *p, mongoc_collection_t *coll, bson_t **out,
                 rc = par_error_set(err, PAR_ERR_MONGO, "reading %s: %s",
                                    p->lease_id, e.message);
         if (!rc)
-                atomic_store(&p->h_last_ok, (long long)prod_now_ms());
+                atomic_store(&p->h_last_ok, (long long)par_clock_wall_ms());
         mongoc_cursor_destroy(c);
         bson_destroy(&filter);
         return rc;
@@ -96,7 +91,7 @@ static void set_held(prod_t *p, int64_t epoch, int64_t until)
 /* Lease thread: one acquisition attempt. */
 static void try_acquire(prod_t *p)
 {
-        int64_t now = prod_now_ms(), epoch = 0, until = 0, matched = 0;
+        int64_t now = par_clock_wall_ms(), epoch = 0, until = 0, matched = 0;
         bson_t *doc = NULL;
         bson_iter_t it;
         par_error_t err;
@@ -163,7 +158,7 @@ static void lost(prod_t *p, int64_t epoch, const char *why)
 /* Lease thread: extends the lease; clears it when someone else holds it. */
 static void renew(prod_t *p, int64_t epoch)
 {
-        int64_t now = prod_now_ms(), matched = 0;
+        int64_t now = par_clock_wall_ms(), matched = 0;
         par_error_t err;
         bson_t *filter =
             BCON_NEW("_id", BCON_UTF8(p->lease_id), "holder",
@@ -217,13 +212,13 @@ static void *lease_main(void *arg)
         bool stalled = false;
 
         while (!atomic_load(&p->lease_stop)) {
-                int64_t now = prod_now_ms();
+                int64_t now = par_clock_wall_ms();
                 int64_t epoch = atomic_load(&p->lease_epoch);
 
                 if (!epoch) {
                         try_acquire(p);
-                        next_renew = prod_now_ms() + p->lease_ttl / 3;
-                        nap((int)poll);
+                        next_renew = par_clock_wall_ms() + p->lease_ttl / 3;
+                        par_clock_sleep_ms((int)poll);
                         continue;
                 }
                 if (now >= atomic_load(&p->lease_until)) {
@@ -240,7 +235,7 @@ static void *lease_main(void *arg)
                         renew(p, epoch);
                         next_renew = now + p->lease_ttl / 3;
                 }
-                nap(50);
+                par_clock_sleep_ms(50);
         }
         if (atomic_load(&p->lease_epoch))
                 release(p, atomic_load(&p->lease_epoch));
@@ -258,7 +253,7 @@ par_err_t lease_start(prod_t *p, par_error_t *err)
         p->lease_coll = mongoc_client_get_collection(
             p->lease_client, par_config_str(p->cfg, "mongo.database"),
             par_config_str(p->cfg, "producer.state.collection"));
-        atomic_store(&p->heartbeat, (long long)prod_now_ms());
+        atomic_store(&p->heartbeat, (long long)par_clock_wall_ms());
         if (pthread_create(&p->lease_thread, NULL, lease_main, p))
                 return par_error_set(err, PAR_ERR_IO,
                                      "cannot start the lease thread");
@@ -285,15 +280,15 @@ int64_t lease_held(prod_t *p)
 {
         int64_t epoch = atomic_load(&p->lease_epoch);
 
-        atomic_store(&p->heartbeat, (long long)prod_now_ms());
-        if (!epoch || prod_now_ms() >= atomic_load(&p->lease_until))
+        atomic_store(&p->heartbeat, (long long)par_clock_wall_ms());
+        if (!epoch || par_clock_wall_ms() >= atomic_load(&p->lease_until))
                 return 0;
         return epoch;
 }
 
 par_err_t lease_checkpoint(prod_t *p, bool force, par_error_t *err)
 {
-        int64_t now = prod_now_ms(), matched = 0;
+        int64_t now = par_clock_wall_ms(), matched = 0;
         bson_t *filter, update = BSON_INITIALIZER, set, tok;
         par_err_t rc;
 

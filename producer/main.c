@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "kafka.h"
 #include "log.h"
 #include "producer.h"
@@ -32,19 +33,6 @@ static void on_signal(int sig)
 {
         (void)sig;
         par_producer_stop = 1;
-}
-
-int64_t prod_now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static void sleep_ms(int ms)
-{
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
 }
 
 static void usage(FILE *out)
@@ -65,7 +53,7 @@ static int health(void *opaque, const char *path, const char *query,
                   par_http_body_t *body, const char **ctype)
 {
         prod_t *p = opaque;
-        int64_t age = prod_now_ms() - (int64_t)atomic_load(&p->h_last_ok);
+        int64_t age = par_clock_wall_ms() - (int64_t)atomic_load(&p->h_last_ok);
         bool ok = age < 3 * p->lease_ttl;
 
         *ctype = "application/json";
@@ -192,7 +180,7 @@ static par_err_t setup(prod_t *p, par_error_t *err)
         p->state = mongoc_client_get_collection(
             p->client, par_config_str(p->cfg, "mongo.database"),
             par_config_str(p->cfg, "producer.state.collection"));
-        atomic_store(&p->h_last_ok, (long long)prod_now_ms());
+        atomic_store(&p->h_last_ok, (long long)par_clock_wall_ms());
 
         listen = par_config_str(p->cfg, "producer.http.listen");
         if (*listen) {
@@ -235,7 +223,7 @@ static void restart_later(prod_t *p, const char *why, int *backoff_ms)
         pipeline_stop(p, false);
         for (int waited = 0; waited < *backoff_ms && !par_producer_stop;
              waited += 50) {
-                sleep_ms(50);
+                par_clock_sleep_ms(50);
                 (void)lease_held(p); /* keep the heartbeat going */
         }
         *backoff_ms = *backoff_ms * 2 > 10000 ? 10000 : *backoff_ms * 2;
@@ -262,12 +250,12 @@ static void loop(prod_t *p)
                         pipeline_stop(p, false);
                 }
                 if (!epoch) {
-                        sleep_ms(50);
+                        par_clock_sleep_ms(50);
                         continue;
                 }
                 if (!p->running) {
                         p->epoch = epoch;
-                        p->next_sweep = prod_now_ms();
+                        p->next_sweep = par_clock_wall_ms();
                         rc = pipeline_start(p, &err);
                         if (rc) {
                                 restart_later(p, err.msg, &backoff_ms);
@@ -295,14 +283,14 @@ static void loop(prod_t *p)
                                       &backoff_ms);
                         continue;
                 }
-                if (sweep_every && prod_now_ms() >= p->next_sweep) {
+                if (sweep_every && par_clock_wall_ms() >= p->next_sweep) {
                         sweeper_run(p);
-                        p->next_sweep = prod_now_ms() + sweep_every;
+                        p->next_sweep = par_clock_wall_ms() + sweep_every;
                 }
 
-                t_step = prod_now_ms();
+                t_step = par_clock_wall_ms();
                 rc = pipeline_step(p, &handled, &err);
-                t_step = prod_now_ms() - t_step;
+                t_step = par_clock_wall_ms() - t_step;
                 if (t_step > p->lease_ttl / 3)
                         par_log(PAR_LOG_WARN, COMP, "stream.slow",
                                 "ms=%lld events=%d", (long long)t_step,

@@ -31,6 +31,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "clock.h"
 #include "log.h"
 #include "producer.h"
 
@@ -41,7 +42,7 @@ static par_err_t item_push(prod_t *p, const bson_t *token, unsigned parts,
 {
         uint8_t *buf = NULL;
         size_t len = 0;
-        int64_t now = prod_now_ms();
+        int64_t now = par_clock_wall_ms();
         par_err_t rc;
 
         if (token) {
@@ -135,7 +136,7 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
                 upd = BCON_NEW("$set", "{", "status",
                                BCON_UTF8(PAR_SIGNAL_REJECTED), "error",
                                BCON_UTF8(reason), "rejected_at",
-                               BCON_DATE_TIME(prod_now_ms()), "}");
+                               BCON_DATE_TIME(par_clock_wall_ms()), "}");
                 ok = mongoc_collection_update_one(p->signals, &filter, upd,
                                                   NULL, NULL, &e);
                 bson_destroy(upd);
@@ -158,7 +159,7 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
                        "attempt", 0, "node_id", p->node_id, "topic",
                        "partition", "offset", "original_format",
                        orig && olen <= DLQ_ORIGINAL_MAX ? "json" : "raw", "ts",
-                       (json_int_t)prod_now_ms(), "traceparent", tp);
+                       (json_int_t)par_clock_wall_ms(), "traceparent", tp);
         if (dl && orig) {
                 /* Kafka's default message limit is 1 MB: a huge document is
                  * cut, and then it is no longer JSON, so it is "raw". */
@@ -193,7 +194,7 @@ static par_err_t expire(prod_t *p, const par_signal_t *s, par_error_t *err)
         bson_t *upd =
             BCON_NEW("$set", "{", "status", BCON_UTF8("expired"), "error",
                      BCON_UTF8("expired before it was published"),
-                     "finished_at", BCON_DATE_TIME(prod_now_ms()), "}");
+                     "finished_at", BCON_DATE_TIME(par_clock_wall_ms()), "}");
         bool ok = mongoc_collection_update_one(p->signals, filter, upd, NULL,
                                                NULL, &e);
 
@@ -240,7 +241,7 @@ static par_err_t handle_doc(prod_t *p, const bson_t *doc, const bson_t *token,
                  * lookup: nothing to publish. */
                 par_counter_inc(p->m_skipped);
                 rc = item_push(p, token, 0, &seq, err);
-        } else if (s.expires_at && s.expires_at <= prod_now_ms()) {
+        } else if (s.expires_at && s.expires_at <= par_clock_wall_ms()) {
                 rc = expire(p, &s, err);
                 if (!rc)
                         rc = item_push(p, token, 0, &seq, err);
@@ -262,7 +263,7 @@ static par_err_t handle_event(prod_t *p, const bson_t *ev, par_error_t *err)
         bool has_token = false, has_full = false;
 
         par_counter_inc(p->m_events);
-        p->last_read_ms = prod_now_ms();
+        p->last_read_ms = par_clock_wall_ms();
         if (bson_iter_init_find(&it, ev, "_id") &&
             BSON_ITER_HOLDS_DOCUMENT(&it)) {
                 bson_iter_document(&it, &len, &data);
@@ -353,7 +354,7 @@ static par_err_t open_stream(prod_t *p, const bson_t *resume, uint32_t ts,
                 p->stream = NULL;
                 return rc;
         }
-        atomic_store(&p->h_last_ok, (long long)prod_now_ms());
+        atomic_store(&p->h_last_ok, (long long)par_clock_wall_ms());
         return PAR_OK;
 }
 
@@ -482,7 +483,8 @@ void pipeline_advance(prod_t *p)
         if ((!p->cp_dirty && par_seqwin_size(p->win) == 0) || !ref)
                 par_gauge_set(p->m_cp_age, 0);
         else
-                par_gauge_set(p->m_cp_age, (prod_now_ms() - ref) / 1000.0);
+                par_gauge_set(p->m_cp_age,
+                              (par_clock_wall_ms() - ref) / 1000.0);
 }
 
 void pipeline_stop(prod_t *p, bool flush)
@@ -499,9 +501,9 @@ void pipeline_stop(prod_t *p, bool flush)
                 /* When flushing, wait (bounded) for outstanding deliveries
                  * while none fails; then checkpoint whatever prefix is
                  * complete (fenced: a lost lease writes nothing). */
-                int64_t deadline = prod_now_ms() + 30000;
+                int64_t deadline = par_clock_wall_ms() + 30000;
                 while (flush && par_seqwin_size(p->win) > 0 && !p->restart &&
-                       prod_now_ms() < deadline) {
+                       par_clock_wall_ms() < deadline) {
                         rd_kafka_flush(p->rk, 100);
                         pipeline_advance(p);
                 }
@@ -543,8 +545,8 @@ par_err_t pipeline_step(prod_t *p, int *handled, par_error_t *err)
                 return PAR_OK;
         }
         /* Bounded in time too, so deliveries and checkpoints keep up. */
-        int64_t until = prod_now_ms() + 500;
-        while (*handled < batch && !p->restart && prod_now_ms() < until &&
+        int64_t until = par_clock_wall_ms() + 500;
+        while (*handled < batch && !p->restart && par_clock_wall_ms() < until &&
                mongoc_change_stream_next(p->stream, &ev)) {
                 rc = handle_event(p, ev, err);
                 if (rc)
@@ -557,7 +559,7 @@ par_err_t pipeline_step(prod_t *p, int *handled, par_error_t *err)
                 return par_error_set(err, PAR_ERR_MONGO, "change stream: %s",
                                      e.message);
         }
-        atomic_store(&p->h_last_ok, (long long)prod_now_ms());
+        atomic_store(&p->h_last_ok, (long long)par_clock_wall_ms());
         if (*handled == 0) {
                 /* Empty batch: remember the stream's own position (a real
                  * server's postBatchResumeToken moves past filtered events)

@@ -105,8 +105,6 @@ typedef struct prod {
 
 extern volatile sig_atomic_t par_producer_stop;
 
-int64_t prod_now_ms(void);
-
 /* lease.c */
 /* Starts the lease thread (acquires and renews while the main loop beats). */
 par_err_t lease_start(prod_t *p, par_error_t *err);

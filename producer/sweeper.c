@@ -15,6 +15,7 @@
  * re-queued it first, the condition fails and nothing happens. A signal
  * re-claimed later gets a new lease_until, which is a new expiry.
  */
+#include "clock.h"
 #include "log.h"
 #include "producer.h"
 
@@ -22,7 +23,7 @@
 
 void sweeper_run(prod_t *p)
 {
-        int64_t now = prod_now_ms();
+        int64_t now = par_clock_wall_ms();
         bson_t *filter =
             BCON_NEW("status", BCON_UTF8(PAR_SIGNAL_CLAIMED), "lease_until",
                      "{", "$lt", BCON_DATE_TIME(now), "}");
