@@ -283,6 +283,7 @@ typedef struct sc_result {
         int attempt;
         int64_t created_at, queued_at, claimed_at, started_at, finished_at;
         char node[64];
+        char value[64]; /* the first extracted value, "name=value" */
 } sc_result_t;
 
 typedef struct sc_rec {
@@ -394,6 +395,16 @@ static inline void sc_take(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
                 x->finished_at = sc_ts(v, "finished_at");
                 snprintf(x->node, sizeof(x->node), "%s",
                          json_string_value(json_object_get(v, "node_id")));
+                const char *vk;
+                json_t *vv;
+                json_object_foreach(json_object_get(v, "values"), vk, vv)
+                {
+                        if (!x->value[0])
+                                snprintf(
+                                    x->value, sizeof(x->value), "%s=%s", vk,
+                                    json_is_string(vv) ? json_string_value(vv)
+                                                       : "?");
+                }
         }
         json_decref(v);
 }
