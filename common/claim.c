@@ -341,7 +341,7 @@ par_err_t par_claim_finish(par_claim_t *c, const char *id, const char *status,
 }
 
 par_err_t par_claim_release(par_claim_t *c, const char *id, const char *error,
-                            par_error_t *err)
+                            bool uncount, par_error_t *err)
 {
         bson_t upd = BSON_INITIALIZER, set, unset;
         par_err_t rc;
@@ -355,6 +355,12 @@ par_err_t par_claim_release(par_claim_t *c, const char *id, const char *error,
         BSON_APPEND_UTF8(&unset, "lease_until", "");
         BSON_APPEND_UTF8(&unset, "claimed_by", "");
         bson_append_document_end(&upd, &unset);
+        if (uncount) {
+                bson_t inc;
+                BSON_APPEND_DOCUMENT_BEGIN(&upd, "$inc", &inc);
+                BSON_APPEND_INT32(&inc, "attempt", -1);
+                bson_append_document_end(&upd, &inc);
+        }
         rc = owned_update(c, id, NULL, &upd, "release", err);
         bson_destroy(&upd);
         return rc;

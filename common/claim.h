@@ -130,11 +130,13 @@ par_err_t par_claim_finish(par_claim_t *c, const char *id, const char *status,
 /*
  * Gives a held claim back (status "pending", lease removed, attempt kept)
  * so the signal can be claimed again, e.g. for a retry after a transient
- * failure; error (may be NULL) is stored as `error`. PAR_ERR_NOTFOUND when
- * not held by this claim's owner.
+ * failure; error (may be NULL) is stored as `error`. uncount takes back the
+ * attempt the claim counted (attempt - 1), for a claim whose holder never
+ * ran the signal (it only waited for a resource lock). PAR_ERR_NOTFOUND
+ * when not held by this claim's owner.
  */
 par_err_t par_claim_release(par_claim_t *c, const char *id, const char *error,
-                            par_error_t *err);
+                            bool uncount, par_error_t *err);
 
 /*
  * Moves a live claim held by prev_owner to this claim's owner and renews its

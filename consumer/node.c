@@ -130,7 +130,7 @@ static void *kpoll_main(void *arg)
 /* ------------------------------------------------------------ held claims */
 
 void node_hold(node_t *n, const char *id, const char *owner,
-               const char *resource)
+               const char *resource, bool waiting)
 {
         held_t *h = calloc(1, sizeof(*h));
         if (!h)
@@ -139,6 +139,7 @@ void node_hold(node_t *n, const char *id, const char *owner,
         snprintf(h->owner, sizeof(h->owner), "%s", owner);
         snprintf(h->resource, sizeof(h->resource), "%s",
                  resource ? resource : "");
+        h->waiting = waiting;
         pthread_mutex_lock(&n->hlock);
         h->next = n->held;
         n->held = h;
@@ -220,7 +221,8 @@ static void held_pass(node_t *n, par_claim_t *c, bool release_all)
                                 par_config_str(n->cfg, "mongo.database"),
                                 par_config_str(n->cfg, "mongo.collection"),
                                 h->owner, &e)) {
-                                par_claim_release(rc, h->id, NULL, &e);
+                                par_claim_release(rc, h->id, NULL, h->waiting,
+                                                  &e);
                                 if (h->resource[0])
                                         par_claim_unlock(rc, h->resource, h->id,
                                                          NULL, &e);

@@ -111,6 +111,7 @@ typedef struct held {
         char id[32];
         char owner[160];
         char resource[260];
+        bool waiting; /* kept while waiting for a lock: never ran */
         bool release; /* give it back instead of renewing */
 } held_t;
 
@@ -203,9 +204,11 @@ par_err_t node_produce(node_t *n, const char *topic, const char *key,
                        bool wait, par_error_t *err);
 
 /* Adds a claim to the renewer's list; resource (may be NULL) is a resource
- * lock held by the same owner, renewed and released with it. */
+ * lock held by the same owner, renewed and released with it. waiting: the
+ * claim is only kept while waiting for the resource lock (given back, its
+ * attempt is uncounted). */
 void node_hold(node_t *n, const char *id, const char *owner,
-               const char *resource);
+               const char *resource, bool waiting);
 void node_unhold(node_t *n, const char *id, const char *owner);
 /* Marks a held claim (and its resource lock) for release by the renewer
  * (job dropped). */

@@ -403,7 +403,7 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                         if (rc || li.outcome != PAR_CLAIM_OK) {
                                 /* Keep the claim (renewed) and come back
                                  * like a delivery leased elsewhere. */
-                                node_hold(n, j->id, w->owner, NULL);
+                                node_hold(n, j->id, w->owner, NULL, true);
                                 snprintf(j->prev_owner, sizeof(j->prev_owner),
                                          "%s", w->owner);
                                 j->holds_claim = true;
@@ -430,11 +430,13 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                                 goto out;
                         }
                         locked = true;
-                        /* Held from here on: the result's claimed_at says
-                         * when the worker had everything it runs under. */
-                        o.claimed_at = li.claimed_at;
+                        /* Held from here on (surely once the answer is
+                         * back): the result's claimed_at says when the
+                         * worker had everything it runs under. */
+                        o.claimed_at = wall_ms();
                 }
-                node_hold(n, j->id, w->owner, locked ? j->resource : NULL);
+                node_hold(n, j->id, w->owner, locked ? j->resource : NULL,
+                          false);
                 if (ci.outcome == PAR_CLAIM_EXPIRED)
                         goto expired;
         } else {

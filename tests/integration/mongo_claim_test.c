@@ -6,6 +6,12 @@
  * A lapsed lease is claimable again with attempt + 1; terminal documents are
  * skipped; renew/finish only work for the holder; expired signals are
  * reported as such; release and reclaim-from-previous-owner work.
+ *
+ * Resource locks: two threads race to lock the same 100 fresh resources
+ * (racing upserts): each is locked exactly once; a held lock is reported
+ * with its holder, taken over once lapsed or from prev_owner; renew/unlock
+ * only by the holder and for its signal. A claim moves to another owner
+ * without counting an attempt (par_claim_transfer).
  */
 #include "claim.h"
 
@@ -80,6 +86,150 @@ static void insert_pending(mongoc_collection_t *cl, const char *id_out_hex,
         bool ok = mongoc_collection_insert_one(cl, doc, NULL, NULL, &be);
         CHECKF(ok, "insert: %s", be.message);
         bson_destroy(doc);
+}
+
+#define NLOCK 100
+
+typedef struct {
+        const char *owner;
+        int ok, leased, errors;
+        bool mine[NLOCK];
+} locker_t;
+
+static pthread_barrier_t lstart;
+
+static void *lock_race(void *arg)
+{
+        locker_t *r = arg;
+        par_claim_t *c = NULL;
+        par_error_t e;
+        if (par_claim_new(&c, pool, db, coll, r->owner, &e)) {
+                r->errors++;
+                pthread_barrier_wait(&lstart);
+                return NULL;
+        }
+        pthread_barrier_wait(&lstart);
+        for (int i = 0; i < NLOCK; i++) {
+                char res[32];
+                par_claim_info_t info;
+                snprintf(res, sizeof(res), "res-%d", i);
+                if (par_claim_lock(c, res, r->owner, NULL, par_claim_now_ms(),
+                                   60000, &info, &e)) {
+                        fprintf(stderr, "lock: %s\n", e.msg);
+                        r->errors++;
+                } else if (info.outcome == PAR_CLAIM_OK) {
+                        r->ok++;
+                        r->mine[i] = true;
+                } else if (info.outcome == PAR_CLAIM_LEASED) {
+                        r->leased++;
+                }
+        }
+        par_claim_destroy(c);
+        return NULL;
+}
+
+static void test_lock(void)
+{
+        static locker_t a = {.owner = "nodeA/w1"}, b = {.owner = "nodeB/w1"};
+        pthread_t ta, tb;
+        par_claim_t *x = NULL, *y = NULL;
+        par_claim_info_t info;
+        par_error_t e;
+
+        pthread_barrier_init(&lstart, NULL, 2);
+        pthread_create(&ta, NULL, lock_race, &a);
+        pthread_create(&tb, NULL, lock_race, &b);
+        pthread_join(ta, NULL);
+        pthread_join(tb, NULL);
+        pthread_barrier_destroy(&lstart);
+        fprintf(stderr, "   locks: A ok=%d held=%d; B ok=%d held=%d\n", a.ok,
+                a.leased, b.ok, b.leased);
+        CHECK(a.errors == 0 && b.errors == 0);
+        CHECKF(a.ok + b.ok == NLOCK, "%d locks for %d resources", a.ok + b.ok,
+               NLOCK);
+        int both = 0;
+        for (int i = 0; i < NLOCK; i++)
+                both += a.mine[i] && b.mine[i];
+        CHECK(both == 0);
+
+        REQUIRE(par_claim_new(&x, pool, db, coll, "nodeX/w1", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&y, pool, db, coll, "nodeY/w2", &e) == PAR_OK);
+        int64_t t = par_claim_now_ms();
+        CHECK(par_claim_lock(x, "r", "s1", NULL, t, 1000, &info, &e) == PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_OK && info.lease_until == t + 1000);
+        /* Held: y waits, and learns by whom and until when. */
+        CHECK(par_claim_lock(y, "r", "s2", NULL, t + 10, 1000, &info, &e) ==
+              PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_LEASED);
+        CHECK_STR(info.holder, "nodeX/w1");
+        CHECK(info.lease_until == t + 1000);
+        /* The holder may lock again (same worker, next signal). */
+        CHECK(par_claim_lock(x, "r", "s1", NULL, t + 20, 1000, &info, &e) ==
+              PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_OK);
+        /* Renew/unlock: only the holder, only for its signal. */
+        CHECK(par_claim_lock_renew(y, "r", "s1", NULL, t + 30, 1000, &e) ==
+              PAR_ERR_NOTFOUND);
+        CHECK(par_claim_lock_renew(x, "r", "s2", NULL, t + 30, 1000, &e) ==
+              PAR_ERR_NOTFOUND);
+        CHECK(par_claim_lock_renew(x, "r", "s1", NULL, t + 30, 1000, &e) ==
+              PAR_OK);
+        CHECK(par_claim_unlock(y, "r", "s1", NULL, &e) == PAR_ERR_NOTFOUND);
+        /* Lapsed: y takes it over. */
+        CHECK(par_claim_lock(y, "r", "s2", NULL, t + 1020, 1000, &info, &e) ==
+              PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_LEASED);
+        CHECK(par_claim_lock(y, "r", "s2", NULL, t + 1031, 1000, &info, &e) ==
+              PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_OK);
+        CHECK(par_claim_lock_renew(x, "r", "s1", NULL, t + 1040, 1000, &e) ==
+              PAR_ERR_NOTFOUND);
+        CHECK(par_claim_unlock(x, "r", "s1", NULL, &e) == PAR_ERR_NOTFOUND);
+        /* A retry on another worker takes the lock from prev_owner. */
+        CHECK(par_claim_lock(x, "r", "s2", "nodeY/w2", t + 1050, 1000, &info,
+                             &e) == PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_OK);
+        /* Unlock by the holder (renewer style: owner named) frees it. */
+        CHECK(par_claim_unlock(y, "r", "s2", "nodeX/w1", &e) == PAR_OK);
+        CHECK(par_claim_unlock(x, "r", "s2", NULL, &e) == PAR_ERR_NOTFOUND);
+        CHECK(par_claim_lock(y, "r", "s3", NULL, t + 1060, 1000, &info, &e) ==
+              PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_OK);
+        CHECK(par_claim_unlock(y, "r", "s3", NULL, &e) == PAR_OK);
+
+        /* Transfer: the claim moves, attempt unchanged. */
+        mongoc_client_t *cl;
+        mongoc_collection_t *col = get_coll(&cl);
+        bson_oid_t oid;
+        char id[25];
+        bson_oid_init(&oid, NULL);
+        bson_oid_to_string(&oid, id);
+        insert_pending(col, id, 0);
+        t = par_claim_now_ms();
+        CHECK(par_claim_acquire(x, id, NULL, t, 60000, &info, &e) == PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_OK && info.attempt == 1);
+        CHECK(par_claim_transfer(y, id, "nodeZ/w9", t, 60000, &e) ==
+              PAR_ERR_NOTFOUND);
+        CHECK(par_claim_transfer(y, id, "nodeX/w1", t, 60000, &e) == PAR_OK);
+        CHECK(par_claim_finish(x, id, "done", NULL, NULL, t, &e) ==
+              PAR_ERR_NOTFOUND);
+        CHECK(par_claim_finish(y, id, "done", NULL, NULL, t, &e) == PAR_OK);
+        CHECK(par_claim_acquire(x, id, NULL, t, 60000, &info, &e) == PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_TERMINAL && info.attempt == 1);
+        /* Given back unrun (it only waited for a lock): attempt uncounted. */
+        bson_oid_init(&oid, NULL);
+        bson_oid_to_string(&oid, id);
+        insert_pending(col, id, 0);
+        CHECK(par_claim_acquire(x, id, NULL, t, 60000, &info, &e) == PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_OK && info.attempt == 1);
+        CHECK(par_claim_release(x, id, NULL, true, &e) == PAR_OK);
+        CHECK(par_claim_acquire(y, id, NULL, t, 60000, &info, &e) == PAR_OK);
+        CHECK(info.outcome == PAR_CLAIM_OK && info.attempt == 1);
+
+        mongoc_collection_destroy(col);
+        mongoc_client_pool_push(pool, cl);
+        par_claim_destroy(x);
+        par_claim_destroy(y);
 }
 
 static void test_race(void)
@@ -219,8 +369,8 @@ static void test_lease_terminal_expired(void)
         CHECK(par_claim_acquire(y, id2, "nodeX/w1", t, 60000, &info, &e) ==
               PAR_OK);
         CHECK(info.outcome == PAR_CLAIM_OK && info.attempt == 2);
-        CHECK(par_claim_release(x, id2, "boom", &e) == PAR_ERR_NOTFOUND);
-        CHECK(par_claim_release(y, id2, "boom", &e) == PAR_OK);
+        CHECK(par_claim_release(x, id2, "boom", false, &e) == PAR_ERR_NOTFOUND);
+        CHECK(par_claim_release(y, id2, "boom", false, &e) == PAR_OK);
         CHECK(par_claim_acquire(x, id2, NULL, t, 60000, &info, &e) == PAR_OK);
         CHECK(info.outcome == PAR_CLAIM_OK && info.attempt == 3);
 
@@ -247,8 +397,14 @@ int main(void)
                  (long)time(NULL));
         RUN(test_race);
         RUN(test_lease_terminal_expired);
+        RUN(test_lock);
         mongoc_client_t *cl = mongoc_client_pool_pop(pool);
         mongoc_collection_t *c = mongoc_client_get_collection(cl, db, coll);
+        mongoc_collection_drop(c, NULL);
+        mongoc_collection_destroy(c);
+        char locks[96];
+        snprintf(locks, sizeof(locks), "%s_resources", coll);
+        c = mongoc_client_get_collection(cl, db, locks);
         mongoc_collection_drop(c, NULL);
         mongoc_collection_destroy(c);
         mongoc_client_pool_push(pool, cl);
