@@ -25,6 +25,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "clock.h"
 #include "claim.h"
 #include "log.h"
 #include "node.h"
@@ -1112,6 +1113,17 @@ fail:
         return rc;
 }
 
+/* Runs rd_kafka_consumer_close on its own thread so shutdown can bound it.
+ * Its rebalance callback runs here while the main thread only waits. */
+static void *close_main(void *arg)
+{
+        node_t *n = arg;
+
+        rd_kafka_consumer_close(n->consumer);
+        atomic_store(&n->closed, true);
+        return NULL;
+}
+
 /* Grows the pool while signals wait and every worker is busy; keeps at
  * least workers.min alive (replacing workers that died). */
 static void size_pool(node_t *n, int64_t *chrome_rss_cache)
@@ -1268,16 +1280,35 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
         for (int i = 0; i < NODE_MAX_WORKERS; i++)
                 if (n->workers[i].used || n->workers[i].published_state >= 0)
                         publish_worker(n, &n->workers[i], false);
-        rd_kafka_consumer_close(n->consumer);
+        /* Leaving the group can hang in librdkafka 2.0.2 when a
+         * cooperative rebalance races the close (seen as "Unknown member"
+         * on the revoke commit). Everything finished is committed by now,
+         * so bound the wait; the broker expires the member if we leave
+         * without a clean close. */
+        pthread_t closer;
+        bool closed = false;
+        if (!pthread_create(&closer, NULL, close_main, n)) {
+                int64_t until = par_sched_now_ms() + 15000;
+                while (!atomic_load(&n->closed) && par_sched_now_ms() < until)
+                        par_clock_sleep_ms(20);
+                closed = atomic_load(&n->closed);
+                if (closed)
+                        pthread_join(closer, NULL);
+                else
+                        par_log(PAR_LOG_WARN, "consumer", "close_timeout",
+                                "after_ms=15000");
+        }
         rd_kafka_flush(n->producer, 10000);
         atomic_store(&n->quit_bg, true);
         pthread_join(n->kpoll_thread, NULL);
-        if (left) {
-                /* Spins overran the grace: kill their browsers; their
-                 * signals are retried elsewhere once the lease lapses. */
+        if (left || !closed) {
+                /* Spins overran the grace (or the close is stuck): kill
+                 * the browsers; unfinished signals are retried elsewhere
+                 * once their lease lapses. */
                 kill_browsers(n);
-                /* Workers still use the node: nothing can be torn down
-                 * safely, so leave now (results and commits are out). */
+                /* Workers or the closer still use the node: nothing can
+                 * be torn down safely, so leave now (results and commits
+                 * are out). */
                 par_log(PAR_LOG_WARN, "consumer", "stopped",
                         "abandoned=%d after grace_ms=%lld", left,
                         (long long)n->grace_ms);

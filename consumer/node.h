@@ -176,6 +176,7 @@ struct node {
         atomic_bool draining;   /* stop taking new work */
         atomic_bool quit_renew; /* stop the renewer */
         atomic_bool quit_bg;    /* stop kpoll */
+        atomic_bool closed;     /* rd_kafka_consumer_close returned */
         pthread_t kpoll_thread, renew_thread;
         int64_t started_ms; /* wall */
         atomic_bool assigned_any;
