@@ -23,13 +23,6 @@ struct par_claim {
         char *owner;
 };
 
-int64_t par_claim_now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 const char *par_claim_outcome_name(par_claim_outcome_t o)
 {
         static const char *n[] = {"ok", "expired", "terminal", "leased",

@@ -77,9 +77,6 @@ typedef struct par_claim_info {
         char holder[128];    /* LEASED: the holder's claimed_by */
 } par_claim_info_t;
 
-/* Wall clock, ms since the epoch. */
-int64_t par_claim_now_ms(void);
-
 /* "ok", "expired", "terminal", "leased", "notfound". */
 const char *par_claim_outcome_name(par_claim_outcome_t o);
 

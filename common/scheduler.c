@@ -12,6 +12,7 @@
  * those wins. Queues are bounded by the watermarks (the poll thread pauses
  * partitions), so the linear walk past blocked jobs stays short.
  */
+#include "clock.h"
 #include "scheduler.h"
 
 #include <pthread.h>
@@ -55,13 +56,6 @@ struct par_sched {
         int running;
         bool closed;
 };
-
-int64_t par_sched_now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static size_t hash(const char *s)
 {
@@ -214,7 +208,6 @@ par_err_t par_sched_new(par_sched_t **out, const par_sched_opts_t *opts,
                         par_error_t *err)
 {
         par_sched_t *s;
-        pthread_condattr_t ca;
 
         if (!opts || opts->levels < 1 || opts->levels > 32)
                 return par_error_set(err, PAR_ERR_INVALID,
@@ -234,10 +227,7 @@ par_err_t par_sched_new(par_sched_t **out, const par_sched_opts_t *opts,
                 return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
         }
         pthread_mutex_init(&s->lock, NULL);
-        pthread_condattr_init(&ca);
-        pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
-        pthread_cond_init(&s->cond, &ca);
-        pthread_condattr_destroy(&ca);
+        par_clock_cond_init(&s->cond);
         *out = s;
         return PAR_OK;
 }
@@ -276,7 +266,7 @@ par_err_t par_sched_push(par_sched_t *s, const par_sched_job_t *job,
         n->job = *job;
         n->job.resource = NULL;
         if (!n->job.enqueued_ms)
-                n->job.enqueued_ms = par_sched_now_ms();
+                n->job.enqueued_ms = par_clock_mono_ms();
         pthread_mutex_lock(&s->lock);
         if (job->resource && *job->resource) {
                 if (!(n->res = res_get(s, job->resource))) {
@@ -363,12 +353,12 @@ par_sched_job_t *par_sched_try_next(par_sched_t *s, int64_t now_ms)
 
 par_sched_job_t *par_sched_next(par_sched_t *s, int timeout_ms)
 {
-        int64_t deadline = par_sched_now_ms() + timeout_ms, wake;
+        int64_t deadline = par_clock_mono_ms() + timeout_ms, wake;
         par_sched_job_t *j = NULL;
 
         pthread_mutex_lock(&s->lock);
         while (!s->closed) {
-                int64_t now = par_sched_now_ms();
+                int64_t now = par_clock_mono_ms();
                 node_t *n = pick(s, now, &wake);
                 if (n) {
                         j = take(s, n);

@@ -23,7 +23,7 @@
  *
  * Threads: every function is thread-safe (one mutex). Typically the poll
  * thread pushes, revokes and takes flow changes; workers call next/done/
- * defer. Times are monotonic milliseconds (par_sched_now_ms), passed in so
+ * defer. Times are monotonic milliseconds (par_clock_mono_ms), passed in so
  * tests can drive the clock.
  */
 #ifndef PAR_SCHED_H
@@ -63,9 +63,6 @@ par_err_t par_sched_new(par_sched_t **out, const par_sched_opts_t *opts,
 /* Frees queued jobs (free_payload on each). Jobs handed out and not yet
  * done must not be used after this. */
 void par_sched_destroy(par_sched_t *s);
-
-/* Monotonic clock in ms. */
-int64_t par_sched_now_ms(void);
 
 /* Queues a copy of job (level must be 1..levels). Wakes one waiter. */
 par_err_t par_sched_push(par_sched_t *s, const par_sched_job_t *job,

@@ -30,17 +30,6 @@
 #include "log.h"
 #include "node.h"
 
-static int64_t wall_ms(void)
-{
-        return par_claim_now_ms();
-}
-
-static void sleep_ms(int ms)
-{
-        struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-}
-
 static int topic_level(node_t *n, const char *topic)
 {
         for (int L = 1; L <= n->levels; L++)
@@ -106,7 +95,7 @@ par_err_t node_produce(node_t *n, const char *topic, const char *key,
                                              "produce to %s: %s", topic,
                                              rd_kafka_err2str(e));
                 }
-                sleep_ms(10); /* the kpoll thread drains the queue */
+                par_clock_sleep_ms(10); /* the kpoll thread drains the queue */
         }
         if (!wait)
                 return PAR_OK;
@@ -183,14 +172,14 @@ void node_release_later(node_t *n, const char *id, const char *owner)
 static bool renew(node_t *n, par_claim_t *c, const held_t *h)
 {
         par_error_t e;
-        bool lost = par_claim_renew(c, h->id, h->owner, wall_ms(), n->lease_ms,
-                                    &e) == PAR_ERR_NOTFOUND;
+        bool lost = par_claim_renew(c, h->id, h->owner, par_clock_wall_ms(),
+                                    n->lease_ms, &e) == PAR_ERR_NOTFOUND;
         if (!h->resource[0])
                 return lost;
         if (lost)
                 par_claim_unlock(c, h->resource, h->id, h->owner, &e);
         else if (par_claim_lock_renew(c, h->resource, h->id, h->owner,
-                                      wall_ms(), n->lease_ms,
+                                      par_clock_wall_ms(), n->lease_ms,
                                       &e) == PAR_ERR_NOTFOUND)
                 lost = true;
         return lost;
@@ -267,11 +256,11 @@ static void *renew_main(void *arg)
         }
         int64_t next = 0;
         while (!atomic_load(&n->quit_renew)) {
-                if (par_sched_now_ms() >= next) {
+                if (par_clock_mono_ms() >= next) {
                         held_pass(n, c, false);
-                        next = par_sched_now_ms() + n->lease_ms / 3;
+                        next = par_clock_mono_ms() + n->lease_ms / 3;
                 }
-                sleep_ms(100);
+                par_clock_sleep_ms(100);
         }
         par_claim_destroy(c);
         return NULL;
@@ -292,7 +281,7 @@ static void dead_letter_raw(node_t *n, const rd_kafka_message_t *m,
             rd_kafka_topic_name(m->rkt), "partition", (int)m->partition,
             "offset", (json_int_t)m->offset, "original_format", "avro",
             "original", par_codec_json_bytes(m->payload, m->len), "ts",
-            (json_int_t)wall_ms(), "traceparent");
+            (json_int_t)par_clock_wall_ms(), "traceparent");
         if (dl &&
             !par_codec_encode(n->codec, PAR_SCHEMA_DLQ, dl, &buf, &len, &e))
                 node_produce(n, n->t_dlq, NULL, buf, len, NULL, false, &e);
@@ -349,7 +338,7 @@ static void handle_message(node_t *n, rd_kafka_message_t *m)
         j->partition = m->partition;
         j->offset = m->offset;
         j->queued_at = rd_kafka_message_timestamp(m, NULL);
-        j->received_ms = par_sched_now_ms();
+        j->received_ms = par_clock_mono_ms();
         j->signal = sig;
         j->id = jstr(sig, "id");
         j->recipe = jstr(sig, "recipe");
@@ -361,7 +350,7 @@ static void handle_message(node_t *n, rd_kafka_message_t *m)
         j->msg_attempt =
             (int32_t)json_integer_value(json_object_get(sig, "attempt"));
         if (j->queued_at <= 0)
-                j->queued_at = wall_ms();
+                j->queued_at = par_clock_wall_ms();
 
         par_sched_job_t sj = {.level = level,
                               .partition = m->partition,
@@ -622,8 +611,8 @@ static void publish_worker(node_t *n, worker_t *w, bool tombstone)
                                           : json_null(),
             "spins", (json_int_t)atomic_load(&w->spins), "failures",
             (json_int_t)atomic_load(&w->failures), "since",
-            (json_int_t)atomic_load(&w->since), "ts", (json_int_t)wall_ms(),
-            "chrome_pid", json_null());
+            (json_int_t)atomic_load(&w->since), "ts",
+            (json_int_t)par_clock_wall_ms(), "chrome_pid", json_null());
         pthread_mutex_unlock(&n->wlock);
         if (n->chrome) {
                 pid_t g = par_chrome_browser_pgid(n->chrome, w->index);
@@ -720,9 +709,9 @@ static void publish_metrics(node_t *n, int64_t interval_ms)
         json_t *v = json_pack(
             "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o,s:o,s:o,s:o,"
             "s:o,s:i,s:i,s:i,s:I,s:I,s:o,s:o}",
-            "node_id", n->id, "ts", (json_int_t)wall_ms(), "interval_ms",
-            (json_int_t)interval_ms, "uptime_ms",
-            (json_int_t)(wall_ms() - n->started_ms), "spins_done",
+            "node_id", n->id, "ts", (json_int_t)par_clock_wall_ms(),
+            "interval_ms", (json_int_t)interval_ms, "uptime_ms",
+            (json_int_t)(par_clock_wall_ms() - n->started_ms), "spins_done",
             (json_int_t)done, "spins_failed",
             (json_int_t)par_counter_get(n->c_failed), "spins_retried",
             (json_int_t)par_counter_get(n->c_retrying), "spins_dead",
@@ -800,7 +789,7 @@ static int h_status(void *opaque, const char *path, const char *query,
             "{s:s,s:s,s:I,s:b,s:o,s:o,s:i,s:i,s:{s:I,s:I,s:I,s:I,s:I,s:I},"
             "s:o}",
             "node_id", n->id, "version", PARALLEL_VERSION, "uptime_ms",
-            (json_int_t)(wall_ms() - n->started_ms), "draining",
+            (json_int_t)(par_clock_wall_ms() - n->started_ms), "draining",
             atomic_load(&n->draining), "workers", workers, "queues", queues,
             "running", par_sched_running(n->sched), "uncommitted",
             par_offsets_pending(n->offsets), "spins", "done",
@@ -963,7 +952,7 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
         atomic_store(&n->lag, -1);
         for (int i = 0; i < NODE_MAX_WORKERS; i++)
                 n->workers[i].published_state = -1;
-        n->started_ms = wall_ms();
+        n->started_ms = par_clock_wall_ms();
 
         const char *id = par_config_str(cfg, "node.id");
         if (*id) {
@@ -1186,8 +1175,8 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
         int64_t now, next_commit = 0, next_pool = 0, next_status = 0;
         int64_t metrics_ms = par_config_int(n->cfg, "metrics.interval");
         int64_t commit_ms = par_config_int(n->cfg, "commit.interval");
-        int64_t next_metrics = par_sched_now_ms() + metrics_ms;
-        int64_t last_metrics = par_sched_now_ms(), crss = 0;
+        int64_t next_metrics = par_clock_mono_ms() + metrics_ms;
+        int64_t last_metrics = par_clock_mono_ms(), crss = 0;
         unsigned commits = 0;
 
         pthread_create(&n->kpoll_thread, NULL, kpoll_main, n);
@@ -1214,7 +1203,7 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
                         rd_kafka_message_destroy(m);
                 }
                 apply_flow(n);
-                now = par_sched_now_ms();
+                now = par_clock_mono_ms();
                 if (now >= next_commit) {
                         commit(n, false, ++commits % 10 == 0);
                         next_commit = now + commit_ms;
@@ -1246,11 +1235,11 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
         par_sched_close(n->sched);
         n->paused = (1u << n->levels) - 1;
         pause_levels(n, n->paused, true);
-        int64_t deadline = par_sched_now_ms() + n->grace_ms;
+        int64_t deadline = par_clock_mono_ms() + n->grace_ms;
         int left;
         for (;;) {
-                left = pool_stop(n, par_sched_now_ms());
-                if (!left || par_sched_now_ms() >= deadline || *stop >= 2)
+                left = pool_stop(n, par_clock_mono_ms());
+                if (!left || par_clock_mono_ms() >= deadline || *stop >= 2)
                         break;
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(n->consumer, 50);
                 if (m) /* paused: only stragglers; not tracked, refetched */
@@ -1288,8 +1277,8 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
         pthread_t closer;
         bool closed = false;
         if (!pthread_create(&closer, NULL, close_main, n)) {
-                int64_t until = par_sched_now_ms() + 15000;
-                while (!atomic_load(&n->closed) && par_sched_now_ms() < until)
+                int64_t until = par_clock_mono_ms() + 15000;
+                while (!atomic_load(&n->closed) && par_clock_mono_ms() < until)
                         par_clock_sleep_ms(20);
                 closed = atomic_load(&n->closed);
                 if (closed)

@@ -40,14 +40,10 @@
 #include <string.h>
 #include <time.h>
 
+#include "clock.h"
 #include "claim.h"
 #include "log.h"
 #include "node.h"
-
-static int64_t wall_ms(void)
-{
-        return par_claim_now_ms();
-}
 
 void job_free(void *p)
 {
@@ -64,7 +60,7 @@ void job_free(void *p)
 static void set_state(worker_t *w, int state)
 {
         atomic_store(&w->state, state);
-        atomic_store(&w->since, wall_ms());
+        atomic_store(&w->since, par_clock_wall_ms());
 }
 
 typedef struct outcome {
@@ -188,7 +184,7 @@ static void publish_dead_letter(worker_t *w, job_t *j, const outcome_t *o)
             (int)j->partition, "offset", (json_int_t)j->offset,
             "original_format", "avro", "original",
             par_codec_json_bytes(j->raw, j->raw_len), "ts",
-            (json_int_t)wall_ms(), "traceparent", j->traceparent);
+            (json_int_t)par_clock_wall_ms(), "traceparent", j->traceparent);
         if (!dl)
                 return;
         if (par_codec_encode(n->codec, PAR_SCHEMA_DLQ, dl, &buf, &len, &e) ||
@@ -225,7 +221,7 @@ static void finish_doc(worker_t *w, par_claim_t *claim, job_t *j,
         for (int tries = 0;; tries++) {
                 par_err_t rc = par_claim_finish(
                     claim, j->id, o->status, doc,
-                    o->err_class ? o->err_msg : NULL, wall_ms(), &e);
+                    o->err_class ? o->err_msg : NULL, par_clock_wall_ms(), &e);
                 if (rc == PAR_OK)
                         break;
                 if (rc == PAR_ERR_NOTFOUND) {
@@ -280,7 +276,7 @@ static void complete(node_t *n, par_sched_job_t *sj, job_t *j)
 
 static void defer(node_t *n, par_sched_job_t *sj, int64_t delay_ms)
 {
-        par_sched_defer(n->sched, sj, par_sched_now_ms() + delay_ms);
+        par_sched_defer(n->sched, sj, par_clock_mono_ms() + delay_ms);
 }
 
 /* How long a delivery waits for a lease (signal or resource) held until
@@ -288,7 +284,7 @@ static void defer(node_t *n, par_sched_job_t *sj, int64_t delay_ms)
  * than just after the lease ends. */
 static int64_t lease_wait_ms(node_t *n, job_t *j, int64_t lease_until)
 {
-        int64_t left = lease_until - wall_ms() + 50;
+        int64_t left = lease_until - par_clock_wall_ms() + 50;
         int64_t step = 100;
         for (int k = 0; k < j->deferrals && step < 5000; k++)
                 step *= 2;
@@ -313,7 +309,7 @@ static par_err_t take_claim(node_t *n, par_claim_t *claim, job_t *j,
                             par_error_t *e)
 {
         if (prev && j->lock_wait) {
-                int64_t now = wall_ms();
+                int64_t now = par_clock_wall_ms();
                 par_err_t rc =
                     par_claim_transfer(claim, j->id, prev, now, n->lease_ms, e);
                 if (rc != PAR_ERR_NOTFOUND) {
@@ -329,8 +325,8 @@ static par_err_t take_claim(node_t *n, par_claim_t *claim, job_t *j,
                 }
                 prev = NULL;
         }
-        return par_claim_acquire(claim, j->id, prev, wall_ms(), n->lease_ms, ci,
-                                 e);
+        return par_claim_acquire(claim, j->id, prev, par_clock_wall_ms(),
+                                 n->lease_ms, ci, e);
 }
 
 static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
@@ -383,7 +379,7 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                 if (ci.outcome == PAR_CLAIM_TERMINAL ||
                     ci.outcome == PAR_CLAIM_NOTFOUND) {
                         o.status = "skipped";
-                        o.finished_at = wall_ms();
+                        o.finished_at = par_clock_wall_ms();
                         if (ci.outcome == PAR_CLAIM_NOTFOUND)
                                 o.attempt = 0;
                         publish_result(w, j, &o);
@@ -397,9 +393,9 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                 if (ci.outcome == PAR_CLAIM_OK && n->resource_lock &&
                     strcmp(j->resource, j->id) != 0) {
                         par_claim_info_t li;
-                        par_err_t rc =
-                            par_claim_lock(claim, j->resource, j->id, prev,
-                                           wall_ms(), n->lease_ms, &li, &e);
+                        par_err_t rc = par_claim_lock(claim, j->resource, j->id,
+                                                      prev, par_clock_wall_ms(),
+                                                      n->lease_ms, &li, &e);
                         if (rc || li.outcome != PAR_CLAIM_OK) {
                                 /* Keep the claim (renewed) and come back
                                  * like a delivery leased elsewhere. */
@@ -433,7 +429,7 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                         /* Held from here on (surely once the answer is
                          * back): the result's claimed_at says when the
                          * worker had everything it runs under. */
-                        o.claimed_at = wall_ms();
+                        o.claimed_at = par_clock_wall_ms();
                 }
                 node_hold(n, j->id, w->owner, locked ? j->resource : NULL,
                           false);
@@ -441,13 +437,13 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                         goto expired;
         } else {
                 o.attempt = j->msg_attempt + j->attempts_here + 1;
-                if (j->expires_at && j->expires_at <= wall_ms())
+                if (j->expires_at && j->expires_at <= par_clock_wall_ms())
                         goto expired;
         }
 
         /* 2. spin */
         o.recipe = par_recipe_set_get(n->recipes, j->recipe);
-        o.started_at = wall_ms();
+        o.started_at = par_clock_wall_ms();
         if (!o.recipe) {
                 o.err_class = "permanent";
                 o.err_code = par_err_name(PAR_ERR_NOTFOUND);
@@ -488,7 +484,7 @@ static void run_job(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
                         }
                 }
         }
-        o.finished_at = wall_ms();
+        o.finished_at = par_clock_wall_ms();
 
         /* 3. classify */
         if (!o.err_class)
@@ -513,7 +509,7 @@ expired:
         o.err_code = "expired";
         snprintf(o.err_msg, sizeof(o.err_msg), "expired at %lld",
                  (long long)j->expires_at);
-        o.finished_at = wall_ms();
+        o.finished_at = par_clock_wall_ms();
 
 publish:
         /* 4. result, 5. document, 6. offset */
@@ -576,17 +572,17 @@ static void *worker_main(void *arg)
                 goto out;
         }
         set_state(w, WS_IDLE);
-        int64_t idle_since = par_sched_now_ms();
+        int64_t idle_since = par_clock_mono_ms();
         while (!atomic_load(&w->stop)) {
                 par_sched_job_t *sj = par_sched_next(n->sched, 200);
                 if (sj) {
                         run_job(w, claim, sj);
-                        idle_since = par_sched_now_ms();
+                        idle_since = par_clock_mono_ms();
                         continue;
                 }
                 if (atomic_load(&n->draining))
                         break;
-                if (par_sched_now_ms() - idle_since < n->idle_timeout_ms)
+                if (par_clock_mono_ms() - idle_since < n->idle_timeout_ms)
                         continue;
                 /* Idle long enough: retire if above the minimum. */
                 int cur = atomic_load(&n->nworkers);
@@ -597,7 +593,7 @@ static void *worker_main(void *arg)
                                 "worker=%s workers=%d", w->id, cur - 1);
                         break;
                 }
-                idle_since = par_sched_now_ms();
+                idle_since = par_clock_mono_ms();
         }
         set_state(w, WS_STOPPED);
 out:
@@ -683,7 +679,7 @@ int pool_stop(node_t *n, int64_t deadline_ms)
                         pthread_join(w->thread, NULL);
                         w->used = false;
                 }
-                if (!left || par_sched_now_ms() >= deadline_ms)
+                if (!left || par_clock_mono_ms() >= deadline_ms)
                         break;
                 struct timespec ts = {0, 50 * 1000000L};
                 nanosleep(&ts, NULL);

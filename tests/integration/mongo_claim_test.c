@@ -13,6 +13,7 @@
  * only by the holder and for its signal. A claim moves to another owner
  * without counting an attempt (par_claim_transfer).
  */
+#include "clock.h"
 #include "claim.h"
 
 #include <pthread.h>
@@ -46,7 +47,7 @@ static void *race(void *arg)
         pthread_barrier_wait(&start); /* both claim the same ids at once */
         for (int i = 0; i < N; i++) {
                 par_claim_info_t info;
-                if (par_claim_acquire(c, ids[i], NULL, par_claim_now_ms(),
+                if (par_claim_acquire(c, ids[i], NULL, par_clock_wall_ms(),
                                       60000, &info, &e)) {
                         fprintf(stderr, "acquire: %s\n", e.msg);
                         r->errors++;
@@ -80,7 +81,7 @@ static void insert_pending(mongoc_collection_t *cl, const char *id_out_hex,
         bson_t *doc =
             BCON_NEW("_id", BCON_OID(&oid), "priority", BCON_INT32(2), "recipe",
                      BCON_UTF8("noop"), "status", BCON_UTF8("pending"),
-                     "created_at", BCON_DATE_TIME(par_claim_now_ms()));
+                     "created_at", BCON_DATE_TIME(par_clock_wall_ms()));
         if (expires_at)
                 BSON_APPEND_DATE_TIME(doc, "expires_at", expires_at);
         bool ok = mongoc_collection_insert_one(cl, doc, NULL, NULL, &be);
@@ -113,7 +114,7 @@ static void *lock_race(void *arg)
                 char res[32];
                 par_claim_info_t info;
                 snprintf(res, sizeof(res), "res-%d", i);
-                if (par_claim_lock(c, res, r->owner, NULL, par_claim_now_ms(),
+                if (par_claim_lock(c, res, r->owner, NULL, par_clock_wall_ms(),
                                    60000, &info, &e)) {
                         fprintf(stderr, "lock: %s\n", e.msg);
                         r->errors++;
@@ -154,7 +155,7 @@ static void test_lock(void)
 
         REQUIRE(par_claim_new(&x, pool, db, coll, "nodeX/w1", &e) == PAR_OK);
         REQUIRE(par_claim_new(&y, pool, db, coll, "nodeY/w2", &e) == PAR_OK);
-        int64_t t = par_claim_now_ms();
+        int64_t t = par_clock_wall_ms();
         CHECK(par_claim_lock(x, "r", "s1", NULL, t, 1000, &info, &e) == PAR_OK);
         CHECK(info.outcome == PAR_CLAIM_OK && info.lease_until == t + 1000);
         /* Held: y waits, and learns by whom and until when. */
@@ -205,7 +206,7 @@ static void test_lock(void)
         bson_oid_init(&oid, NULL);
         bson_oid_to_string(&oid, id);
         insert_pending(col, id, 0);
-        t = par_claim_now_ms();
+        t = par_clock_wall_ms();
         CHECK(par_claim_acquire(x, id, NULL, t, 60000, &info, &e) == PAR_OK);
         CHECK(info.outcome == PAR_CLAIM_OK && info.attempt == 1);
         CHECK(par_claim_transfer(y, id, "nodeZ/w9", t, 60000, &e) ==
@@ -304,7 +305,7 @@ static void test_lease_terminal_expired(void)
         bson_oid_to_string(&oid, id);
         insert_pending(col, id, 0);
 
-        int64_t t = par_claim_now_ms();
+        int64_t t = par_clock_wall_ms();
         CHECK(par_claim_acquire(x, id, NULL, t, 1000, &info, &e) == PAR_OK);
         CHECK(info.outcome == PAR_CLAIM_OK && info.attempt == 1);
         /* Y sees a live lease held by X. */

@@ -88,7 +88,7 @@ static void test_poison(void)
         REQUIRE(sc_reader_new(&c, &r, N) == 0);
         REQUIRE(sc_node_start(&c, &node, "browser", rdir, "workers.min=2",
                               "workers.max=2", "max.attempts=3",
-                              "retry.backoff=500ms", "spin.timeout=20s",
+                              "retry.backoff=2s", "spin.timeout=20s",
                               "claim.lease=3s", NULL) == 0);
 
         /* Watch the slow signal's lease while it runs. */
