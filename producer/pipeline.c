@@ -80,14 +80,35 @@ static rd_kafka_headers_t *headers(const char *tp, const char *id)
         return h;
 }
 
+/* Encodes value (borrowed) as schema and publishes it as one part of the
+ * event whose resume token is token, with traceparent and signal-id
+ * headers. */
+static par_err_t send_event(prod_t *p, const bson_t *token, const char *schema,
+                            const json_t *value, const char *topic,
+                            const char *key, const char *tp, const char *id,
+                            par_error_t *err)
+{
+        void *buf = NULL;
+        size_t len = 0;
+        uint64_t seq;
+        par_err_t rc;
+
+        rc = par_codec_encode(p->codec, schema, value, &buf, &len, err);
+        if (rc)
+                return rc;
+        rc = item_push(p, token, 1, &seq, err);
+        if (rc) {
+                free(buf);
+                return rc;
+        }
+        return publish(p, topic, key, buf, len, headers(tp, id), seq, err);
+}
+
 static par_err_t publish_signal(prod_t *p, const par_signal_t *s,
                                 const bson_t *token, par_error_t *err)
 {
         char topic[PAR_KAFKA_TOPIC_MAX], tp[PAR_TRACEPARENT_LEN + 1];
-        void *buf = NULL;
-        size_t len = 0;
         json_t *j;
-        uint64_t seq;
         par_err_t rc;
 
         if (!par_kafka_signal_topic(p->cfg, s->priority, topic, sizeof(topic)))
@@ -97,17 +118,10 @@ static par_err_t publish_signal(prod_t *p, const par_signal_t *s,
         j = par_signal_to_json(s, tp);
         if (!j)
                 return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
-        rc = par_codec_encode(p->codec, PAR_SCHEMA_SIGNAL, j, &buf, &len, err);
+        rc = send_event(p, token, PAR_SCHEMA_SIGNAL, j, topic, s->resource, tp,
+                        s->id, err);
         json_decref(j);
-        if (rc)
-                return rc;
-        rc = item_push(p, token, 1, &seq, err);
-        if (rc) {
-                free(buf);
-                return rc;
-        }
-        return publish(p, topic, s->resource, buf, len, headers(tp, s->id), seq,
-                       err);
+        return rc;
 }
 
 /* Marks the document rejected, then sends the dead letter. */
@@ -122,9 +136,6 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
         json_t *dl;
         char *orig;
         size_t olen;
-        void *buf = NULL;
-        size_t len = 0;
-        uint64_t seq;
         bool ok;
         par_err_t rc;
 
@@ -172,17 +183,10 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
         bson_free(orig);
         if (!dl)
                 return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
-        rc = par_codec_encode(p->codec, PAR_SCHEMA_DLQ, dl, &buf, &len, err);
+        rc = send_event(p, token, PAR_SCHEMA_DLQ, dl, p->dlq_topic,
+                        strcmp(id, "?") ? id : NULL, tp, id, err);
         json_decref(dl);
-        if (rc)
-                return rc;
-        rc = item_push(p, token, 1, &seq, err);
-        if (rc) {
-                free(buf);
-                return rc;
-        }
-        return publish(p, p->dlq_topic, strcmp(id, "?") ? id : NULL, buf, len,
-                       headers(tp, id), seq, err);
+        return rc;
 }
 
 /* Marks an expired pending signal "expired" instead of publishing it. */
