@@ -162,8 +162,7 @@ static par_err_t publish_result(worker_t *w, job_t *j, const outcome_t *o)
                         break;
                 par_log(PAR_LOG_WARN, "consumer", "result_retry",
                         "signal=%s error=\"%s\"", j->id, e.msg);
-                struct timespec ts = {0, 500 * 1000000L};
-                nanosleep(&ts, NULL);
+                par_clock_sleep_ms(500);
         }
         free(buf);
         return rc;
@@ -236,8 +235,7 @@ static void finish_doc(worker_t *w, par_claim_t *claim, job_t *j,
                         break;
                 par_log(PAR_LOG_WARN, "consumer", "finish_retry",
                         "signal=%s error=\"%s\"", j->id, e.msg);
-                struct timespec ts = {0, 500 * 1000000L};
-                nanosleep(&ts, NULL);
+                par_clock_sleep_ms(500);
         }
         bson_destroy(doc);
 }
@@ -681,8 +679,7 @@ int pool_stop(node_t *n, int64_t deadline_ms)
                 }
                 if (!left || par_clock_mono_ms() >= deadline_ms)
                         break;
-                struct timespec ts = {0, 50 * 1000000L};
-                nanosleep(&ts, NULL);
+                par_clock_sleep_ms(50);
         }
         return left;
 }
