@@ -216,7 +216,9 @@ static void *lease_main(void *arg)
                 int64_t epoch = atomic_load(&p->lease_epoch);
 
                 if (!epoch) {
-                        try_acquire(p);
+                        /* Shutting down: never take the lease again. */
+                        if (!par_producer_stop)
+                                try_acquire(p);
                         next_renew = par_clock_wall_ms() + p->lease_ttl / 3;
                         par_clock_sleep_ms((int)poll);
                         continue;
