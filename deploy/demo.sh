@@ -23,10 +23,26 @@ run=$(mktemp -d /tmp/parallel-demo.XXXXXX)
 pids=()
 stack_started=0
 
+cfg=()
 cleanup() {
-        local rc=$?
+        local rc=$? p left
+        # Stop the processes first (TERM, then KILL after a grace), and only
+        # then delete their topics: a node whose topics vanish under it can
+        # hang in librdkafka's destroy.
         for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+        for _ in $(seq 60); do
+                left=0
+                for p in "${pids[@]}"; do
+                        kill -0 "$p" 2>/dev/null && left=1
+                done
+                [ "$left" = 0 ] && break
+                sleep 1
+        done
+        for p in "${pids[@]}"; do kill -KILL "$p" 2>/dev/null || true; done
         for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+        if [ ${#cfg[@]} -gt 0 ]; then
+                "$ctl" "${cfg[@]}" topics delete --yes >/dev/null 2>&1 || true
+        fi
         if [ "$stack_started" = 1 ]; then "$stack" down >/dev/null || true; fi
         if [ $rc -ne 0 ]; then
                 echo "demo: failed (exit $rc); logs kept in $run" >&2
@@ -98,4 +114,3 @@ echo
 "$ctl" "${cfg[@]}" report --since-ms "$start_ms"
 echo
 echo "demo: every signal reached a final state; stopping what the demo started"
-"$ctl" "${cfg[@]}" topics delete --yes >/dev/null 2>&1 || true
