@@ -557,6 +557,50 @@ static inline size_t su_insert(mongoc_collection_t *coll, su_ledger_t *l,
         return done;
 }
 
+/* su_insert on a thread with its own MongoDB client, for tests that kill or
+ * restart things while signals arrive. su_insert_join returns the count
+ * inserted. */
+typedef struct su_inserter {
+        pthread_t th;
+        const su_ctx_t *ctx;
+        su_ledger_t *ledger;
+        size_t n, batch, done;
+        int nres, pause_ms;
+} su_inserter_t;
+
+static inline void *su_inserter_main(void *arg)
+{
+        su_inserter_t *in = arg;
+        mongoc_client_t *c = mongoc_client_new(in->ctx->mongo_uri);
+        mongoc_collection_t *coll =
+            mongoc_client_get_collection(c, in->ctx->name, "signals");
+
+        in->done = su_insert(coll, in->ledger, in->n, in->nres, in->batch,
+                             in->pause_ms);
+        mongoc_collection_destroy(coll);
+        mongoc_client_destroy(c);
+        return NULL;
+}
+
+static inline int su_insert_start(su_inserter_t *in, const su_ctx_t *c,
+                                  su_ledger_t *l, size_t n, int nres,
+                                  size_t batch, int pause_ms)
+{
+        *in = (su_inserter_t){.ctx = c,
+                              .ledger = l,
+                              .n = n,
+                              .batch = batch,
+                              .nres = nres,
+                              .pause_ms = pause_ms};
+        return pthread_create(&in->th, NULL, su_inserter_main, in);
+}
+
+static inline size_t su_insert_join(su_inserter_t *in)
+{
+        pthread_join(in->th, NULL);
+        return in->done;
+}
+
 /* --------------------------------------------------------------- reading */
 
 typedef struct su_reader {

@@ -18,25 +18,12 @@
 static su_ctx_t ctx;
 static su_ledger_t ledger;
 
-static void *inserter(void *arg)
-{
-        mongoc_client_t *c = mongoc_client_new(ctx.mongo_uri);
-        mongoc_collection_t *coll =
-            mongoc_client_get_collection(c, ctx.name, "signals");
-        size_t *done = arg;
-
-        *done = su_insert(coll, &ledger, N, NRES, 100, 100);
-        mongoc_collection_destroy(coll);
-        mongoc_client_destroy(c);
-        return NULL;
-}
-
 static void test_broker_restart(void)
 {
         su_reader_t r = {0};
         su_proc_t p;
         su_tally_t t;
-        pthread_t th;
+        su_inserter_t ins;
         size_t done = 0;
         long bad_headers = 0;
         char cmd[1024];
@@ -50,7 +37,7 @@ static void test_broker_restart(void)
                                   "kafka.message.timeout.ms=3000", NULL) == 0);
         REQUIRE(su_wait_log(&p, "event=pipeline.started", 30) == 0);
         t0 = tu_now();
-        REQUIRE(pthread_create(&th, NULL, inserter, &done) == 0);
+        REQUIRE(su_insert_start(&ins, &ctx, &ledger, N, NRES, 100, 100) == 0);
         while (su_ledger_tally(&ledger).inserted < N / 4 && tu_now() - t0 < 60)
                 su_sleep_ms(20);
         snprintf(cmd, sizeof(cmd), "%s/deploy/dev/stack restart kafka >&2",
@@ -62,7 +49,7 @@ static void test_broker_restart(void)
                 "inserted\n",
                 rc, tu_now() - t1, su_ledger_tally(&ledger).inserted);
         CHECK(rc == 0);
-        pthread_join(th, NULL);
+        done = su_insert_join(&ins);
         CHECK(done == N);
 
         REQUIRE(su_reader_new(&ctx, &r, 0) == 0);

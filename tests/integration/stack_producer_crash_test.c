@@ -14,20 +14,6 @@
 static su_ctx_t ctx;
 static su_ledger_t ledger;
 
-static void *inserter(void *arg)
-{
-        mongoc_client_t *c = mongoc_client_new(ctx.mongo_uri);
-        mongoc_collection_t *coll =
-            mongoc_client_get_collection(c, ctx.name, "signals");
-        size_t *done = arg;
-
-        /* Small bulks with pauses so the kills land mid-stream. */
-        *done = su_insert(coll, &ledger, N, NRES, 200, 5);
-        mongoc_collection_destroy(coll);
-        mongoc_client_destroy(c);
-        return NULL;
-}
-
 static size_t inserted(void)
 {
         return su_ledger_tally(&ledger).inserted;
@@ -38,7 +24,7 @@ static void test_crash(void)
         su_reader_t r = {0};
         su_proc_t p;
         su_tally_t t;
-        pthread_t th;
+        su_inserter_t ins;
         size_t done = 0;
         long bad_headers = 0;
         const size_t kill_at[3] = {N / 5, N / 2, N * 4 / 5};
@@ -51,7 +37,8 @@ static void test_crash(void)
                                   NULL) == 0);
         REQUIRE(su_wait_log(&p, "event=pipeline.started", 30) == 0);
         t0 = tu_now();
-        REQUIRE(pthread_create(&th, NULL, inserter, &done) == 0);
+        /* Small bulks with pauses so the kills land mid-stream. */
+        REQUIRE(su_insert_start(&ins, &ctx, &ledger, N, NRES, 200, 5) == 0);
         for (int k = 0; k < 3; k++) {
                 while (inserted() < kill_at[k] && tu_now() - t0 < 120)
                         su_sleep_ms(20);
@@ -65,7 +52,7 @@ static void test_crash(void)
                 REQUIRE(su_producer_start(&ctx, &p, tag,
                                           "producer.lease.ttl=2s", NULL) == 0);
         }
-        pthread_join(th, NULL);
+        done = su_insert_join(&ins);
         CHECK(done == N);
         fprintf(stderr, "inserted %zu in %.1f s\n", done, tu_now() - t0);
 

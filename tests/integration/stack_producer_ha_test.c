@@ -15,25 +15,12 @@
 static su_ctx_t ctx;
 static su_ledger_t ledger;
 
-static void *inserter(void *arg)
-{
-        mongoc_client_t *c = mongoc_client_new(ctx.mongo_uri);
-        mongoc_collection_t *coll =
-            mongoc_client_get_collection(c, ctx.name, "signals");
-        size_t *done = arg;
-
-        *done = su_insert(coll, &ledger, N, NRES, 100, 20);
-        mongoc_collection_destroy(coll);
-        mongoc_client_destroy(c);
-        return NULL;
-}
-
 static void test_ha(void)
 {
         su_reader_t r = {0};
         su_proc_t a, b, *active, *standby;
         su_tally_t t;
-        pthread_t th;
+        su_inserter_t ins;
         size_t done = 0;
         long bad_headers = 0;
         double t0, killed_at, took = -1, rtt = 0;
@@ -53,7 +40,7 @@ static void test_ha(void)
         standby = &b;
 
         t0 = tu_now();
-        REQUIRE(pthread_create(&th, NULL, inserter, &done) == 0);
+        REQUIRE(su_insert_start(&ins, &ctx, &ledger, N, NRES, 100, 20) == 0);
         while (su_ledger_tally(&ledger).inserted < N / 3 && tu_now() - t0 < 60)
                 su_sleep_ms(20);
         /* Let the active one publish and checkpoint, so the standby has a
@@ -100,7 +87,7 @@ static void test_ha(void)
                 took, TTL_S, rtt);
         /* ttl, plus the standby's poll, plus its two requests. */
         CHECK(took >= 0 && took <= TTL_S + 1.0 + 3 * rtt);
-        pthread_join(th, NULL);
+        done = su_insert_join(&ins);
         CHECK(done == N);
 
         REQUIRE(su_reader_new(&ctx, &r, 0) == 0);
