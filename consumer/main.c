@@ -13,8 +13,8 @@
 
 #include <mongoc/mongoc.h>
 
-#include "config.h"
-#include "log.h"
+#include "base/config.h"
+#include "base/log.h"
 #include "node.h"
 
 static volatile sig_atomic_t stop;

@@ -25,9 +25,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "claim.h"
-#include "log.h"
+#include "base/clock.h"
+#include "store/claim.h"
+#include "base/log.h"
 #include "node.h"
 
 static int topic_level(node_t *n, const char *topic)

@@ -29,17 +29,17 @@
 #include <librdkafka/rdkafka.h>
 #include <mongoc/mongoc.h>
 
-#include "chrome.h"
-#include "codec.h"
-#include "config.h"
-#include "err.h"
-#include "http.h"
-#include "kafka.h"
-#include "metrics.h"
+#include "browser/chrome.h"
+#include "msg/codec.h"
+#include "base/config.h"
+#include "base/err.h"
+#include "obs/http.h"
+#include "msg/kafka.h"
+#include "obs/metrics.h"
 #include "offsets.h"
-#include "recipe.h"
+#include "browser/recipe.h"
 #include "scheduler.h"
-#include "spin.h"
+#include "browser/spin.h"
 
 #define NODE_MAX_LEVELS  16
 #define NODE_MAX_WORKERS 256

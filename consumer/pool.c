@@ -40,9 +40,9 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
-#include "claim.h"
-#include "log.h"
+#include "base/clock.h"
+#include "store/claim.h"
+#include "base/log.h"
 #include "node.h"
 
 void job_free(void *p)

@@ -7,7 +7,7 @@
 #ifndef PAR_CTL_H
 #define PAR_CTL_H
 
-#include "config.h"
+#include "base/config.h"
 
 int par_ctl_topics(par_config_t *cfg, int argc, char **argv);
 int par_ctl_signal(par_config_t *cfg, int argc, char **argv);

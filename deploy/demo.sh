@@ -62,7 +62,7 @@ cfg=(-X "topic.prefix=$tag" -X "mongo.collection=signals_$tag"
      -X "recipes.dir=$root/tests/fixtures/recipes" -X log.level=warn)
 
 "$ctl" "${cfg[@]}" topics create --partitions 4 >/dev/null
-"$build/tests/bench-fixture_serve" "$root/tests/fixtures/pages" \
+"$build/tests/fixture_serve" "$root/tests/fixtures/pages" \
         "$run/port" >"$run/fixture.log" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do [ -s "$run/port" ] && break; sleep 0.1; done

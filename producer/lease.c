@@ -29,8 +29,8 @@
 #include <string.h>
 #include <time.h>
 
-#include "clock.h"
-#include "log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "producer.h"
 
 /* Runs update_one on coll; *matched receives matchedCount. */

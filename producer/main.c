@@ -22,9 +22,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "clock.h"
-#include "kafka.h"
-#include "log.h"
+#include "base/clock.h"
+#include "msg/kafka.h"
+#include "base/log.h"
 #include "producer.h"
 
 volatile sig_atomic_t par_producer_stop;

@@ -31,8 +31,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "clock.h"
-#include "log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "producer.h"
 
 #define DLQ_ORIGINAL_MAX (64 * 1024)

@@ -31,14 +31,14 @@
 #include <librdkafka/rdkafka.h>
 #include <mongoc/mongoc.h>
 
-#include "codec.h"
-#include "config.h"
-#include "err.h"
-#include "http.h"
-#include "kafka.h"
-#include "metrics.h"
+#include "msg/codec.h"
+#include "base/config.h"
+#include "base/err.h"
+#include "obs/http.h"
+#include "msg/kafka.h"
+#include "obs/metrics.h"
 #include "seqwin.h"
-#include "signal.h"
+#include "store/signal.h"
 
 #define COMP "producer"
 

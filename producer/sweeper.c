@@ -15,8 +15,8 @@
  * re-queued it first, the condition fails and nothing happens. A signal
  * re-claimed later gets a new lease_until, which is a new expiry.
  */
-#include "clock.h"
-#include "log.h"
+#include "base/clock.h"
+#include "base/log.h"
 #include "producer.h"
 
 #define SWEEP_BATCH 1000

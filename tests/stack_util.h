@@ -29,7 +29,7 @@
 #include <librdkafka/rdkafka.h>
 #include <mongoc/mongoc.h>
 
-#include "codec.h"
+#include "msg/codec.h"
 #include "testutil.h"
 
 #define SU_PARTITIONS 3

@@ -16,7 +16,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "chrome.h"
+#include "browser/chrome.h"
 
 static double now_s(void)
 {

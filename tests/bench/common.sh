@@ -125,7 +125,7 @@ wait_file() {
 # start_fixture: serves tests/fixtures/pages; sets BASE (used by callers).
 # shellcheck disable=SC2034
 start_fixture() {
-        spawn "$WORK/fixture.log" "$BUILD/tests/bench-fixture_serve" \
+        spawn "$WORK/fixture.log" "$BUILD/tests/fixture_serve" \
                 "$ROOT/tests/fixtures/pages" "$WORK/fixture.port"
         local i
         for ((i = 0; i < 100; i++)); do

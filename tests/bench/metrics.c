@@ -17,8 +17,8 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "metrics.h"
+#include "obs/http.h"
+#include "obs/metrics.h"
 
 #define OPS 5000000
 

@@ -17,7 +17,7 @@
  *   producer CPU      utime+stime of the producer process (from
  *                     /proc/<pid>/stat) over the run, per 10k signals.
  */
-#include "metrics.h"
+#include "obs/metrics.h"
 #include "stack_util.h"
 
 static double cpu_seconds(pid_t pid)

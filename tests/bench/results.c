@@ -45,9 +45,9 @@
 
 #include <jansson.h>
 
-#include "codec.h"
-#include "config.h"
-#include "kafka.h"
+#include "msg/codec.h"
+#include "base/config.h"
+#include "msg/kafka.h"
 
 #define MAXPART 256
 

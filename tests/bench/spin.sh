@@ -34,7 +34,7 @@ BUILD=${1:-${PARALLEL_BINARY_DIR:-$ROOT/build}}
 SPINS=${SPINS:-200}
 CONC=${CONC:-"1 2 4 8"}
 CTL=$BUILD/parallel-ctl
-SERVE=$BUILD/tests/bench-fixture_serve
+SERVE=$BUILD/tests/fixture_serve
 PEER=$ROOT/tests/bench/peer
 for f in "$CTL" "$SERVE"; do
   [[ -x $f ]] || { echo "spin.sh: $f not built (cmake --build $BUILD)" >&2; exit 2; }

@@ -21,8 +21,8 @@
 #include <dirent.h>
 #include <unistd.h>
 
-#include "cdp.h"
-#include "chrome.h"
+#include "browser/cdp.h"
+#include "browser/chrome.h"
 #include "testutil.h"
 
 static char run_dir[256];

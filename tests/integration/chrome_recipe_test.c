@@ -13,11 +13,11 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
-#include "chrome.h"
+#include "browser/chrome.h"
 #include "fixture_server.h"
-#include "log.h"
-#include "recipe.h"
-#include "spin.h"
+#include "base/log.h"
+#include "browser/recipe.h"
+#include "browser/spin.h"
 #include "testutil.h"
 
 static fx_server_t fx;

@@ -18,7 +18,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
-#include "codec.h"
+#include "msg/codec.h"
 #include "testutil.h"
 
 #define TRACEPARENT "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"

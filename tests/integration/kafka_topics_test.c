@@ -11,8 +11,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "config.h"
-#include "kafka.h"
+#include "base/config.h"
+#include "msg/kafka.h"
 #include "testutil.h"
 
 static char prefix[64];

@@ -13,8 +13,8 @@
  * only by the holder and for its signal. A claim moves to another owner
  * without counting an attempt (par_claim_transfer).
  */
-#include "clock.h"
-#include "claim.h"
+#include "base/clock.h"
+#include "store/claim.h"
 
 #include <pthread.h>
 #include <unistd.h>

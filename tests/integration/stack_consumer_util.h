@@ -13,7 +13,7 @@
 #ifndef PAR_STACK_CONSUMER_UTIL_H
 #define PAR_STACK_CONSUMER_UTIL_H
 
-#include "kafka.h"
+#include "msg/kafka.h"
 #include "stack_util.h"
 
 #define SC_MAX_RESULTS 8 /* per signal, kept for inspection */

@@ -2,7 +2,7 @@
  * chrome_test.c — the pure-logic part of chrome.c: options from config.
  * (Everything that needs a browser is in tests/integration/chrome_*.)
  */
-#include "chrome.h"
+#include "browser/chrome.h"
 #include "testutil.h"
 
 static void test_defaults(void)

@@ -14,7 +14,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
-#include "codec.h"
+#include "msg/codec.h"
 #include "testutil.h"
 
 static par_codec_t *codec;

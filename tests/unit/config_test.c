@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-#include "config.h"
+#include "base/config.h"
 #include "testutil.h"
 
 static par_config_t *fresh(void)

@@ -14,8 +14,8 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include "http.h"
-#include "metrics.h"
+#include "obs/http.h"
+#include "obs/metrics.h"
 #include "testutil.h"
 
 /* ------------------------------------------------------------- handlers */

@@ -6,8 +6,8 @@
 #include <ctype.h>
 #include <string.h>
 
-#include "config.h"
-#include "kafka.h"
+#include "base/config.h"
+#include "msg/kafka.h"
 #include "testutil.h"
 
 static const char *conf_get(rd_kafka_conf_t *conf, const char *key, char *buf,

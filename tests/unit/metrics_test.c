@@ -10,7 +10,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "metrics.h"
+#include "obs/metrics.h"
 #include "testutil.h"
 
 /* xorshift64*: deterministic data so a failure can be reproduced. */

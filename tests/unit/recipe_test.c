@@ -6,7 +6,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "recipe.h"
+#include "browser/recipe.h"
 #include "testutil.h"
 
 static par_recipe_t *parse(const char *json, par_error_t *e)

@@ -5,7 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "signal.h"
+#include "store/signal.h"
 #include "testutil.h"
 
 #define OID "65a1b2c3d4e5f60718293a4b"

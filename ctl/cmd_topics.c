@@ -1,0 +1,450 @@
+/*
+ * topics.c — `parallel-ctl topics create|list|delete`: the Kafka topics of
+ * one Parallel installation, through librdkafka's Admin API.
+ *
+ * The set of topics is fixed by the design: <prefix>.signals.p1 … pN (N =
+ * priority.levels), .results, .metrics, .workers (compacted: the latest
+ * status per node/worker key) and .dlq. `create` is idempotent: a topic that
+ * already exists is reported as such, not as an error, so it can run on
+ * every deploy. Existing topics are never altered (changing partition counts
+ * would re-key resources); `list` shows what is there so an operator can see
+ * a mismatch.
+ */
+#include <inttypes.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ctl.h"
+#include "msg/kafka.h"
+
+#define ADMIN_TIMEOUT_MS 30000
+#define MAX_TOPICS       24 /* 16 priority levels + 4 others, with room */
+
+typedef struct topic_set {
+        char names[MAX_TOPICS][PAR_KAFKA_TOPIC_MAX];
+        bool compacted[MAX_TOPICS];
+        int n;
+} topic_set_t;
+
+static int usage(FILE *out)
+{
+        fputs("usage: parallel-ctl topics create [--partitions N] "
+              "[--replication N] [--retention-ms MS]\n"
+              "       parallel-ctl topics list\n"
+              "       parallel-ctl topics delete --yes\n\n"
+              "Creates, lists or deletes <topic.prefix>.signals.p1..pN "
+              "(N = priority.levels),\n"
+              ".results, .metrics, .workers (compacted) and .dlq. `create` "
+              "leaves existing\ntopics as they are. Defaults come from "
+              "topics.partitions, topics.replication.factor\nand "
+              "topics.retention.ms; the broker from "
+              "kafka.bootstrap.servers.\n",
+              out);
+        return out == stdout ? 0 : 2;
+}
+
+static int build_set(par_config_t *cfg, topic_set_t *s)
+{
+        static const char *const others[] = {"results", "metrics", "workers",
+                                             "dlq"};
+        int levels = (int)par_config_int(cfg, "priority.levels");
+
+        memset(s, 0, sizeof(*s));
+        for (int p = 1; p <= levels; p++, s->n++)
+                if (!par_kafka_signal_topic(cfg, p, s->names[s->n],
+                                            PAR_KAFKA_TOPIC_MAX))
+                        return -1;
+        for (size_t i = 0; i < sizeof(others) / sizeof(others[0]);
+             i++, s->n++) {
+                if (!par_kafka_topic_name(cfg, others[i], s->names[s->n],
+                                          PAR_KAFKA_TOPIC_MAX))
+                        return -1;
+                s->compacted[s->n] = !strcmp(others[i], "workers");
+        }
+        return 0;
+}
+
+static bool is_compacted(const topic_set_t *s, const char *name)
+{
+        for (int i = 0; i < s->n; i++)
+                if (!strcmp(s->names[i], name))
+                        return s->compacted[i];
+        return false;
+}
+
+static rd_kafka_t *admin_client(par_config_t *cfg)
+{
+        rd_kafka_conf_t *conf = NULL;
+        par_error_t err = {0};
+        char errstr[512], servers[512];
+        const struct rd_kafka_metadata *md = NULL;
+        rd_kafka_resp_err_t e;
+        rd_kafka_t *rk;
+
+        if (par_kafka_conf_new(&conf, cfg, "parallel-ctl", &err)) {
+                fprintf(stderr, "parallel-ctl topics: %s\n", err.msg);
+                return NULL;
+        }
+        /* Metadata requests for one topic must never create it. */
+        if (rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", errstr,
+                              sizeof(errstr))) {
+                rd_kafka_conf_destroy(conf);
+                fprintf(stderr, "parallel-ctl topics: %s\n", errstr);
+                return NULL;
+        }
+        size_t sz = sizeof(servers);
+        if (rd_kafka_conf_get(conf, "bootstrap.servers", servers, &sz))
+                strcpy(servers, "?");
+        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
+        if (!rk) {
+                rd_kafka_conf_destroy(conf);
+                fprintf(stderr, "parallel-ctl topics: %s\n", errstr);
+                return NULL;
+        }
+        /* Fail in seconds, not after the admin timeout, when no broker
+         * answers at all. */
+        if ((e = rd_kafka_metadata(rk, 0, NULL, &md, 10000))) {
+                fprintf(stderr,
+                        "parallel-ctl topics: cannot reach Kafka at %s "
+                        "(kafka.bootstrap.servers): %s\n",
+                        servers, rd_kafka_err2str(e));
+                rd_kafka_destroy(rk);
+                return NULL;
+        }
+        rd_kafka_metadata_destroy(md);
+        return rk;
+}
+
+static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk,
+                                              rd_kafka_admin_op_t op)
+{
+        rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
+        char errstr[256];
+
+        /* Wait for the controller to finish, not just to accept. */
+        rd_kafka_AdminOptions_set_request_timeout(o, ADMIN_TIMEOUT_MS, errstr,
+                                                  sizeof(errstr));
+        rd_kafka_AdminOptions_set_operation_timeout(o, ADMIN_TIMEOUT_MS, errstr,
+                                                    sizeof(errstr));
+        return o;
+}
+
+/* Waits for the result event of one admin call; prints and returns NULL on
+ * a request-level error (broker unreachable, timeout, …). */
+static rd_kafka_event_t *wait_result(rd_kafka_t *rk, rd_kafka_queue_t *q,
+                                     const char *what)
+{
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, ADMIN_TIMEOUT_MS + 5000);
+
+        if (!ev) {
+                fprintf(stderr,
+                        "parallel-ctl topics %s: no answer from the "
+                        "cluster\n",
+                        what);
+                return NULL;
+        }
+        if (rd_kafka_event_error(ev)) {
+                fprintf(stderr,
+                        "parallel-ctl topics %s: %s (is Kafka reachable at "
+                        "kafka.bootstrap.servers?)\n",
+                        what, rd_kafka_event_error_string(ev));
+                rd_kafka_event_destroy(ev);
+                return NULL;
+        }
+        return ev;
+}
+
+/* Partition count of a topic from fresh metadata, -1 if it does not exist
+ * (yet), -2 if metadata could not be fetched. */
+static int partitions_of(rd_kafka_t *rk, const char *name)
+{
+        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, name, NULL);
+        const struct rd_kafka_metadata *md = NULL;
+        int n = -2;
+
+        if (!t)
+                return -2;
+        if (rd_kafka_metadata(rk, 0, t, &md, 10000) ==
+                RD_KAFKA_RESP_ERR_NO_ERROR &&
+            md->topic_cnt == 1)
+                n = md->topics[0].err ? -1 : md->topics[0].partition_cnt;
+        if (md)
+                rd_kafka_metadata_destroy(md);
+        rd_kafka_topic_destroy(t);
+        return n;
+}
+
+/* --partitions N / --partitions=N → sets config key `key` (validated by
+ * the config table, so errors name the key and its bounds). */
+static int take_opt(par_config_t *cfg, int argc, char **argv, int *i,
+                    const char *opt, const char *key, int *rc)
+{
+        size_t n = strlen(opt);
+        const char *val = NULL;
+        par_error_t err = {0};
+
+        if (!strcmp(argv[*i], opt)) {
+                if (*i + 1 >= argc) {
+                        fprintf(stderr,
+                                "parallel-ctl topics: %s needs a "
+                                "value\n",
+                                opt);
+                        *rc = 2;
+                        return 1;
+                }
+                val = argv[++*i];
+        } else if (!strncmp(argv[*i], opt, n) && argv[*i][n] == '=') {
+                val = argv[*i] + n + 1;
+        } else {
+                return 0;
+        }
+        if (par_config_set(cfg, key, val, &err)) {
+                fprintf(stderr, "parallel-ctl topics: %s: %s\n", opt, err.msg);
+                *rc = 2;
+        }
+        return 1;
+}
+
+static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
+{
+        int partitions = (int)par_config_int(cfg, "topics.partitions");
+        int replication = (int)par_config_int(cfg, "topics.replication.factor");
+        char retention[32];
+        rd_kafka_NewTopic_t *nt[MAX_TOPICS] = {0};
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_AdminOptions_t *opts = NULL;
+        rd_kafka_event_t *ev = NULL;
+        const rd_kafka_topic_result_t **res;
+        size_t nres = 0;
+        int rc = 1, created = 0, existed = 0, failed = 0;
+        char errstr[256];
+
+        snprintf(retention, sizeof(retention), "%" PRId64,
+                 par_config_int(cfg, "topics.retention.ms"));
+        for (int i = 0; i < s->n; i++) {
+                nt[i] =
+                    rd_kafka_NewTopic_new(s->names[i], partitions, replication,
+                                          errstr, sizeof(errstr));
+                if (!nt[i]) {
+                        fprintf(stderr, "parallel-ctl topics create: %s: %s\n",
+                                s->names[i], errstr);
+                        goto out;
+                }
+                if (s->compacted[i])
+                        rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy",
+                                                     "compact");
+                else
+                        rd_kafka_NewTopic_set_config(nt[i], "retention.ms",
+                                                     retention);
+        }
+        opts = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
+        rd_kafka_CreateTopics(rk, nt, (size_t)s->n, opts, q);
+        if (!(ev = wait_result(rk, q, "create")))
+                goto out;
+        res = rd_kafka_CreateTopics_result_topics(
+            rd_kafka_event_CreateTopics_result(ev), &nres);
+        for (size_t i = 0; i < nres; i++) {
+                const char *name = rd_kafka_topic_result_name(res[i]);
+                rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+                if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+                        printf("created  %-40s partitions=%d replication=%d"
+                               "%s\n",
+                               name, partitions, replication,
+                               is_compacted(s, name) ? " compacted" : "");
+                        created++;
+                } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                        printf("exists   %-40s partitions=%d\n", name,
+                               partitions_of(rk, name));
+                        existed++;
+                } else {
+                        const char *m =
+                            rd_kafka_topic_result_error_string(res[i]);
+                        fprintf(stderr, "failed   %-40s %s\n", name,
+                                m ? m : rd_kafka_err2str(e));
+                        failed++;
+                }
+        }
+        printf("%d created, %d already existed, %d failed\n", created, existed,
+               failed);
+        rc = failed || (size_t)s->n != nres ? 1 : 0;
+out:
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_AdminOptions_destroy(opts);
+        for (int i = 0; i < s->n; i++)
+                if (nt[i])
+                        rd_kafka_NewTopic_destroy(nt[i]);
+        rd_kafka_queue_destroy(q);
+        return rc;
+}
+
+static int cmd_list(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
+{
+        const struct rd_kafka_metadata *md = NULL;
+        const char *prefix = par_config_str(cfg, "topic.prefix");
+        size_t plen = strlen(prefix);
+        rd_kafka_resp_err_t e = rd_kafka_metadata(rk, 1, NULL, &md, 15000);
+        int missing = 0;
+
+        if (e) {
+                fprintf(stderr,
+                        "parallel-ctl topics list: %s (is Kafka reachable at "
+                        "kafka.bootstrap.servers?)\n",
+                        rd_kafka_err2str(e));
+                return 1;
+        }
+        printf("%-40s %10s %11s\n", "topic", "partitions", "replication");
+        for (int i = 0; i < s->n; i++) {
+                const struct rd_kafka_metadata_topic *t = NULL;
+                for (int j = 0; j < md->topic_cnt; j++)
+                        if (!strcmp(md->topics[j].topic, s->names[i]))
+                                t = &md->topics[j];
+                if (!t || t->err) {
+                        printf("%-40s %10s\n", s->names[i], "missing");
+                        missing++;
+                } else {
+                        printf("%-40s %10d %11d\n", t->topic, t->partition_cnt,
+                               t->partition_cnt ? t->partitions[0].replica_cnt
+                                                : 0);
+                }
+        }
+        /* Other topics under the prefix (e.g. left from more levels). */
+        for (int j = 0; j < md->topic_cnt; j++) {
+                const struct rd_kafka_metadata_topic *t = &md->topics[j];
+                bool known = false;
+                if (strncmp(t->topic, prefix, plen) || t->topic[plen] != '.')
+                        continue;
+                for (int i = 0; i < s->n && !known; i++)
+                        known = !strcmp(t->topic, s->names[i]);
+                if (!known)
+                        printf("%-40s %10d %11s (not a %s topic)\n", t->topic,
+                               t->partition_cnt, "", "Parallel");
+        }
+        rd_kafka_metadata_destroy(md);
+        if (missing)
+                printf("%d missing: run `parallel-ctl topics create`\n",
+                       missing);
+        return missing ? 1 : 0;
+}
+
+static int cmd_delete(rd_kafka_t *rk, topic_set_t *s)
+{
+        rd_kafka_DeleteTopic_t *dt[MAX_TOPICS];
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_AdminOptions_t *opts =
+            admin_options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
+        rd_kafka_event_t *ev;
+        const rd_kafka_topic_result_t **res;
+        size_t nres = 0;
+        int rc = 1, deleted = 0, absent = 0, failed = 0;
+
+        for (int i = 0; i < s->n; i++)
+                dt[i] = rd_kafka_DeleteTopic_new(s->names[i]);
+        rd_kafka_DeleteTopics(rk, dt, (size_t)s->n, opts, q);
+        if (!(ev = wait_result(rk, q, "delete")))
+                goto out;
+        res = rd_kafka_DeleteTopics_result_topics(
+            rd_kafka_event_DeleteTopics_result(ev), &nres);
+        for (size_t i = 0; i < nres; i++) {
+                const char *name = rd_kafka_topic_result_name(res[i]);
+                rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
+                if (!e) {
+                        printf("deleted  %s\n", name);
+                        deleted++;
+                } else if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+                        printf("absent   %s\n", name);
+                        absent++;
+                } else {
+                        const char *m =
+                            rd_kafka_topic_result_error_string(res[i]);
+                        fprintf(stderr, "failed   %-40s %s\n", name,
+                                m ? m : rd_kafka_err2str(e));
+                        failed++;
+                }
+        }
+        printf("%d deleted, %d absent, %d failed\n", deleted, absent, failed);
+        rc = failed || (size_t)s->n != nres ? 1 : 0;
+        rd_kafka_event_destroy(ev);
+out:
+        for (int i = 0; i < s->n; i++)
+                rd_kafka_DeleteTopic_destroy(dt[i]);
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_queue_destroy(q);
+        return rc;
+}
+
+int par_ctl_topics(par_config_t *cfg, int argc, char **argv)
+{
+        topic_set_t set;
+        const char *action;
+        bool yes = false;
+        rd_kafka_t *rk = NULL;
+        int rc = 0;
+
+        if (argc < 2) {
+                fprintf(stderr, "parallel-ctl topics: action missing "
+                                "(create|list|delete; try --help)\n");
+                return 2;
+        }
+        action = argv[1];
+        if (!strcmp(action, "--help") || !strcmp(action, "-h"))
+                return usage(stdout);
+        if (strcmp(action, "create") && strcmp(action, "list") &&
+            strcmp(action, "delete")) {
+                fprintf(stderr,
+                        "parallel-ctl topics: unknown action '%s' "
+                        "(create|list|delete)\n",
+                        action);
+                return 2;
+        }
+        for (int i = 2; i < argc && !rc; i++) {
+                if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h"))
+                        return usage(stdout);
+                if (!strcmp(action, "create") &&
+                    (take_opt(cfg, argc, argv, &i, "--partitions",
+                              "topics.partitions", &rc) ||
+                     take_opt(cfg, argc, argv, &i, "--replication",
+                              "topics.replication.factor", &rc) ||
+                     take_opt(cfg, argc, argv, &i, "--retention-ms",
+                              "topics.retention.ms", &rc)))
+                        continue;
+                if (!strcmp(action, "delete") && !strcmp(argv[i], "--yes")) {
+                        yes = true;
+                        continue;
+                }
+                fprintf(stderr,
+                        "parallel-ctl topics %s: unknown argument "
+                        "'%s'\n",
+                        action, argv[i]);
+                return 2;
+        }
+        if (rc)
+                return rc;
+        if (build_set(cfg, &set)) {
+                fprintf(stderr,
+                        "parallel-ctl topics: topic.prefix '%s' makes "
+                        "topic names longer than Kafka allows\n",
+                        par_config_str(cfg, "topic.prefix"));
+                return 2;
+        }
+        if (!strcmp(action, "delete") && !yes) {
+                fprintf(stderr, "parallel-ctl topics delete: this deletes "
+                                "every message in:\n");
+                for (int i = 0; i < set.n; i++)
+                        fprintf(stderr, "  %s\n", set.names[i]);
+                fprintf(stderr, "add --yes to confirm\n");
+                return 2;
+        }
+        if (!(rk = admin_client(cfg)))
+                return 1;
+        if (!strcmp(action, "create"))
+                rc = cmd_create(cfg, rk, &set);
+        else if (!strcmp(action, "list"))
+                rc = cmd_list(cfg, rk, &set);
+        else
+                rc = cmd_delete(rk, &set);
+        rd_kafka_destroy(rk);
+        return rc;
+}

@@ -1,0 +1,165 @@
+/*
+ * chrome.h — Chrome supervision and the tabs workers drive.
+ *
+ * A par_chrome_t is a node's pool of browsers:
+ *   - mode launch: it starts /usr/bin/chromium (each in its own process
+ *     group, with a fresh temp profile and a temp HOME), waits for its
+ *     /json/version, connects a par_cdp_t; it detects death (waitpid, socket
+ *     drop, a periodic Browser.getVersion ping for hangs), kills by process
+ *     group (TERM, then KILL after a grace), reaps, removes temp dirs, and
+ *     relaunches with backoff. It recycles a browser after `recycle_after`
+ *     spins. Browsers get PR_SET_PDEATHSIG: if the node process dies
+ *     without cleaning up, its browsers die too (no orphans).
+ *   - mode connect: it uses remote endpoints ("http://host:port") as they
+ *     are, with the same health checks; "restart" means reconnect.
+ *   - isolation context: one shared browser (per endpoint) and one browser
+ *     context per worker (Target.createBrowserContext).
+ *     isolation browser: one Chrome process and profile per worker (in
+ *     connect mode: worker i uses endpoint i % n, with a browser context).
+ *
+ * A par_tab_t is one page target + its flattened CDP session on its
+ * browser's connection, bound to a worker index. A worker acquires its tab
+ * for a spin and releases it afterwards; between spins the tab stays open
+ * and is health-checked (a Runtime.evaluate round trip) before reuse. A
+ * broken release (crash, disconnect, timeout) closes the target (and its
+ * context) and the next acquire makes a new one, relaunching the browser if
+ * it died. Page and Runtime domains are enabled on every new tab, and
+ * Page lifecycle events are on. Between spins a kept tab keeps its page,
+ * cookies and storage (its worker's own browser context): a recipe that
+ * needs a clean slate navigates first, and a release with broken=true
+ * gives the next spin a fresh context.
+ *
+ * Threads: par_chrome_tab_acquire/release and par_tab_* may be called from
+ * any worker thread; one worker index must be used by one thread at a time
+ * and holds at most one tab. A tab must be released before par_chrome_destroy.
+ * The par_cdp_t behind a tab stays valid until the tab is released, even if
+ * the browser dies meanwhile (calls then fail with PAR_ERR_DISCONNECTED).
+ */
+#ifndef PAR_CHROME_H
+#define PAR_CHROME_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include <jansson.h>
+
+#include "browser/cdp.h"
+#include "base/config.h"
+#include "base/err.h"
+
+typedef struct par_chrome par_chrome_t;
+typedef struct par_tab par_tab_t;
+
+typedef enum par_chrome_mode {
+        PAR_CHROME_LAUNCH = 0,
+        PAR_CHROME_CONNECT,
+} par_chrome_mode_t;
+
+typedef enum par_chrome_isolation {
+        PAR_CHROME_ISO_CONTEXT = 0,
+        PAR_CHROME_ISO_BROWSER,
+} par_chrome_isolation_t;
+
+/* Plain settings; strings are copied in (fixed buffers, no ownership). */
+typedef struct par_chrome_opts {
+        par_chrome_mode_t mode;           /* chrome.mode (launch) */
+        char path[512];                   /* chrome.path (/usr/bin/chromium) */
+        char endpoints[1024];             /* chrome.endpoints: comma list */
+        par_chrome_isolation_t isolation; /* chrome.isolation (context) */
+        int recycle_after;     /* chrome.recycle_after: spins; 0 = never */
+        char profile_dir[512]; /* chrome.profile_dir: "" = fresh temp dir */
+        bool headless;         /* chrome.headless (true) */
+        char extra_args[1024]; /* chrome.extra_args: space separated */
+        int start_timeout_ms;  /* chrome.start_timeout (20 s) */
+        int call_timeout_ms;   /* chrome.call_timeout (30 s) */
+        int kill_grace_ms;     /* SIGTERM → SIGKILL grace (2 s) */
+        int backoff_min_ms;    /* first relaunch delay after a failure (250) */
+        int backoff_max_ms;    /* cap of the doubling delay (10 s) */
+        char tmp_dir[512];     /* parent of temp dirs ("" = $TMPDIR or /tmp) */
+        int ping_interval_ms;  /* browser round trip by the supervisor (5 s;
+                                  2 misses in a row = hung; 0 = off) */
+} par_chrome_opts_t;
+
+/* Fills o with the defaults listed above. */
+void par_chrome_opts_default(par_chrome_opts_t *o);
+
+/* Defaults, then the chrome.* keys of cfg. Errors name the key. */
+par_err_t par_chrome_opts_from_config(par_chrome_opts_t *o,
+                                      const par_config_t *cfg,
+                                      par_error_t *err);
+
+/*
+ * Builds a pool for `workers` worker indexes (0..workers-1). Nothing is
+ * launched or connected yet except in connect mode, where each endpoint's
+ * /json/version is checked (so a wrong address fails here). opts is copied.
+ */
+par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
+                         int workers, par_error_t *err);
+
+/*
+ * Closes every tab and context, disconnects, and in launch mode kills every
+ * browser's process group, reaps it and removes its temp dirs. Accepts NULL.
+ * All tabs must have been released.
+ */
+void par_chrome_destroy(par_chrome_t *c);
+
+/*
+ * Gives worker `worker` its tab, ready for a spin. Reuses its idle tab if a
+ * health round trip succeeds; otherwise (first use, dead tab, dead browser,
+ * recycle due) makes a new one; when its browser is missing, dead or due
+ * for recycling it asks the supervisor thread for a new one and waits (a
+ * launch takes ~0.5-2 s; after failures the backoff applies).
+ * Counts one spin on the tab's browser. *out is written only on success.
+ * Errors: failures worth retrying later come back as PAR_ERR_IO,
+ * PAR_ERR_TIMEOUT, PAR_ERR_DISCONNECTED or PAR_ERR_CDP (the last launch
+ * attempt's error when a launch failed); PAR_ERR_INVALID for a bad index or
+ * a worker that already holds its tab; PAR_ERR_CANCELLED during destroy.
+ */
+par_err_t par_chrome_tab_acquire(par_chrome_t *c, int worker, par_tab_t **out,
+                                 par_error_t *err);
+
+/*
+ * Hands the tab back. broken = the spin saw a crash, disconnect, timeout or
+ * anything that leaves the page in an unknown state: the target (and, in
+ * context isolation, its browser context) is closed and replaced on the next
+ * acquire. If the browser reached recycle_after spins it is recycled once
+ * no tab of it is in use. Accepts NULL tab.
+ */
+void par_chrome_tab_release(par_chrome_t *c, par_tab_t *tab, bool broken);
+
+/* Accessors, valid while the tab is acquired. */
+par_cdp_t *par_tab_cdp(par_tab_t *t);
+const char *par_tab_session_id(par_tab_t *t);
+const char *par_tab_target_id(par_tab_t *t);
+const char *par_tab_context_id(par_tab_t *t); /* "" = default context */
+int par_tab_worker(par_tab_t *t);
+pid_t par_tab_browser_pid(par_tab_t *t); /* -1 in connect mode */
+
+/* par_cdp_call on the tab's session; timeout_ms <= 0 = chrome.call_timeout.
+ * params borrowed; *result a new reference (may be NULL). */
+par_err_t par_tab_call(par_tab_t *t, const char *method, json_t *params,
+                       int timeout_ms, json_t **result, par_error_t *err);
+
+/* A waiter on the tab's session (see par_cdp_waiter_new). */
+par_err_t par_tab_waiter_new(par_tab_t *t, const char *const *methods,
+                             par_cdp_waiter_t **out, par_error_t *err);
+
+/* Counters for metrics. Any thread. */
+typedef struct par_chrome_stats {
+        uint64_t launches;      /* browser processes started / connects */
+        uint64_t restarts;      /* relaunches after a death or failure */
+        uint64_t recycles;      /* relaunches because recycle_after hit */
+        uint64_t tabs_created;  /* targets created */
+        uint64_t tabs_replaced; /* tabs dropped as broken or unhealthy */
+        uint64_t spins;         /* acquires that returned a tab */
+        int browsers_alive;     /* browsers currently connected */
+} par_chrome_stats_t;
+
+void par_chrome_stats(par_chrome_t *c, par_chrome_stats_t *out);
+
+/* The process group of the browser that serves worker (launch mode; -1 if
+ * none is running). For tests and for the orphan check in /status. */
+pid_t par_chrome_browser_pgid(par_chrome_t *c, int worker);
+
+#endif

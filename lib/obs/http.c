@@ -1,0 +1,670 @@
+/*
+ * http.c — the observability HTTP server (see http.h), on libwebsockets.
+ *
+ * One lws context with one explicitly created vhost (so we hold the vhost
+ * and can ask it for the bound port when the config says port 0) and one
+ * HTTP protocol. A dedicated thread runs lws_service() until asked to stop;
+ * par_http_stop() sets a flag and calls lws_cancel_service(), the only lws
+ * call that is safe from another thread, then joins and destroys the
+ * context from the owning thread once the service loop has returned.
+ *
+ * A request is answered in two steps, the way lws wants it: on
+ * LWS_CALLBACK_HTTP the route's handler builds the whole body in memory
+ * (bodies here are small: metrics text, a JSON status, one HTML page), the
+ * headers are written with Content-Length, and the body is then written in
+ * chunks from LWS_CALLBACK_HTTP_WRITEABLE, each with LWS_PRE headroom as
+ * lws_write() requires.
+ */
+#include "obs/http.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libwebsockets.h>
+
+#include "base/log.h"
+#include "obs/metrics.h"
+
+#define CHUNK      16384
+#define MAX_ROUTES 32
+
+struct par_http_body {
+        char *data;
+        size_t len, cap;
+        bool failed;
+};
+
+typedef struct route {
+        char *path;
+        par_http_handler_fn fn;
+        void *opaque;
+} route_t;
+
+struct par_http {
+        char *host; /* NULL: every interface */
+        int port;   /* as configured; 0 = ephemeral */
+        char *listen;
+        route_t routes[MAX_ROUTES];
+        size_t nroutes;
+
+        struct lws_context *ctx;
+        struct lws_vhost *vhost;
+        int bound_port;
+        pthread_t thread;
+        bool running;
+        atomic_bool stopping;
+};
+
+/* Per-connection state: the response being written. */
+typedef struct pss {
+        char *body;
+        size_t len, sent;
+        bool head; /* HEAD: headers only */
+        bool close_after;
+} pss_t;
+
+/* -------------------------------------------------------------- the body */
+
+static par_err_t body_reserve(par_http_body_t *b, size_t more)
+{
+        size_t need = b->len + more + 1, cap;
+        char *p;
+
+        if (b->failed)
+                return PAR_ERR_NOMEM;
+        if (need <= b->cap)
+                return PAR_OK;
+        cap = b->cap ? b->cap : 1024;
+        while (cap < need)
+                cap *= 2;
+        p = realloc(b->data, cap);
+        if (!p) {
+                b->failed = true;
+                return PAR_ERR_NOMEM;
+        }
+        b->data = p;
+        b->cap = cap;
+        return PAR_OK;
+}
+
+par_err_t par_http_body_append(par_http_body_t *b, const void *data, size_t len)
+{
+        if (body_reserve(b, len))
+                return PAR_ERR_NOMEM;
+        memcpy(b->data + b->len, data, len);
+        b->len += len;
+        b->data[b->len] = '\0';
+        return PAR_OK;
+}
+
+par_err_t par_http_body_printf(par_http_body_t *b, const char *fmt, ...)
+{
+        va_list ap;
+        int n;
+
+        va_start(ap, fmt);
+        n = vsnprintf(NULL, 0, fmt, ap);
+        va_end(ap);
+        if (n < 0 || body_reserve(b, (size_t)n))
+                return b->failed = true, PAR_ERR_NOMEM;
+        va_start(ap, fmt);
+        vsnprintf(b->data + b->len, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        b->len += (size_t)n;
+        return PAR_OK;
+}
+
+int par_http_metrics_handler(void *registry, const char *path,
+                             const char *query, par_http_body_t *body,
+                             const char **content_type)
+{
+        char *text = NULL;
+        size_t len = 0;
+        par_error_t err = {0};
+
+        if (par_metrics_render(registry, &text, &len, &err)) {
+                par_http_body_printf(body, "%s\n", err.msg);
+                return 500;
+        }
+        *content_type = "text/plain; version=0.0.4; charset=utf-8";
+        par_http_body_append(body, text, len);
+        free(text);
+        return 200;
+}
+
+/* ---------------------------------------------------------- dashboard */
+
+/* The page, split where the title goes. Kept free of external resources:
+ * nodes often run on closed networks. */
+static const char dash_a[] =
+    "<!doctype html>\n"
+    "<html><head><meta charset=\"utf-8\">\n"
+    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
+    "<title>";
+static const char dash_b[] =
+    "</title>\n"
+    "<style>\n"
+    "body{font:14px/1.4 "
+    "system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\n"
+    "h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.05em;margin:1.2em 0 "
+    ".3em}\n"
+    "#state{color:#666}#state.bad{color:#b00}\n"
+    "table{border-collapse:collapse;background:#fff;min-width:40em}\n"
+    "th,td{padding:.2em .7em;border-bottom:1px solid "
+    "#e4e4e4;text-align:right}\n"
+    "th:first-child,td:first-child{text-align:left}\n"
+    "td.l{color:#666;text-align:left;font-family:monospace}\n"
+    "pre{background:#fff;border:1px solid #e4e4e4;padding:.7em;overflow:auto}\n"
+    "</style></head><body>\n"
+    "<h1>";
+static const char dash_c[] =
+    "</h1>\n"
+    "<div id=\"state\">loading…</div>\n"
+    "<h2>Counters</h2><table id=\"counters\"></table>\n"
+    "<h2>Gauges</h2><table id=\"gauges\"></table>\n"
+    "<h2>Latency</h2><table id=\"summaries\"></table>\n"
+    "<div id=\"statusbox\" hidden><h2>Status</h2><pre "
+    "id=\"status\"></pre></div>\n"
+    "<script>\n"
+    "\"use strict\";\n"
+    "const esc = s => String(s).replace(/[&<>\"]/g,\n"
+    "  c => ({\"&\": \"&amp;\", \"<\": \"&lt;\", \">\": \"&gt;\", '\"': "
+    "\"&quot;\"})[c]);\n"
+    "function parse(text) {\n"
+    "  const types = {}, samples = [];\n"
+    "  for (const line of text.split(\"\\n\")) {\n"
+    "    if (line.startsWith(\"# TYPE \")) {\n"
+    "      const f = line.split(\" \");\n"
+    "      types[f[2]] = f[3];\n"
+    "      continue;\n"
+    "    }\n"
+    "    if (!line || line[0] === \"#\") continue;\n"
+    "    const m = "
+    "line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\\{(.*)\\})?\\s+(\\S+)$/);\n"
+    "    if (m) samples.push({name: m[1], labels: m[2] || \"\", v: "
+    "parseFloat(m[3])});\n"
+    "  }\n"
+    "  return {types, samples};\n"
+    "}\n"
+    "function num(v) {\n"
+    "  if (!isFinite(v)) return \"–\";\n"
+    "  if (Math.abs(v) >= 1e9) return v.toExponential(3);\n"
+    "  return String(Math.round(v * 1000) / 1000);\n"
+    "}\n"
+    "function dur(v, name) {\n"
+    "  if (!isFinite(v)) return \"–\";\n"
+    "  return name.endsWith(\"_seconds\") ? (v * 1000).toFixed(2) + \" ms\" : "
+    "num(v);\n"
+    "}\n"
+    "let prev = {}, prevT = 0;\n"
+    "function render(text) {\n"
+    "  const {types, samples} = parse(text), now = Date.now() / 1000;\n"
+    "  const dt = prevT ? now - prevT : 0, cur = {};\n"
+    "  let counters = "
+    "\"<tr><th>counter</th><th>labels</th><th>total</th><th>per "
+    "s</th></tr>\";\n"
+    "  let gauges = \"<tr><th>gauge</th><th>labels</th><th>value</th></tr>\";\n"
+    "  const sums = {};\n"
+    "  for (const s of samples) {\n"
+    "    const key = s.name + \"{\" + s.labels + \"}\";\n"
+    "    cur[key] = s.v;\n"
+    "    const t = types[s.name];\n"
+    "    if (t === \"counter\") {\n"
+    "      const r = dt && key in prev ? (s.v - prev[key]) / dt : NaN;\n"
+    "      counters += `<tr><td>${esc(s.name)}</td><td "
+    "class=\"l\">${esc(s.labels)}</td>` +\n"
+    "                  `<td>${num(s.v)}</td><td>${num(r)}</td></tr>`;\n"
+    "    } else if (t === \"gauge\") {\n"
+    "      gauges += `<tr><td>${esc(s.name)}</td><td "
+    "class=\"l\">${esc(s.labels)}</td>` +\n"
+    "                `<td>${num(s.v)}</td></tr>`;\n"
+    "    } else {\n"
+    "      let fam = s.name, part = \"q\";\n"
+    "      if (types[s.name] !== \"summary\") {\n"
+    "        const m = s.name.match(/^(.*)_(sum|count)$/);\n"
+    "        if (!m || types[m[1]] !== \"summary\") continue;\n"
+    "        fam = m[1]; part = m[2];\n"
+    "      }\n"
+    "      const q = (s.labels.match(/quantile=\"([^\"]*)\"/) || [])[1];\n"
+    "      const labels = s.labels.replace(/,?quantile=\"[^\"]*\"/, "
+    "\"\").replace(/^,/, \"\");\n"
+    "      const row = sums[fam + \"{\" + labels + \"}\"] ||= {fam, labels, q: "
+    "{}};\n"
+    "      if (part === \"q\") row.q[q] = s.v; else row[part] = s.v;\n"
+    "    }\n"
+    "  }\n"
+    "  let summaries = "
+    "\"<tr><th>latency</th><th>labels</th><th>p50</th><th>p90</th>\" +\n"
+    "                  "
+    "\"<th>p99</th><th>p99.9</th><th>count</th><th>mean</th></tr>\";\n"
+    "  for (const r of Object.values(sums))\n"
+    "    summaries += `<tr><td>${esc(r.fam)}</td><td "
+    "class=\"l\">${esc(r.labels)}</td>` +\n"
+    "      [\"0.5\", \"0.9\", \"0.99\", \"0.999\"].map(q => `<td>${dur(r.q[q], "
+    "r.fam)}</td>`).join(\"\") +\n"
+    "      `<td>${num(r.count)}</td><td>${dur(r.count ? r.sum / r.count : NaN, "
+    "r.fam)}</td></tr>`;\n"
+    "  document.getElementById(\"counters\").innerHTML = counters;\n"
+    "  document.getElementById(\"gauges\").innerHTML = gauges;\n"
+    "  document.getElementById(\"summaries\").innerHTML = summaries;\n"
+    "  prev = cur; prevT = now;\n"
+    "}\n"
+    "async function tick() {\n"
+    "  const st = document.getElementById(\"state\");\n"
+    "  try {\n"
+    "    const r = await fetch(\"metrics\", {cache: \"no-store\"});\n"
+    "    if (!r.ok) throw new Error(\"/metrics: HTTP \" + r.status);\n"
+    "    render(await r.text());\n"
+    "    st.className = \"\"; st.textContent = \"updated \" + new "
+    "Date().toLocaleTimeString();\n"
+    "  } catch (e) {\n"
+    "    st.className = \"bad\"; st.textContent = \"unreachable: \" + "
+    "e.message;\n"
+    "  }\n"
+    "  try {\n"
+    "    const r = await fetch(\"status\", {cache: \"no-store\"});\n"
+    "    const box = document.getElementById(\"statusbox\");\n"
+    "    if (r.ok) {\n"
+    "      const t = await r.text();\n"
+    "      let pretty = t;\n"
+    "      try { pretty = JSON.stringify(JSON.parse(t), null, 2); } catch (e) "
+    "{}\n"
+    "      document.getElementById(\"status\").textContent = pretty;\n"
+    "      box.hidden = false;\n"
+    "    } else box.hidden = true;\n"
+    "  } catch (e) {}\n"
+    "}\n"
+    "tick();\n"
+    "setInterval(tick, 2000);\n"
+    "</script></body></html>\n";
+
+static void append_escaped(par_http_body_t *b, const char *s)
+{
+        for (; *s; s++) {
+                switch (*s) {
+                case '&':
+                        par_http_body_printf(b, "&amp;");
+                        break;
+                case '<':
+                        par_http_body_printf(b, "&lt;");
+                        break;
+                case '>':
+                        par_http_body_printf(b, "&gt;");
+                        break;
+                case '"':
+                        par_http_body_printf(b, "&quot;");
+                        break;
+                default:
+                        par_http_body_append(b, s, 1);
+                }
+        }
+}
+
+int par_http_dashboard_handler(void *title, const char *path, const char *query,
+                               par_http_body_t *body, const char **content_type)
+{
+        const char *t = title ? title : "Parallel";
+
+        *content_type = "text/html; charset=utf-8";
+        par_http_body_append(body, dash_a, sizeof(dash_a) - 1);
+        append_escaped(body, t);
+        par_http_body_append(body, dash_b, sizeof(dash_b) - 1);
+        append_escaped(body, t);
+        par_http_body_append(body, dash_c, sizeof(dash_c) - 1);
+        return 200;
+}
+
+/* --------------------------------------------------------- lws plumbing */
+
+static void lws_log_to_par(int level, const char *line)
+{
+        size_t n = strlen(line);
+
+        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
+                n--;
+        par_log(level == LLL_ERR ? PAR_LOG_ERROR : PAR_LOG_WARN, "lws", "log",
+                "msg=\"%.*s\"", (int)n, line);
+}
+
+static pthread_once_t log_once = PTHREAD_ONCE_INIT;
+
+static void setup_lws_log(void)
+{
+        /* lws logs notices to stderr by default; library code must not
+         * print, so keep errors and warnings and send them to par_log. */
+        lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_par);
+}
+
+static const route_t *find_route(const par_http_t *h, const char *path)
+{
+        for (size_t i = 0; i < h->nroutes; i++)
+                if (!strcmp(h->routes[i].path, path))
+                        return &h->routes[i];
+        return NULL;
+}
+
+/* Joins the decoded query fragments lws split at '&'. */
+static void get_query(struct lws *wsi, char *q, size_t n)
+{
+        size_t used = 0;
+
+        q[0] = '\0';
+        for (int i = 0;; i++) {
+                char frag[256];
+                int len = lws_hdr_copy_fragment(wsi, frag, sizeof(frag),
+                                                WSI_TOKEN_HTTP_URI_ARGS, i);
+                if (len <= 0)
+                        break;
+                if (used + (size_t)len + 2 > n)
+                        break;
+                if (used)
+                        q[used++] = '&';
+                memcpy(q + used, frag, (size_t)len);
+                used += (size_t)len;
+                q[used] = '\0';
+        }
+}
+
+static void pss_clear(pss_t *pss)
+{
+        free(pss->body);
+        memset(pss, 0, sizeof(*pss));
+}
+
+/* Runs the handler for the request and sends the headers. Returns -1 to
+ * close the connection. */
+static int begin_response(struct lws *wsi, par_http_t *h, pss_t *pss,
+                          const char *path)
+{
+        unsigned char hdr[LWS_PRE + 1024];
+        unsigned char *start = hdr + LWS_PRE, *p = start,
+                      *end = hdr + sizeof(hdr) - 1;
+        par_http_body_t body = {0};
+        const char *ctype = "text/plain; charset=utf-8";
+        char *uri = NULL;
+        int urilen = 0, status;
+        int method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
+
+        pss_clear(pss);
+        if (method != LWSHUMETH_GET && method != LWSHUMETH_HEAD) {
+                status = 405;
+                par_http_body_printf(&body, "method not allowed\n");
+                pss->close_after = true;
+        } else {
+                const route_t *r = find_route(h, path);
+                pss->head = method == LWSHUMETH_HEAD;
+                if (!r) {
+                        status = 404;
+                        par_http_body_printf(&body, "not found: %s\n", path);
+                } else {
+                        char query[1024];
+                        get_query(wsi, query, sizeof(query));
+                        status = r->fn(r->opaque, path, query, &body, &ctype);
+                        if (status < 100 || status > 599 || body.failed) {
+                                par_log(PAR_LOG_ERROR, "http", "handler_failed",
+                                        "path=%s status=%d nomem=%d", path,
+                                        status, body.failed);
+                                free(body.data);
+                                memset(&body, 0, sizeof(body));
+                                ctype = "text/plain; charset=utf-8";
+                                status = 500;
+                                par_http_body_printf(&body, "internal error\n");
+                        }
+                }
+        }
+        pss->body = body.data;
+        pss->len = body.len;
+
+        if (lws_add_http_common_headers(wsi, (unsigned)status, ctype,
+                                        (lws_filepos_t)pss->len, &p, end) ||
+            lws_add_http_header_by_name(
+                wsi, (const unsigned char *)"cache-control:",
+                (const unsigned char *)"no-store", 8, &p, end) ||
+            (pss->close_after &&
+             lws_add_http_header_by_token(wsi, WSI_TOKEN_CONNECTION,
+                                          (const unsigned char *)"close", 5, &p,
+                                          end)) ||
+            lws_finalize_write_http_header(wsi, start, &p, end))
+                return -1;
+        if (pss->head || pss->len == 0) {
+                if (pss->close_after || lws_http_transaction_completed(wsi))
+                        return -1;
+                return 0;
+        }
+        lws_callback_on_writable(wsi);
+        return 0;
+}
+
+/* Writes the next chunk of the body. Returns -1 to close. */
+static int continue_response(struct lws *wsi, pss_t *pss)
+{
+        unsigned char buf[LWS_PRE + CHUNK];
+        size_t n = pss->len - pss->sent;
+        bool last;
+
+        if (!pss->body)
+                return 0;
+        if (n > CHUNK)
+                n = CHUNK;
+        last = pss->sent + n == pss->len;
+        memcpy(buf + LWS_PRE, pss->body + pss->sent, n);
+        if (lws_write(wsi, buf + LWS_PRE, n,
+                      last ? LWS_WRITE_HTTP_FINAL : LWS_WRITE_HTTP) != (int)n)
+                return -1;
+        pss->sent += n;
+        if (!last) {
+                lws_callback_on_writable(wsi);
+                return 0;
+        }
+        pss_clear(pss);
+        if (pss->close_after || lws_http_transaction_completed(wsi))
+                return -1;
+        return 0;
+}
+
+static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
+                         void *user, void *in, size_t len)
+{
+        pss_t *pss = user;
+        par_http_t *h = lws_context_user(lws_get_context(wsi));
+
+        switch (reason) {
+        case LWS_CALLBACK_HTTP:
+                return begin_response(wsi, h, pss, in ? (const char *)in : "/");
+        case LWS_CALLBACK_HTTP_WRITEABLE:
+                return continue_response(wsi, pss);
+        case LWS_CALLBACK_HTTP_BODY:
+        case LWS_CALLBACK_HTTP_BODY_COMPLETION:
+                return 0; /* request bodies are ignored (405 anyway) */
+        case LWS_CALLBACK_CLOSED_HTTP:
+        case LWS_CALLBACK_HTTP_DROP_PROTOCOL:
+                if (pss)
+                        pss_clear(pss);
+                return 0;
+        default:
+                return lws_callback_http_dummy(wsi, reason, user, in, len);
+        }
+}
+
+static const struct lws_protocols protocols[] = {
+    {"http", callback_http, sizeof(pss_t), 0, 0, NULL, 0},
+    {NULL, NULL, 0, 0, 0, NULL, 0},
+};
+
+static void *service_main(void *arg)
+{
+        par_http_t *h = arg;
+
+        while (!atomic_load(&h->stopping))
+                if (lws_service(h->ctx, 0) < 0)
+                        break;
+        return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+par_err_t par_http_new(par_http_t **out, const char *listen, par_error_t *err)
+{
+        par_http_t *h = NULL;
+        const char *colon;
+        char *endp;
+        long port;
+        size_t hostlen;
+
+        if (!listen || !(colon = strrchr(listen, ':')))
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "http listen address '%s': want "
+                                     "host:port",
+                                     listen ? listen : "(null)");
+        errno = 0;
+        port = strtol(colon + 1, &endp, 10);
+        if (colon[1] == '\0' || *endp || errno || port < 0 || port > 65535)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "http listen address '%s': bad port",
+                                     listen);
+        h = calloc(1, sizeof(*h));
+        if (!h || !(h->listen = strdup(listen)))
+                goto nomem;
+        hostlen = (size_t)(colon - listen);
+        if (hostlen >= 2 && listen[0] == '[' && listen[hostlen - 1] == ']') {
+                if (!(h->host = strndup(listen + 1, hostlen - 2)))
+                        goto nomem;
+        } else if (hostlen == 9 && !strncmp(listen, "localhost", 9)) {
+                if (!(h->host = strdup("127.0.0.1"))) /* lws wants an IP */
+                        goto nomem;
+        } else if (hostlen && !(hostlen == 1 && listen[0] == '*') &&
+                   !(hostlen == 7 && !strncmp(listen, "0.0.0.0", 7))) {
+                if (!(h->host = strndup(listen, hostlen)))
+                        goto nomem;
+        } /* else every interface */
+        h->port = (int)port;
+        atomic_init(&h->stopping, false);
+        *out = h;
+        return PAR_OK;
+nomem:
+        par_http_destroy(h);
+        return par_error_set(err, PAR_ERR_NOMEM, "http: out of memory");
+}
+
+par_err_t par_http_route(par_http_t *h, const char *path,
+                         par_http_handler_fn fn, void *opaque, par_error_t *err)
+{
+        route_t *r;
+
+        if (!h || !path || path[0] != '/' || !fn)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "http route '%s': path must start with "
+                                     "'/' and have a handler",
+                                     path ? path : "(null)");
+        if (h->running)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "http route %s: server already started",
+                                     path);
+        if (find_route(h, path))
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "http route %s: already registered", path);
+        if (h->nroutes == MAX_ROUTES)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "http route %s: more than %d routes", path,
+                                     MAX_ROUTES);
+        r = &h->routes[h->nroutes];
+        if (!(r->path = strdup(path)))
+                return par_error_set(err, PAR_ERR_NOMEM, "http: out of memory");
+        r->fn = fn;
+        r->opaque = opaque;
+        h->nroutes++;
+        return PAR_OK;
+}
+
+par_err_t par_http_start(par_http_t *h, par_error_t *err)
+{
+        struct lws_context_creation_info info;
+
+        if (!h)
+                return par_error_set(err, PAR_ERR_INVALID, "http: no server");
+        if (h->running)
+                return PAR_OK;
+        pthread_once(&log_once, setup_lws_log);
+
+        memset(&info, 0, sizeof(info));
+        info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
+        info.port = CONTEXT_PORT_NO_LISTEN;
+        info.user = h;
+        info.gid = -1;
+        info.uid = -1;
+        h->ctx = lws_create_context(&info);
+        if (!h->ctx)
+                return par_error_set(err, PAR_ERR_IO,
+                                     "http %s: cannot create lws context",
+                                     h->listen);
+
+        memset(&info, 0, sizeof(info));
+        info.vhost_name = "parallel";
+        info.port = h->port;
+        info.iface = h->host;
+        info.protocols = protocols;
+        info.keepalive_timeout = 5;
+        info.timeout_secs = 10;
+        /* An IPv4 address must be bound as an IPv4 socket. */
+        if (h->host && !strchr(h->host, ':'))
+                info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
+        h->vhost = lws_create_vhost(h->ctx, &info);
+        if (!h->vhost) {
+                lws_context_destroy(h->ctx);
+                h->ctx = NULL;
+                return par_error_set(err, PAR_ERR_IO,
+                                     "http %s: cannot listen (address in "
+                                     "use or not local?)",
+                                     h->listen);
+        }
+        h->bound_port = lws_get_vhost_listen_port(h->vhost);
+        atomic_store(&h->stopping, false);
+        if (pthread_create(&h->thread, NULL, service_main, h)) {
+                lws_context_destroy(h->ctx);
+                h->ctx = NULL;
+                h->vhost = NULL;
+                return par_error_set(err, PAR_ERR_IO,
+                                     "http %s: cannot start thread", h->listen);
+        }
+        h->running = true;
+        par_log(PAR_LOG_INFO, "http", "listening", "addr=%s port=%d",
+                h->host ? h->host : "*", h->bound_port);
+        return PAR_OK;
+}
+
+int par_http_port(const par_http_t *h)
+{
+        return h && h->running ? h->bound_port : 0;
+}
+
+void par_http_stop(par_http_t *h)
+{
+        if (!h || !h->running)
+                return;
+        atomic_store(&h->stopping, true);
+        lws_cancel_service(h->ctx);
+        pthread_join(h->thread, NULL);
+        lws_context_destroy(h->ctx);
+        h->ctx = NULL;
+        h->vhost = NULL;
+        h->running = false;
+        h->bound_port = 0;
+}
+
+void par_http_destroy(par_http_t *h)
+{
+        if (!h)
+                return;
+        par_http_stop(h);
+        for (size_t i = 0; i < h->nroutes; i++)
+                free(h->routes[i].path);
+        free(h->host);
+        free(h->listen);
+        free(h);
+}
