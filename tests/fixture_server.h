@@ -7,9 +7,10 @@
  *   … "http://127.0.0.1:%d/late.html", fx.port …
  *   fx_server_stop(&fx);
  *
- * It listens on 127.0.0.1 on an ephemeral port and serves files under root
- * with one detached thread per connection (so a request that never ends
- * does not block the others), answering with "Connection: close". Special
+ * It listens on 127.0.0.1 on an ephemeral port (fx_server_start_at: any
+ * IPv4 address and port, e.g. a test network namespace's) and serves files
+ * under root with one detached thread per connection (so a request that never
+ * ends does not block the others), answering with "Connection: close". Special
  * paths, for the failure cases a browser test needs:
  *   /slow            headers and half a page, then nothing until stop: the
  *                    page never finishes loading.
@@ -232,8 +233,11 @@ static inline void *fx__accept(void *arg)
         return NULL;
 }
 
-/* Starts serving root (copied). Returns 0, or -1 with errno set. */
-static inline int fx_server_start(fx_server_t *s, const char *root)
+/* Starts serving root (copied) on addr:port (IPv4, network order not
+ * needed: addr is dotted text; port 0 picks one). Returns 0, or -1 with
+ * errno set. */
+static inline int fx_server_start_at(fx_server_t *s, const char *root,
+                                     const char *addr, int port)
 {
         struct sockaddr_in a;
         socklen_t al = sizeof(a);
@@ -247,8 +251,13 @@ static inline int fx_server_start(fx_server_t *s, const char *root)
         setsockopt(s->fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
         memset(&a, 0, sizeof(a));
         a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        a.sin_port = 0;
+        if (inet_pton(AF_INET, addr, &a.sin_addr) != 1) {
+                close(s->fd);
+                s->fd = -1;
+                errno = EINVAL;
+                return -1;
+        }
+        a.sin_port = htons((uint16_t)port);
         if (bind(s->fd, (struct sockaddr *)&a, sizeof(a)) ||
             listen(s->fd, 128) ||
             getsockname(s->fd, (struct sockaddr *)&a, &al))
@@ -261,6 +270,12 @@ fail:
         close(s->fd);
         s->fd = -1;
         return -1;
+}
+
+/* Starts serving root on 127.0.0.1 on an ephemeral port. */
+static inline int fx_server_start(fx_server_t *s, const char *root)
+{
+        return fx_server_start_at(s, root, "127.0.0.1", 0);
 }
 
 /* Stops accepting, ends stalled responses, waits for connection threads

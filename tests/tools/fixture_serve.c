@@ -2,10 +2,12 @@
  * fixture_serve.c — fixture_serve: serves a directory with
  * tests/fixture_server.h until SIGINT/SIGTERM, for benchmarks and demos.
  *
- *   fixture_serve DIR [PORTFILE]
+ *   fixture_serve DIR [PORTFILE] [ADDR:PORT]
  *
  * Prints "port=<n>" on stdout once listening (and writes the number to
- * PORTFILE when given), then the request count on exit.
+ * PORTFILE when given), then the request count on exit. ADDR:PORT binds
+ * there instead of 127.0.0.1 on an ephemeral port (deploy/cluster's web
+ * host, which other namespaces reach).
  */
 #include <signal.h>
 #include <stdio.h>
@@ -27,14 +29,29 @@ int main(int argc, char **argv)
         fx_server_t fx;
 
         if (argc < 2) {
-                fprintf(stderr, "usage: %s DIR [PORTFILE]\n", argv[0]);
+                fprintf(stderr, "usage: %s DIR [PORTFILE] [ADDR:PORT]\n",
+                        argv[0]);
                 return 2;
         }
         memset(&sa, 0, sizeof(sa));
         sa.sa_handler = on_signal;
         sigaction(SIGINT, &sa, NULL);
         sigaction(SIGTERM, &sa, NULL);
-        if (fx_server_start(&fx, argv[1])) {
+        char addr[64] = "127.0.0.1";
+        int port = 0;
+        if (argc > 3) {
+                const char *colon = strrchr(argv[3], ':');
+                if (!colon || colon == argv[3] ||
+                    (size_t)(colon - argv[3]) >= sizeof(addr)) {
+                        fprintf(stderr, "%s: ADDR:PORT expected, got %s\n",
+                                argv[0], argv[3]);
+                        return 2;
+                }
+                memcpy(addr, argv[3], (size_t)(colon - argv[3]));
+                addr[colon - argv[3]] = '\0';
+                port = atoi(colon + 1);
+        }
+        if (fx_server_start_at(&fx, argv[1], addr, port)) {
                 perror("fixture server");
                 return 1;
         }
