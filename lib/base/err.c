@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "base/text.h"
+
 par_err_t par_error_set(par_error_t *err, par_err_t code, const char *fmt, ...)
 {
         if (err) {
@@ -11,6 +13,9 @@ par_err_t par_error_set(par_error_t *err, par_err_t code, const char *fmt, ...)
                 va_start(ap, fmt);
                 vsnprintf(err->msg, sizeof(err->msg), fmt, ap);
                 va_end(ap);
+                /* Messages end up in JSON, BSON and Avro: a "%.64s" or the
+                 * buffer's end may have split a character. */
+                par_utf8_scrub(err->msg);
                 err->code = code;
         }
         return code;
@@ -39,6 +44,7 @@ par_err_t par_error_prefix(par_error_t *err, const char *fmt, ...)
                 m = sizeof(err->msg) - 1 - n;
         memcpy(err->msg + n, old, m);
         err->msg[n + m] = '\0';
+        par_utf8_scrub(err->msg);
         return err->code;
 }
 

@@ -1,6 +1,8 @@
 /* log.c — see log.h. Lines are built in a local buffer and written whole so
- * lines from different threads never interleave. */
+ * lines from different threads never interleave; control bytes and invalid
+ * UTF-8 in the fields are escaped so one event is always one line. */
 #include "base/log.h"
+#include "base/text.h"
 
 #include <pthread.h>
 #include <stdarg.h>
@@ -58,11 +60,16 @@ void par_log(par_log_level_t level, const char *comp, const char *event,
                      (int)(tv.tv_usec / 1000), names[level], comp, event);
         n += w > 0 ? (size_t)w : 0;
         if (fmt && *fmt && n < sizeof(line) - 2) {
+                char fields[sizeof(line)];
+
                 line[n++] = ' ';
                 va_start(ap, fmt);
-                w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+                vsnprintf(fields, sizeof(fields), fmt, ap);
                 va_end(ap);
-                n += w > 0 ? (size_t)w : 0;
+                /* A value may carry a newline (a recipe name from a signal,
+                 * a node.id): escaped, it cannot start a forged line. */
+                n += par_text_escape_controls(line + n, sizeof(line) - 1 - n,
+                                              fields);
         }
         if (n > sizeof(line) - 2)
                 n = sizeof(line) - 2;

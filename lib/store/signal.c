@@ -10,6 +10,7 @@
  * to reject early, not a load to carry.
  */
 #include "store/signal.h"
+#include "base/text.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -167,9 +168,11 @@ const char *par_signal_doc_id(const bson_t *doc, char *buf, size_t n)
                 return buf;
         if (BSON_ITER_HOLDS_OID(&it) && n >= 25)
                 bson_oid_to_string(bson_iter_oid(&it), buf);
-        else if (BSON_ITER_HOLDS_UTF8(&it))
-                snprintf(buf, n, "%s", bson_iter_utf8(&it, NULL));
-        else if (BSON_ITER_HOLDS_INT32(&it))
+        else if (BSON_ITER_HOLDS_UTF8(&it)) {
+                uint32_t len;
+                const char *v = bson_iter_utf8(&it, &len);
+                par_text_clip(buf, n, v, len, n - 1, NULL);
+        } else if (BSON_ITER_HOLDS_INT32(&it))
                 snprintf(buf, n, "%d", bson_iter_int32(&it));
         else if (BSON_ITER_HOLDS_INT64(&it))
                 snprintf(buf, n, "%lld", (long long)bson_iter_int64(&it));
@@ -245,6 +248,8 @@ par_err_t par_signal_add_param(par_signal_t *s, const char *key,
                 if (err)                                                       \
                         snprintf(err->msg + used_, sizeof(err->msg) - used_,   \
                                  __VA_ARGS__);                                 \
+                if (err) /* "%.64s" may have split a character */              \
+                        par_utf8_scrub(err->msg);                              \
                 goto done;                                                     \
         } while (0)
 

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "store/signal.h"
+#include "base/text.h"
 #include "testutil.h"
 
 #define OID "65a1b2c3d4e5f60718293a4b"
@@ -246,6 +247,37 @@ static void test_malformed(void)
         }
 }
 
+/* Regression (issue 11): reasons cut at a byte count ("%.64s") split a
+ * multi-byte character; jansson then refused the reason and the producer
+ * replayed the document forever. Every reason must be valid UTF-8. */
+static void test_reasons_utf8(void)
+{
+        static const char *tails[] = {
+            ", \"priority\": 2, \"recipe\": \"noop\", \"%s\": 1}",
+            ", \"priority\": 2, \"recipe\": \"%s\"}",
+            ", \"priority\": 2, \"recipe\": \"noop\", \"params\": "
+            "{\"%s\": \"v\"}}",
+        };
+        char euros[400] = "", body[600], json[1200];
+        par_signal_t s;
+
+        for (int i = 0; i < 100; i++)
+                strcat(euros, "\xe2\x82\xac");
+        par_signal_init(&s);
+        for (size_t t = 0; t < sizeof(tails) / sizeof(tails[0]); t++) {
+                for (size_t cut = 0; cut < 3; cut++) {
+                        char name[400];
+                        snprintf(name, sizeof(name), "%.*s%s", (int)cut, "ab",
+                                 euros);
+                        snprintf(body, sizeof(body), tails[t], name);
+                        snprintf(json, sizeof(json), "%s%s", GOOD_HEAD, body);
+                        const char *why = verdict(json, &s);
+                        CHECKF(why[0] && par_utf8_valid(why, strlen(why)),
+                               "case %zu/%zu: '%s'", t, cut, why);
+                }
+        }
+}
+
 /* Cases that JSON cannot express: sizes and bytes. */
 static void test_built(void)
 {
@@ -362,6 +394,7 @@ int main(void)
         RUN(test_traceparent);
         RUN(test_malformed);
         RUN(test_built);
+        RUN(test_reasons_utf8);
         RUN(test_doc_id);
         TEST_DONE();
 }

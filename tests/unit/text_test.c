@@ -1,0 +1,120 @@
+/* text_test.c — UTF-8-safe cutting and escaping (lib/base/text), and the two
+ * places that rely on it for every message: par_error_set and par_log. */
+#include <stdio.h>
+#include <unistd.h>
+
+#include "base/err.h"
+#include "base/log.h"
+#include "base/text.h"
+#include "testutil.h"
+
+static void test_seq_len(void)
+{
+        CHECK(par_utf8_seq_len("a", 1) == 1);
+        CHECK(par_utf8_seq_len("\xc3\xa9", 2) == 2);
+        CHECK(par_utf8_seq_len("\xc3", 1) == 0);           /* cut */
+        CHECK(par_utf8_seq_len("\xc0\x80", 2) == 0);       /* overlong */
+        CHECK(par_utf8_seq_len("\xed\xa0\x80", 3) == 0);   /* surrogate */
+        CHECK(par_utf8_seq_len("\xf4\x90\x80\x80", 4) == 0); /* > U+10FFFF */
+        CHECK(par_utf8_seq_len("\xf0\x9f\x98\x80", 4) == 4);
+        CHECK(par_utf8_valid("h\xc3\xa9llo", 6));
+        CHECK(!par_utf8_valid("a\0b", 3));
+        CHECK(!par_utf8_valid("\xff", 1));
+}
+
+static void test_clip(void)
+{
+        char buf[64];
+        bool cut;
+        /* 30 × "é" = 60 bytes; a cut at an odd byte count must not split
+         * one. */
+        char src[61] = "";
+        for (int i = 0; i < 30; i++)
+                strcat(src, "\xc3\xa9");
+        size_t n = par_text_clip(buf, sizeof(buf), src, 60, 21, &cut);
+        CHECK(cut);
+        CHECK(n <= 21);
+        CHECK(par_utf8_valid(buf, n));
+        CHECK(strstr(buf, PAR_TEXT_CUT_MARK) != NULL);
+        n = par_text_clip(buf, sizeof(buf), src, 60, 60, &cut);
+        CHECK(!cut && n == 60 && !memcmp(buf, src, 60));
+        /* Invalid bytes and NULs become '?'. */
+        n = par_text_clip(buf, sizeof(buf), "a\xff\0b", 4, 10, &cut);
+        CHECK(!cut && tu_streq(buf, "a??b"));
+        /* dst smaller than max: clamped, still valid. */
+        n = par_text_clip(buf, 8, src, 60, 1000, &cut);
+        CHECK(cut && n <= 7 && par_utf8_valid(buf, n));
+}
+
+static void test_scrub(void)
+{
+        char a[] = "ok \xff\xfe mid \xc3";
+        par_utf8_scrub(a);
+        CHECK(tu_streq(a, "ok ?? mid "));
+        char b[] = "\xe2\x82\xac";
+        CHECK(par_utf8_scrub(b) == 3);
+}
+
+/* Regression (issue 11): a "%.5s" in a message split a character and
+ * jansson refused the reason. */
+static void test_error_set_valid(void)
+{
+        par_error_t err;
+        par_error_set(&err, PAR_ERR_INVALID, "field '%.5s'", "\xc3\xa9\xc3\xa9\xc3\xa9");
+        CHECKF(par_utf8_valid(err.msg, strlen(err.msg)), "%s", err.msg);
+        char big[600];
+        memset(big, 'a', sizeof(big));
+        big[sizeof(big) - 1] = 0;
+        for (size_t i = 0; i + 2 < sizeof(big); i += 2)
+                memcpy(big + i, "\xc3\xa9", 2);
+        par_error_set(&err, PAR_ERR_INVALID, "x%s", big);
+        CHECK(par_utf8_valid(err.msg, strlen(err.msg)));
+        par_error_prefix(&err, "p\xc3");
+        CHECK(par_utf8_valid(err.msg, strlen(err.msg)));
+}
+
+static void test_logfmt(void)
+{
+        char buf[64];
+        CHECK(tu_streq(par_text_logfmt(buf, sizeof(buf), "abc"), "abc"));
+        CHECK(tu_streq(par_text_logfmt(buf, sizeof(buf), ""), "\"\""));
+        CHECK(tu_streq(par_text_logfmt(buf, sizeof(buf), "a b"), "\"a b\""));
+        CHECK(tu_streq(par_text_logfmt(buf, sizeof(buf), "x\ny=\"1\""),
+                       "\"x\\ny=\\\"1\\\"\""));
+        CHECK(tu_streq(par_text_logfmt(buf, sizeof(buf), "\xff"), "\"\\xff\""));
+        par_text_logfmt(buf, 10, "a very long value with spaces");
+        CHECK(strlen(buf) <= 9 && buf[0] == '"' && buf[strlen(buf) - 1] == '"');
+}
+
+/* Regression (issue 11): a newline in a logged value forged a log line. */
+static void test_log_one_line(void)
+{
+        char path[] = "/tmp/par-text-test-XXXXXX";
+        int fd = mkstemp(path);
+        REQUIRE(fd >= 0);
+        FILE *f = fdopen(fd, "w+");
+        REQUIRE(f);
+        par_log_set_file(f);
+        par_log(PAR_LOG_WARN, "t", "ev", "recipe=%s",
+                "x\nts=2026 level=error comp=evil event=forged");
+        par_log_set_file(NULL);
+        rewind(f);
+        char line[4096];
+        int lines = 0;
+        while (fgets(line, sizeof(line), f))
+                lines++;
+        CHECK(lines == 1);
+        fclose(f);
+        unlink(path);
+}
+
+int main(void)
+{
+        RUN(test_seq_len);
+        RUN(test_clip);
+        RUN(test_scrub);
+        RUN(test_error_set_valid);
+        RUN(test_logfmt);
+        RUN(test_log_one_line);
+        TEST_DONE();
+}
