@@ -15,6 +15,7 @@
 
 #include "base/config.h"
 #include "base/log.h"
+#include "msg/kafka.h"
 #include "node.h"
 
 static volatile sig_atomic_t stop;
@@ -66,6 +67,11 @@ int main(int argc, char **argv)
                 par_config_dump(cfg, stdout);
                 par_config_destroy(cfg);
                 return 0;
+        }
+        if (par_kafka_check_sizes(cfg, &err)) {
+                fprintf(stderr, "parallel-consumer: %s\n", err.msg);
+                par_config_destroy(cfg);
+                return 2;
         }
         par_log_set_level(
             par_log_level_parse(par_config_str(cfg, "log.level")));

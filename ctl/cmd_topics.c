@@ -211,7 +211,7 @@ static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
 {
         int partitions = (int)par_config_int(cfg, "topics.partitions");
         int replication = (int)par_config_int(cfg, "topics.replication.factor");
-        char retention[32];
+        char retention[32], maxmsg[32];
         rd_kafka_NewTopic_t *nt[MAX_TOPICS] = {0};
         rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
         rd_kafka_AdminOptions_t *opts = NULL;
@@ -223,6 +223,8 @@ static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
 
         snprintf(retention, sizeof(retention), "%" PRId64,
                  par_config_int(cfg, "topics.retention.ms"));
+        snprintf(maxmsg, sizeof(maxmsg), "%" PRId64,
+                 par_config_int(cfg, "topics.message.max.bytes"));
         for (int i = 0; i < s->n; i++) {
                 nt[i] =
                     rd_kafka_NewTopic_new(s->names[i], partitions, replication,
@@ -232,6 +234,9 @@ static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
                                 s->names[i], errstr);
                         goto out;
                 }
+                /* The size every program sizes its messages against. */
+                rd_kafka_NewTopic_set_config(nt[i], "max.message.bytes",
+                                             maxmsg);
                 if (s->compacted[i])
                         rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy",
                                                      "compact");

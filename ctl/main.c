@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "msg/kafka.h"
 
 static int config_cmd(par_config_t *cfg, int argc, char **argv)
 {
@@ -74,6 +75,10 @@ int main(int argc, char **argv)
         if (dump) {
                 par_config_dump(cfg, stdout);
                 rc = 0;
+                goto out;
+        }
+        if (par_kafka_check_sizes(cfg, &err)) {
+                fprintf(stderr, "parallel-ctl: %s\n", err.msg);
                 goto out;
         }
         if (argc < 2) {

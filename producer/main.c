@@ -337,6 +337,10 @@ int main(int argc, char **argv)
                 fprintf(stderr, "parallel-producer: %s\n", err.msg);
                 goto out;
         }
+        if (par_kafka_check_sizes(p.cfg, &err)) {
+                fprintf(stderr, "parallel-producer: %s\n", err.msg);
+                goto out;
+        }
         if (argc > 1) {
                 fprintf(stderr,
                         "parallel-producer: unexpected argument '%s' (try "

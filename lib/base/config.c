@@ -17,6 +17,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "base/log.h"
 
@@ -54,15 +57,15 @@ static const prop_t props[] = {
      "consumer's group.instance.id when consumer.static_membership is on."},
 
     /* mongo */
-    {"mongo.uri", T_STR, "mongodb://127.0.0.1:27017", 0, 0, NULL, 1, ALL,
+    {"mongo.uri", T_STR, "mongodb://127.0.0.1:27017", 1, 0, NULL, 1, ALL,
      "MongoDB connection string (its password, if any, is redacted in dumps)."},
-    {"mongo.database", T_STR, "parallel", 0, 0, NULL, 0, ALL,
+    {"mongo.database", T_STR, "parallel", 1, 0, NULL, 0, ALL,
      "Database holding the signals and Parallel's state."},
-    {"mongo.collection", T_STR, "signals", 0, 0, NULL, 0, ALL,
+    {"mongo.collection", T_STR, "signals", 1, 0, NULL, 0, ALL,
      "Collection of signal documents."},
 
     /* kafka */
-    {"topic.prefix", T_STR, "parallel", 0, 0, NULL, 0, ALL,
+    {"topic.prefix", T_STR, "parallel", 1, 0, NULL, 0, ALL,
      "Prefix of every topic name: <prefix>.signals.p1 … <prefix>.dlq."},
     {"priority.levels", T_INT, "4", 1, 16, NULL, 0, ALL,
      "Number of priority levels; priority N goes to <prefix>.signals.pN and "
@@ -75,6 +78,12 @@ static const prop_t props[] = {
      "Replication factor of created topics."},
     {"topics.retention.ms", T_MS, "7d", 60000, 3650 * DAY, NULL, 0, X,
      "retention.ms of created topics (parallel.workers is compacted)."},
+    {"topics.message.max.bytes", T_INT, "1000000", 65536, 100 * 1024 * 1024,
+     NULL, 0, ALL,
+     "Largest message the topics take (their max.message.bytes, set by "
+     "`parallel-ctl topics create`). Every Signal, SpinResult and "
+     "DeadLetter is sized against it at its source, together with "
+     "kafka.message.max.bytes; signal.max_params_bytes must fit in it."},
 
     /* http */
     {"http.listen", T_STR, "127.0.0.1:9280", 0, 0, NULL, 0, C,
@@ -361,7 +370,12 @@ static par_err_t validate(const prop_t *p, const char *v, int64_t *num,
 {
         switch (p->type) {
         case T_STR:
+                /* min is the least length: names that build topics,
+                 * databases and collections cannot be empty. */
                 *num = 0;
+                if ((int64_t)strlen(v) < p->min)
+                        return par_error_set(err, PAR_ERR_INVALID,
+                                             "%s: must not be empty", p->name);
                 return PAR_OK;
         case T_BOOL:
                 if (parse_bool(v, num))
@@ -529,15 +543,31 @@ static char *trim(char *s)
 par_err_t par_config_load_file(par_config_t *cfg, const char *path,
                                par_error_t *err)
 {
-        FILE *f = fopen(path, "r");
+        FILE *f;
         char *line = NULL;
         size_t cap = 0;
         int lineno = 0;
         par_err_t rc = PAR_OK;
+        struct stat st;
+        /* O_NONBLOCK so that a FIFO cannot hang start-up before fstat
+         * refuses it; a directory would read as an empty file. */
+        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
-        if (!f)
+        if (fd < 0)
                 return par_error_set(err, PAR_ERR_IO, "%s: %s", path,
                                      strerror(errno));
+        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
+                close(fd);
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "%s: not a regular file", path);
+        }
+        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
+        f = fdopen(fd, "r");
+        if (!f) {
+                close(fd);
+                return par_error_set(err, PAR_ERR_IO, "%s: %s", path,
+                                     strerror(errno));
+        }
         while (getline(&line, &cap, f) >= 0) {
                 char *s = trim(line), *eq;
                 lineno++;
@@ -710,6 +740,14 @@ bool par_config_bool(const par_config_t *cfg, const char *key)
         return par_config_int(cfg, key) != 0;
 }
 
+const char *par_config_kafka_get(const par_config_t *cfg, const char *key)
+{
+        for (size_t i = 0; i < cfg->nkafka; i++)
+                if (!strcmp(cfg->kafka[i].key, key))
+                        return cfg->kafka[i].value;
+        return NULL;
+}
+
 int par_config_foreach_kafka(const par_config_t *cfg,
                              int (*cb)(const char *, const char *, void *),
                              void *opaque)
@@ -722,20 +760,63 @@ int par_config_foreach_kafka(const par_config_t *cfg,
         return 0;
 }
 
-static int secret_name(const char *key)
+/* Keys whose values are secrets, by name pattern, so that a key nobody
+ * listed (kafka.ssl.key.pem, kafka.sasl.oauthbearer.client.secret, a
+ * future credentials file) is redacted too. Over-redacting a path such as
+ * ssl.key.location costs nothing. */
+bool par_config_key_secret(const char *key)
 {
-        return strstr(key, "password") || strstr(key, "secret") ||
-               strstr(key, "token") || strstr(key, "sasl.oauthbearer.config");
+        static const char *const words[] = {"password",
+                                            "passwd",
+                                            "secret",
+                                            "token",
+                                            "key",
+                                            "pem",
+                                            "credential",
+                                            "jaas",
+                                            "sasl."
+                                            "oauthbearer."
+                                            "config"};
+        char low[256];
+        size_t i;
+
+        for (i = 0; key[i] && i + 1 < sizeof(low); i++)
+                low[i] = (char)tolower((unsigned char)key[i]);
+        low[i] = '\0';
+        for (i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+                if (strstr(low, words[i]))
+                        return true;
+        return false;
 }
 
-/* Writes value with a URI's userinfo password replaced by "***". */
+/*
+ * Writes value with a URI's userinfo password replaced by "***". The
+ * userinfo ends at the last '@' of the authority: a password may itself
+ * hold '@' (unencoded, as people write it), and cutting at the first one
+ * left the rest of the password in the dump. The authority ends at the
+ * first '/', '?' or '#' after that '@'; a query can hold '@' too, so only
+ * the part before the first '?' is searched.
+ */
 static void print_redacted_uri(FILE *out, const char *v)
 {
         const char *scheme = strstr(v, "://");
-        const char *at, *colon;
+        const char *start, *end, *at = NULL, *colon;
 
-        if (!scheme || !(at = strchr(scheme + 3, '@')) ||
-            !(colon = memchr(scheme + 3, ':', (size_t)(at - scheme - 3)))) {
+        if (!scheme) {
+                fputs(v, out);
+                return;
+        }
+        start = scheme + 3;
+        end = start + strcspn(start, "?#");
+        for (const char *c = start; c < end; c++)
+                if (*c == '@')
+                        at = c;
+        if (!at) {
+                fputs(v, out);
+                return;
+        }
+        colon = memchr(start, ':', (size_t)(at - start));
+        if (!colon) {
                 fputs(v, out);
                 return;
         }
@@ -746,7 +827,7 @@ void par_config_dump(const par_config_t *cfg, FILE *out)
 {
         for (size_t i = 0; i < NPROPS; i++) {
                 fprintf(out, "%s=", props[i].name);
-                if (secret_name(props[i].name))
+                if (par_config_key_secret(props[i].name))
                         fputs(cfg->val[i][0] ? "***" : "", out);
                 else if (props[i].secret)
                         print_redacted_uri(out, cfg->val[i]);
@@ -756,8 +837,9 @@ void par_config_dump(const par_config_t *cfg, FILE *out)
         }
         for (size_t i = 0; i < cfg->nkafka; i++)
                 fprintf(out, "kafka.%s=%s\n", cfg->kafka[i].key,
-                        secret_name(cfg->kafka[i].key) ? "***"
-                                                       : cfg->kafka[i].value);
+                        par_config_key_secret(cfg->kafka[i].key)
+                            ? "***"
+                            : cfg->kafka[i].value);
 }
 
 static const char *type_name(const prop_t *p)

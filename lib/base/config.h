@@ -78,6 +78,9 @@ bool par_config_bool(const par_config_t *cfg, const char *key);
 
 /* Calls cb for each "kafka.*" key set (prefix stripped), in the order set.
  * Stops and returns cb's non-zero result. */
+/* The value of kafka.<key> (key without the prefix) as set, or NULL. */
+const char *par_config_kafka_get(const par_config_t *cfg, const char *key);
+
 int par_config_foreach_kafka(const par_config_t *cfg,
                              int (*cb)(const char *key, const char *value,
                                        void *opaque),
@@ -91,5 +94,10 @@ void par_config_help(FILE *out, unsigned scope);
 
 /* Writes docs/CONFIGURATION.md. */
 void par_config_markdown(FILE *out);
+
+/* True when a key's value is a secret, by name pattern (password,
+ * secret, token, key, pem, credential…): dumps and error messages never
+ * show such a value. Any thread. */
+bool par_config_key_secret(const char *key);
 
 #endif

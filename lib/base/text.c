@@ -154,8 +154,8 @@ static bool put_escaped(char *dst, size_t *o, size_t lim, const char *s,
         char tmp[8];
         size_t n;
 
-        if (len == 1 && (c < 0x20 || c == 0x7f || (quotes && (c == '"' ||
-                                                                c == '\\')))) {
+        if (len == 1 &&
+            (c < 0x20 || c == 0x7f || (quotes && (c == '"' || c == '\\')))) {
                 if (c == '\n')
                         n = (size_t)snprintf(tmp, sizeof(tmp), "\\n");
                 else if (c == '\r')

@@ -10,6 +10,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
 
@@ -44,8 +45,7 @@ static int apply_one(const char *key, const char *value, void *opaque)
             RD_KAFKA_CONF_OK) {
                 /* librdkafka's message may omit the value; add it unless
                  * the key names a secret (the message may be logged). */
-                bool secret = strstr(key, "password") ||
-                              strstr(key, "secret") || strstr(key, "token");
+                bool secret = par_config_key_secret(key);
                 if (secret || !strstr(errstr, "Invalid value") ||
                     strstr(errstr, value))
                         par_error_set(a->err, PAR_ERR_INVALID, "kafka.%s: %s",
@@ -79,11 +79,64 @@ par_err_t par_kafka_conf_new(rd_kafka_conf_t **out, const par_config_t *cfg,
                 return par_error_set(err, PAR_ERR_INVALID, "kafka: %s", errstr);
         }
         rd_kafka_conf_set_log_cb(conf, log_cb);
+        if (cfg) {
+                /* Clients agree with the topics on the largest message
+                 * (a kafka.message.max.bytes below still overrides). */
+                char lim[32];
+                snprintf(
+                    lim, sizeof(lim), "%lld",
+                    (long long)par_config_int(cfg, "topics.message.max.bytes"));
+                rd_kafka_conf_set(conf, "message.max.bytes", lim, errstr,
+                                  sizeof(errstr));
+        }
         if (cfg && par_config_foreach_kafka(cfg, apply_one, &a)) {
                 rd_kafka_conf_destroy(conf);
                 return err ? err->code : PAR_ERR_INVALID;
         }
         *out = conf;
+        return PAR_OK;
+}
+
+/* ------------------------------------------------------------ message sizes */
+
+size_t par_kafka_message_max(const par_config_t *cfg)
+{
+        int64_t lim = par_config_int(cfg, "topics.message.max.bytes");
+        const char *own = NULL;
+
+        own = par_config_kafka_get(cfg, "message.max.bytes");
+        if (own && *own) {
+                long long v = atoll(own);
+                if (v > 0 && v < lim)
+                        lim = v;
+        }
+        return (size_t)lim;
+}
+
+size_t par_kafka_value_max(const par_config_t *cfg)
+{
+        size_t m = par_kafka_message_max(cfg);
+        return m > PAR_KAFKA_MESSAGE_OVERHEAD * 2
+                   ? m - PAR_KAFKA_MESSAGE_OVERHEAD
+                   : m / 2;
+}
+
+par_err_t par_kafka_check_sizes(const par_config_t *cfg, par_error_t *err)
+{
+        int64_t params = par_config_int(cfg, "signal.max_params_bytes");
+        size_t room = par_kafka_value_max(cfg);
+
+        if ((size_t)params + PAR_KAFKA_SIGNAL_OVERHEAD > room)
+                return par_error_set(
+                    err, PAR_ERR_INVALID,
+                    "signal.max_params_bytes: %lld does not fit in a message: "
+                    "topics.message.max.bytes (or kafka.message.max.bytes) "
+                    "allows values up to %zu bytes, and a Signal needs %d "
+                    "more; lower it to at most %lld or raise the topic limit",
+                    (long long)params, room, PAR_KAFKA_SIGNAL_OVERHEAD,
+                    (long long)(room > PAR_KAFKA_SIGNAL_OVERHEAD
+                                    ? room - PAR_KAFKA_SIGNAL_OVERHEAD
+                                    : 0));
         return PAR_OK;
 }
 

@@ -58,6 +58,29 @@ char *par_kafka_topic_name(const par_config_t *cfg, const char *suffix,
 char *par_kafka_signal_topic(const par_config_t *cfg, int priority, char *buf,
                              size_t n);
 
+/* ---------------------------------------------------------- message sizes */
+
+/*
+ * The one place that knows how large a message may be. Every Signal,
+ * SpinResult and DeadLetter is sized against par_kafka_value_max() where
+ * it is built, so nothing reaches Kafka that Kafka would refuse (a refused
+ * message used to be retried forever).
+ *
+ * par_kafka_message_max: the smaller of topics.message.max.bytes (what the
+ * topics were created with) and kafka.message.max.bytes when set.
+ * par_kafka_value_max: what is left for an encoded value after the key,
+ * headers and record framing (PAR_KAFKA_MESSAGE_OVERHEAD).
+ */
+#define PAR_KAFKA_MESSAGE_OVERHEAD 4096
+/* A Signal's bytes besides its params: id, recipe (64), resource (256),
+ * traceparent, times, Avro framing. */
+#define PAR_KAFKA_SIGNAL_OVERHEAD 2048
+size_t par_kafka_message_max(const par_config_t *cfg);
+size_t par_kafka_value_max(const par_config_t *cfg);
+/* Start-up check: signal.max_params_bytes plus a Signal's own fields fit in
+ * par_kafka_value_max(); PAR_ERR_INVALID naming both keys otherwise. */
+par_err_t par_kafka_check_sizes(const par_config_t *cfg, par_error_t *err);
+
 /* ---------------------------------------------------------- trace context */
 
 /* The traceparent header's name. */

@@ -1,6 +1,7 @@
 /* config_test.c — the property table: layering, validation messages,
  * redaction, kafka passthrough, and that docs/CONFIGURATION.md is current. */
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/config.h"
@@ -137,6 +138,66 @@ static void test_kafka_and_redaction(void)
         par_config_destroy(cfg);
 }
 
+/* Regression (issue 11): -X dump printed kafka.ssl.key.pem verbatim and cut
+ * a password holding '@' at its first '@'. */
+static void test_redaction_patterns(void)
+{
+        par_config_t *cfg = fresh();
+        par_error_t err;
+        char *dump = NULL;
+        size_t len = 0;
+        FILE *m;
+        REQUIRE(cfg);
+
+        CHECK(!par_config_set(cfg, "kafka.ssl.key.pem", "PEMBODY", &err));
+        CHECK(!par_config_set(cfg, "kafka.sasl.oauthbearer.client.secret",
+                              "CLIENTSECRET", &err));
+        CHECK(!par_config_set(cfg, "kafka.ssl.keystore.password", "KSPASS",
+                              &err));
+        CHECK(!par_config_set(cfg, "mongo.uri",
+                              "mongodb://bob:p@ss@word@db:27017/x?a=b@c",
+                              &err));
+        m = open_memstream(&dump, &len);
+        par_config_dump(cfg, m);
+        fclose(m);
+        CHECK(!strstr(dump, "PEMBODY"));
+        CHECK(!strstr(dump, "CLIENTSECRET"));
+        CHECK(!strstr(dump, "KSPASS"));
+        CHECKF(!strstr(dump, "ss@word") && !strstr(dump, "word@"), "%s", dump);
+        CHECK(strstr(dump, "mongodb://bob:***@db:27017/x?a=b@c"));
+        CHECK(par_config_key_secret("kafka.ssl.key.pem"));
+        CHECK(par_config_key_secret("sasl.oauthbearer.config"));
+        CHECK(!par_config_key_secret("topic.prefix"));
+        free(dump);
+        par_config_destroy(cfg);
+}
+
+/* Regression (issue 11): empty names were accepted, -c DIRECTORY was
+ * ignored and a FIFO would block start-up. */
+static void test_rejects_empty_and_non_files(void)
+{
+        par_config_t *cfg = fresh();
+        par_error_t err;
+        char fifo[] = "/tmp/par-config-fifo-XXXXXX";
+        REQUIRE(cfg);
+
+        CHECK(par_config_set(cfg, "topic.prefix", "", &err) == PAR_ERR_INVALID);
+        CHECK(strstr(err.msg, "topic.prefix") && strstr(err.msg, "empty"));
+        CHECK(par_config_set(cfg, "mongo.database", "", &err));
+        CHECK(par_config_set(cfg, "mongo.collection", "", &err));
+        CHECK(!par_config_set(cfg, "node.id", "", &err));
+        CHECK(par_config_load_file(cfg, "/tmp", &err) == PAR_ERR_INVALID);
+        CHECK(strstr(err.msg, "not a regular file"));
+        REQUIRE(mkdtemp(fifo));
+        char path[64];
+        snprintf(path, sizeof(path), "%s/p", fifo);
+        REQUIRE(!mkfifo(path, 0600));
+        CHECK(par_config_load_file(cfg, path, &err) == PAR_ERR_INVALID);
+        unlink(path);
+        rmdir(fifo);
+        par_config_destroy(cfg);
+}
+
 /* docs/CONFIGURATION.md is generated; it must match the table. */
 static void test_docs_current(void)
 {
@@ -173,6 +234,8 @@ int main(void)
         RUN(test_errors_name_key);
         RUN(test_layers);
         RUN(test_kafka_and_redaction);
+        RUN(test_redaction_patterns);
+        RUN(test_rejects_empty_and_non_files);
         RUN(test_docs_current);
         TEST_DONE();
 }

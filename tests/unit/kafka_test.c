@@ -197,10 +197,34 @@ static void test_traceparent(void)
         rd_kafka_headers_destroy(h);
 }
 
+/* Regression (issue 11): signal.max_params_bytes accepted 16 MiB, more than
+ * a topic takes, and the producer looped on a valid signal. */
+static void test_sizes(void)
+{
+        par_config_t *cfg = NULL;
+        par_error_t err;
+        REQUIRE(!par_config_new(&cfg, &err));
+        CHECK(par_kafka_message_max(cfg) == 1000000);
+        CHECK(par_kafka_value_max(cfg) < par_kafka_message_max(cfg));
+        CHECK(!par_kafka_check_sizes(cfg, &err));
+        CHECK(
+            !par_config_set(cfg, "signal.max_params_bytes", "16000000", &err));
+        CHECK(par_kafka_check_sizes(cfg, &err) == PAR_ERR_INVALID);
+        CHECK(strstr(err.msg, "signal.max_params_bytes"));
+        CHECK(
+            !par_config_set(cfg, "topics.message.max.bytes", "20000000", &err));
+        CHECK(!par_kafka_check_sizes(cfg, &err));
+        CHECK(!par_config_set(cfg, "kafka.message.max.bytes", "500000", &err));
+        CHECK(par_kafka_message_max(cfg) == 500000);
+        CHECK(par_kafka_check_sizes(cfg, &err));
+        par_config_destroy(cfg);
+}
+
 int main(void)
 {
         RUN(test_conf);
         RUN(test_topic_names);
         RUN(test_traceparent);
+        RUN(test_sizes);
         TEST_DONE();
 }

@@ -12,9 +12,9 @@ static void test_seq_len(void)
 {
         CHECK(par_utf8_seq_len("a", 1) == 1);
         CHECK(par_utf8_seq_len("\xc3\xa9", 2) == 2);
-        CHECK(par_utf8_seq_len("\xc3", 1) == 0);           /* cut */
-        CHECK(par_utf8_seq_len("\xc0\x80", 2) == 0);       /* overlong */
-        CHECK(par_utf8_seq_len("\xed\xa0\x80", 3) == 0);   /* surrogate */
+        CHECK(par_utf8_seq_len("\xc3", 1) == 0);             /* cut */
+        CHECK(par_utf8_seq_len("\xc0\x80", 2) == 0);         /* overlong */
+        CHECK(par_utf8_seq_len("\xed\xa0\x80", 3) == 0);     /* surrogate */
         CHECK(par_utf8_seq_len("\xf4\x90\x80\x80", 4) == 0); /* > U+10FFFF */
         CHECK(par_utf8_seq_len("\xf0\x9f\x98\x80", 4) == 4);
         CHECK(par_utf8_valid("h\xc3\xa9llo", 6));
@@ -60,7 +60,8 @@ static void test_scrub(void)
 static void test_error_set_valid(void)
 {
         par_error_t err;
-        par_error_set(&err, PAR_ERR_INVALID, "field '%.5s'", "\xc3\xa9\xc3\xa9\xc3\xa9");
+        par_error_set(&err, PAR_ERR_INVALID, "field '%.5s'",
+                      "\xc3\xa9\xc3\xa9\xc3\xa9");
         CHECKF(par_utf8_valid(err.msg, strlen(err.msg)), "%s", err.msg);
         char big[600];
         memset(big, 'a', sizeof(big));
