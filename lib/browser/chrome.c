@@ -403,12 +403,30 @@ static void inst_stop(par_chrome_t *c, struct inst *in)
         in->base[0] = 0;
 }
 
-/* Splits extra_args on spaces into argv[*n…]. */
+/* Splits extra_args on spaces into argv[*n…], in place. Double quotes
+ * group (and are removed), for flags whose value has spaces:
+ * "--host-rules=MAP example.test 127.0.0.1". No escapes. */
 static void add_extra_args(char **argv, int *n, int max, char *buf)
 {
-        for (char *tok = strtok(buf, " \t"); tok && *n < max;
-             tok = strtok(NULL, " \t"))
-                argv[(*n)++] = tok;
+        char *r = buf, *w;
+
+        while (*n < max) {
+                bool quoted = false;
+
+                while (*r == ' ' || *r == '\t')
+                        r++;
+                if (!*r)
+                        return;
+                argv[(*n)++] = w = r;
+                for (; *r && (quoted || (*r != ' ' && *r != '\t')); r++)
+                        if (*r == '"')
+                                quoted = !quoted;
+                        else
+                                *w++ = *r;
+                if (*r)
+                        r++;
+                *w = '\0';
+        }
 }
 
 static par_err_t read_active_port(const char *profile, char *host_port,

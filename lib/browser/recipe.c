@@ -40,6 +40,8 @@ static const char *const step_names[] = {
     [PAR_STEP_WAIT_FOR_ELEMENT] = "waitForElement",
     [PAR_STEP_WAIT_FOR_EXPRESSION] = "waitForExpression",
     [PAR_STEP_EXTRACT] = "extract",
+    [PAR_STEP_CLOSE] = "close",
+    [PAR_STEP_CUSTOM_STEP] = "customStep",
 };
 #define NSTEP_TYPES (sizeof(step_names) / sizeof(step_names[0]))
 
@@ -299,6 +301,29 @@ static par_err_t get_bool(const vctx_t *c, json_t *o, const char *field,
         return PAR_OK;
 }
 
+/* An optional JSON object field, kept as compact JSON text for the page.
+ * strings_only: every value must be a string (attributes). */
+static par_err_t get_object(const vctx_t *c, json_t *o, const char *field,
+                            bool strings_only, char **out)
+{
+        json_t *v = json_object_get(o, field), *x;
+        const char *k;
+
+        *out = NULL;
+        if (!v)
+                return PAR_OK;
+        if (!json_is_object(v))
+                return bad(c, field, "expected an object");
+        if (strings_only)
+                json_object_foreach(v, k, x) if (!json_is_string(x)) return bad(
+                    c, field, "%.60s: expected a string", k);
+        *out = json_dumps(v, JSON_COMPACT | JSON_ENSURE_ASCII |
+                                 JSON_ESCAPE_SLASH | JSON_SORT_KEYS);
+        if (!*out)
+                return par_error_set(c->err, PAR_ERR_NOMEM, "out of memory");
+        return PAR_OK;
+}
+
 static const char *selector_part_problem(const char *s)
 {
         static const char *const prefixes[] = {"aria/", "text/", "xpath/",
@@ -450,15 +475,34 @@ static par_err_t parse_step(const vctx_t *c, json_t *o, par_step_t *st,
                 return rc;
         if (has)
                 st->timeout_ms = (int)d;
-        v = json_object_get(o, "target");
-        if (v && !(json_is_string(v) && !strcmp(json_string_value(v), "main")))
-                return bad(c, "target",
-                           "only \"main\" is supported (popups and other "
-                           "targets are not)");
+        if ((rc = get_str(c, o, "target", false, true, &st->target)))
+                return rc;
+        if (st->target && !strcmp(st->target, "main")) {
+                free(st->target);
+                st->target = NULL;
+        }
         v = json_object_get(o, "frame");
-        if (v && !(json_is_array(v) && json_array_size(v) == 0))
-                return bad(c, "frame",
-                           "only the main frame ([] or absent) is supported");
+        if (v) {
+                json_t *x;
+                size_t i;
+
+                if (!json_is_array(v))
+                        return bad(c, "frame",
+                                   "expected an array of child-frame indexes");
+                st->frame = calloc(json_array_size(v) + 1, sizeof(int));
+                if (!st->frame)
+                        return par_error_set(c->err, PAR_ERR_NOMEM,
+                                             "out of memory");
+                json_array_foreach(v, i, x)
+                {
+                        if (!json_is_integer(x) || json_integer_value(x) < 0 ||
+                            json_integer_value(x) > 10000)
+                                return bad(c, "frame",
+                                           "[%zu]: expected an index >= 0", i);
+                        st->frame[i] = (int)json_integer_value(x);
+                        st->nframe = i + 1;
+                }
+        }
         if ((rc = get_asserted(c, o, st)))
                 return rc;
 
@@ -537,7 +581,8 @@ static par_err_t parse_step(const vctx_t *c, json_t *o, par_step_t *st,
                 if ((rc = get_selectors(c, o, true, st)))
                         return rc;
                 st->count = 1;
-                st->op = PAR_OP_EQ;
+                st->op = PAR_OP_GE;
+                st->visible = true;
                 if ((rc = get_num(c, o, "count", 0, 1e6, &has, &d)))
                         return rc;
                 if (has)
@@ -556,17 +601,21 @@ static par_err_t parse_step(const vctx_t *c, json_t *o, par_step_t *st,
                         return bad(c, "operator",
                                    "expected \">=\", \"==\" "
                                    "or \"<=\"");
-                if (json_object_get(o, "attributes") ||
-                    json_object_get(o, "properties"))
-                        return bad(c,
-                                   json_object_get(o, "attributes")
-                                       ? "attributes"
-                                       : "properties",
-                                   "not supported (use waitForExpression)");
+                if ((rc = get_object(c, o, "attributes", true,
+                                     &st->attributes)) ||
+                    (rc = get_object(c, o, "properties", false,
+                                     &st->properties)))
+                        return rc;
                 return get_bool(c, o, "visible", &st->visible);
         }
         case PAR_STEP_WAIT_FOR_EXPRESSION:
                 return get_str(c, o, "expression", true, true, &st->expression);
+        case PAR_STEP_CLOSE:
+                return PAR_OK;
+        case PAR_STEP_CUSTOM_STEP:
+                /* Parameters are whatever the recording's extension wanted;
+                 * nothing here runs them (see spin.c). */
+                return get_str(c, o, "name", true, true, &st->custom_name);
         case PAR_STEP_EXTRACT:
                 if ((rc = get_str(c, o, "name", true, true, &st->name)))
                         return rc;
@@ -596,6 +645,11 @@ static void step_free(par_step_t *st)
         free(st->name);
         free(st->nav_url);
         free(st->nav_title);
+        free(st->target);
+        free(st->frame);
+        free(st->attributes);
+        free(st->properties);
+        free(st->custom_name);
 }
 
 void par_recipe_destroy(par_recipe_t *r)
@@ -662,11 +716,13 @@ par_err_t par_recipe_parse(par_recipe_t **out, const char *name,
                 goto out;
         }
         steps = json_object_get(root, "steps");
-        if (!json_is_array(steps) || !json_array_size(steps)) {
-                rc = bad(&c, "steps", "expected a non-empty array");
+        /* An empty array is a recording that does nothing, and passes
+         * (as in the reference replayer). */
+        if (!json_is_array(steps)) {
+                rc = bad(&c, "steps", "expected an array");
                 goto out;
         }
-        r->steps = calloc(json_array_size(steps), sizeof(*r->steps));
+        r->steps = calloc(json_array_size(steps) + 1, sizeof(*r->steps));
         if (!r->steps)
                 goto nomem;
         json_array_foreach(steps, i, s)
@@ -693,7 +749,9 @@ par_err_t par_recipe_parse(par_recipe_t **out, const char *name,
                                  "unsupported step type (supported: "
                                  "setViewport navigate click doubleClick "
                                  "change keyDown keyUp scroll hover "
-                                 "waitForElement waitForExpression extract)");
+                                 "waitForElement waitForExpression extract "
+                                 "close customStep; not "
+                                 "emulateNetworkConditions)");
                         goto out;
                 }
                 r->nsteps = i + 1;

@@ -55,12 +55,14 @@ typedef enum par_step_type {
         PAR_STEP_WAIT_FOR_ELEMENT,
         PAR_STEP_WAIT_FOR_EXPRESSION,
         PAR_STEP_EXTRACT,
+        PAR_STEP_CLOSE,       /* closes the step's target page */
+        PAR_STEP_CUSTOM_STEP, /* customStep: skipped with a warning */
 } par_step_type_t;
 
 /* waitForElement's comparison of the match count with `count`. */
 typedef enum par_count_op {
-        PAR_OP_EQ, /* "==" (the Recorder's default) */
-        PAR_OP_GE, /* ">=" */
+        PAR_OP_EQ, /* "==" */
+        PAR_OP_GE, /* ">=" (the default, as in @puppeteer/replay) */
         PAR_OP_LE, /* "<=" */
 } par_count_op_t;
 
@@ -77,6 +79,15 @@ typedef struct par_selector {
 typedef struct par_step {
         par_step_type_t type;
         int timeout_ms; /* step timeout, or the recipe's, or the default */
+
+        /* Where the step runs. target: NULL = the main page, else the URL
+         * of another page (a popup) or of a frame (out-of-process iframes
+         * included), as the Recorder writes it; may hold placeholders.
+         * frame: child-frame indexes from the target's main frame
+         * (nframe 0 = the main frame). */
+        char *target;
+        int *frame;
+        size_t nframe;
 
         par_selector_t *selectors; /* click, doubleClick, change, hover,
                                       waitForElement, optional for scroll */
@@ -95,10 +106,17 @@ typedef struct par_step {
         int button;      /* 0 left, 1 middle, 2 right, 3 back, 4 forward */
         int duration_ms; /* click: delay between press and release */
 
-        /* waitForElement */
+        /* waitForElement: the step passes when (count op `count`, and
+         * every matched element has `attributes` and deep-matches
+         * `properties`) == visible. visible false = wait until that stops
+         * holding (the Recorder's "hidden"). Compact JSON objects or NULL. */
         par_count_op_t op;
         int count;
         bool visible;
+        char *attributes;
+        char *properties;
+
+        char *custom_name; /* customStep */
 
         /* scroll: absolute position (page, or the element when selectors) */
         double x, y;

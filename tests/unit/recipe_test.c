@@ -114,8 +114,8 @@ static void test_defaults(void)
 
         REQUIRE(r);
         CHECK_STR(r->title, "t");
-        CHECK(r->steps[0].op == PAR_OP_EQ && r->steps[0].count == 1);
-        CHECK(!r->steps[0].visible);
+        CHECK(r->steps[0].op == PAR_OP_GE && r->steps[0].count == 1);
+        CHECK(r->steps[0].visible);
         CHECK(r->steps[0].timeout_ms == 5000);
         CHECK(!r->steps[1].has_offset && r->steps[1].button == 0);
         CHECK(!r->fail_on_page_error);
@@ -126,8 +126,8 @@ static void test_validation_errors(void)
 {
         expect_error("[1]", "recipes/t.json: expected a JSON object");
         expect_error("{\"steps\": [}", "recipes/t.json: line 1");
-        expect_error("{\"steps\": []}", "recipes/t.json: steps: expected a "
-                                        "non-empty array");
+        expect_error("{\"steps\": {}}", "recipes/t.json: steps: expected an "
+                                        "array");
         expect_error("{\"steps\": [{\"type\": \"navigate\", \"url\": \"x\"},"
                      "{\"type\": \"navigate\", \"url\": \"x\"},"
                      "{\"type\": \"navigate\", \"url\": \"x\"},"
@@ -144,8 +144,11 @@ static void test_validation_errors(void)
                      "selectors: [0]: selector has a prefix but nothing");
         expect_error("{\"steps\": [{\"type\": \"fly\"}]}",
                      "step 0 (fly): type: unsupported step type");
-        expect_error("{\"steps\": [{\"type\": \"close\"}]}",
-                     "step 0 (close): type: unsupported");
+        expect_error("{\"steps\": [{\"type\": "
+                     "\"emulateNetworkConditions\"}]}",
+                     "step 0 (emulateNetworkConditions): type: unsupported");
+        expect_error("{\"steps\": [{\"type\": \"customStep\"}]}",
+                     "step 0 (customStep): name: required string");
         expect_error("{\"steps\": [{\"url\": \"x\"}]}",
                      "step 0 (?): type: required string is missing");
         expect_error("{\"steps\": [{\"type\": \"navigate\"}]}",
@@ -156,11 +159,15 @@ static void test_validation_errors(void)
                      " \"timeout\": -1}]}",
                      "step 0 (navigate): timeout: -1 out of range");
         expect_error("{\"steps\": [{\"type\": \"navigate\", \"url\": \"a\","
-                     " \"target\": \"popup\"}]}",
-                     "step 0 (navigate): target: only \"main\"");
+                     " \"target\": 3}]}",
+                     "step 0 (navigate): target: expected a string");
         expect_error("{\"steps\": [{\"type\": \"click\", \"selectors\": "
-                     "[\"a\"], \"frame\": [0]}]}",
-                     "step 0 (click): frame: only the main frame");
+                     "[\"a\"], \"frame\": [-1]}]}",
+                     "step 0 (click): frame: [0]: expected an index");
+        expect_error("{\"steps\": [{\"type\": \"waitForElement\", "
+                     "\"selectors\": [\"a\"], \"attributes\": {\"id\": 1}}]}",
+                     "step 0 (waitForElement): attributes: id: expected a "
+                     "string");
         expect_error("{\"steps\": [{\"type\": \"waitForElement\", "
                      "\"selectors\": [\"a\"], \"operator\": \"!=\"}]}",
                      "step 0 (waitForElement): operator: expected");
