@@ -202,7 +202,9 @@ static const prop_t props[] = {
     {"chrome.headless", T_BOOL, "true", 0, 0, NULL, 0, C | X,
      "Run Chromium headless."},
     {"chrome.extra_args", T_STR, "", 0, 0, NULL, 0, C | X,
-     "Extra Chromium command-line flags, separated by spaces."},
+     "Extra Chromium command-line flags, separated by spaces; double quotes "
+     "group a value that has spaces (`\"--host-rules=MAP a.test "
+     "127.0.0.1\"`)."},
     {"chrome.start_timeout", T_MS, "20s", 1000, 600000, NULL, 0, C | X,
      "How long a launched browser may take to answer /json/version."},
     {"chrome.call_timeout", T_MS, "30s", 100, 3600000, NULL, 0, C | X,
