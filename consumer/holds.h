@@ -1,0 +1,50 @@
+/*
+ * holds.h — the claims a node holds, and the renewer thread that keeps
+ * their leases alive (internal to consumer/).
+ *
+ * Owns: the list of held claims (with the resource lock taken for each),
+ * lease renewal, and giving claims back (a dropped job's, and every one at
+ * shutdown). Stays out: taking claims and finishing documents (pipeline.c).
+ *
+ * Threads: holds_add/remove/release_later from any thread (one mutex);
+ * the renewer is its own thread; holds_give_back after holds_stop.
+ */
+#ifndef PAR_CONSUMER_HOLDS_H
+#define PAR_CONSUMER_HOLDS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <mongoc/mongoc.h>
+
+#include "base/err.h"
+
+typedef struct holds holds_t;
+
+/* Borrows mpool and the strings (copied). lease_ms: the lease a renewal
+ * grants; renewed every lease_ms / 3. */
+par_err_t holds_new(holds_t **out, mongoc_client_pool_t *mpool,
+                    const char *database, const char *collection,
+                    const char *node_id, int64_t lease_ms, par_error_t *err);
+/* Accepts NULL. The renewer must be stopped. */
+void holds_destroy(holds_t *h);
+
+/* Adds a claim to the renewer's list; resource (may be NULL) is a resource
+ * lock held by the same owner, renewed and released with it. waiting: the
+ * claim is only kept while waiting for the resource lock (given back, its
+ * attempt is uncounted). */
+void holds_add(holds_t *h, const char *id, const char *owner,
+               const char *resource, bool waiting);
+void holds_remove(holds_t *h, const char *id, const char *owner);
+/* Marks a held claim (and its resource lock) for release by the renewer
+ * (job dropped). */
+void holds_release_later(holds_t *h, const char *id, const char *owner);
+
+/* Starts / stops (joins) the renewer thread. */
+par_err_t holds_start(holds_t *h, par_error_t *err);
+void holds_stop(holds_t *h);
+/* After holds_stop: one last pass that gives back the claims marked for
+ * release, or every claim held when all. */
+void holds_give_back(holds_t *h, bool all);
+
+#endif

@@ -1,0 +1,111 @@
+/*
+ * intake.c — a polled message becomes a job.
+ *
+ * Every message's offset is tracked before anything else, so that the
+ * committed offset never passes a message that has not finished: one that
+ * cannot be decoded is dead-lettered and marked done at once, one that
+ * cannot be queued (out of memory) is left undone and is redelivered after
+ * a restart.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "assign.h"
+#include "base/clock.h"
+#include "base/log.h"
+#include "intake.h"
+#include "job.h"
+#include "node.h"
+
+static void dead_letter_raw(node_t *n, const rd_kafka_message_t *m,
+                            const char *reason)
+{
+        void *buf = NULL;
+        size_t len = 0;
+        par_error_t e;
+        json_t *dl = json_pack(
+            "{s:n,s:s,s:s,s:s,s:i,s:s,s:s,s:i,s:I,s:s,s:o,s:I,s:n}",
+            "signal_id", "source", "consumer", "reason", reason, "error_class",
+            "permanent", "attempt", 0, "node_id", n->id, "topic",
+            rd_kafka_topic_name(m->rkt), "partition", (int)m->partition,
+            "offset", (json_int_t)m->offset, "original_format", "avro",
+            "original", par_codec_json_bytes(m->payload, m->len), "ts",
+            (json_int_t)par_clock_wall_ms(), "traceparent");
+        if (dl &&
+            !par_codec_encode(n->codec, PAR_SCHEMA_DLQ, dl, &buf, &len, &e))
+                pub_send(n->pub, n->t_dlq, NULL, buf, len, NULL, false, &e);
+        json_decref(dl);
+}
+
+static const char *jstr(json_t *o, const char *k)
+{
+        const char *s = json_string_value(json_object_get(o, k));
+        return s ? s : "";
+}
+
+void intake_message(node_t *n, const rd_kafka_message_t *m)
+{
+        const char *topic = rd_kafka_topic_name(m->rkt);
+        int level = assign_level(n, topic);
+        json_t *sig = NULL;
+        par_error_t e;
+
+        if (!level)
+                return;
+        assign_delivered(n, topic, m->partition, level);
+        if (par_offsets_track(n->offsets, topic, m->partition, m->offset, &e)) {
+                PAR_DEBUG("consumer", "duplicate", "%s", e.msg);
+                return;
+        }
+        if (par_codec_decode(n->codec, m->payload, m->len, PAR_SCHEMA_SIGNAL,
+                             &sig, NULL, &e)) {
+                par_counter_inc(n->stats.undecodable);
+                par_log(PAR_LOG_WARN, "consumer", "undecodable",
+                        "topic=%s partition=%d offset=%lld error=\"%s\"", topic,
+                        (int)m->partition, (long long)m->offset, e.msg);
+                dead_letter_raw(n, m, e.msg);
+                par_offsets_done(n->offsets, topic, m->partition, m->offset);
+                return;
+        }
+        job_t *j = calloc(1, sizeof(*j));
+        if (!j || !(j->raw = malloc(m->len ? m->len : 1))) {
+                free(j);
+                json_decref(sig);
+                par_log(PAR_LOG_ERROR, "consumer", "nomem", "dropping=%lld",
+                        (long long)m->offset);
+                return; /* not done: never committed past */
+        }
+        memcpy(j->raw, m->payload, m->len);
+        j->raw_len = m->len;
+        j->holds = n->holds;
+        snprintf(j->topic, sizeof(j->topic), "%s", topic);
+        j->partition = m->partition;
+        j->offset = m->offset;
+        j->queued_at = rd_kafka_message_timestamp(m, NULL);
+        j->received_ms = par_clock_mono_ms();
+        j->signal = sig;
+        j->id = jstr(sig, "id");
+        j->recipe = jstr(sig, "recipe");
+        j->resource = jstr(sig, "resource");
+        j->traceparent = jstr(sig, "traceparent");
+        j->priority = (int)json_integer_value(json_object_get(sig, "priority"));
+        j->created_at = json_integer_value(json_object_get(sig, "created_at"));
+        j->expires_at = json_integer_value(json_object_get(sig, "expires_at"));
+        j->msg_attempt =
+            (int32_t)json_integer_value(json_object_get(sig, "attempt"));
+        if (j->queued_at <= 0)
+                j->queued_at = par_clock_wall_ms();
+
+        par_sched_job_t sj = {.level = level,
+                              .partition = m->partition,
+                              .offset = m->offset,
+                              .resource = j->resource,
+                              .payload = j,
+                              .enqueued_ms = j->received_ms};
+        if (par_sched_push(n->sched, &sj, &e)) {
+                par_log(PAR_LOG_ERROR, "consumer", "enqueue_failed",
+                        "error=\"%s\"", e.msg);
+                job_free(j);
+        }
+}

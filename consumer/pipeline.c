@@ -1,0 +1,677 @@
+/*
+ * pipeline.c — the pipeline every signal goes through on a worker:
+ *
+ *   claim (MongoDB findAndModify) → resource lock → spin (par_spin_run on
+ *   the worker's tab, or the browser-less noop) → SpinResult to
+ *   <prefix>.results, waiting for its delivery report → document update →
+ *   offset marked done.
+ *
+ * The order is the same for every outcome, so a crash between two steps
+ * leaves a state the next delivery handles: no result yet → the spin runs
+ * again (attempt + 1 once the lease lapses); result but no document update
+ * → the lease lapses and the signal runs again (results are per attempt);
+ * document final but offset not committed → the redelivery is skipped.
+ *
+ * Retries are local: a transient failure with attempts left produces a
+ * "retrying" result, keeps the claim (the renewer keeps its lease alive) and
+ * puts the job back into the scheduler with a doubling backoff, at the head
+ * of its resource, so per-resource order survives retries and the signal is
+ * never re-published (a re-published copy would land behind younger signals
+ * of its resource). The retry reclaims from the previous worker, which
+ * increments the document's attempt. Attempts count on the document, so
+ * attempts made on a crashed node count too. Exhausted → "dead" + DLQ; a
+ * permanent failure (recipe error, unknown recipe) → "failed" + DLQ at once.
+ *
+ * A signal leased by someone else (a redelivery while its holder still
+ * runs it) is deferred until the lease ends rather than skipped: if the
+ * holder finishes, the next claim sees a terminal document and skips; if
+ * the holder died, the claim takes it over. Its offset stays uncommitted
+ * meanwhile, so nothing is lost whichever node ends up running it.
+ *
+ * A signal with a resource of its own (not its id) also takes the
+ * resource's lock (claim.h) between the claim and the spin, so signals of
+ * one resource never run at once anywhere, even at different priorities
+ * (different topics, possibly different nodes). A lock held elsewhere is
+ * waited for like a lease held elsewhere, keeping the claim (renewed): the
+ * next try moves the claim to whichever worker runs it without counting an
+ * attempt. The lock goes with the claim through retries and is deleted
+ * after the document update.
+ *
+ * The machine: pipe_run moves a run_t through steps (step_t); each step
+ * function does one stage and returns the next step. The outcome is an enum
+ * (pipe_outcome_t), turned into the status string only where it is written
+ * out.
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/clock.h"
+#include "base/log.h"
+#include "job.h"
+#include "msg/kafka.h"
+#include "pipeline.h"
+
+const char *pipe_outcome_name(pipe_outcome_t o)
+{
+        switch (o) {
+        case PIPE_DEFERRED:
+                return "deferred";
+        case PIPE_DONE:
+                return "done";
+        case PIPE_FAILED:
+                return "failed";
+        case PIPE_RETRYING:
+                return "retrying";
+        case PIPE_DEAD:
+                return "dead";
+        case PIPE_EXPIRED:
+                return "expired";
+        case PIPE_SKIPPED:
+                return "skipped";
+        }
+        return "unknown";
+}
+
+typedef enum step {
+        STEP_CLAIM,   /* claims on: take (or take over) the signal's claim */
+        STEP_LOCK,    /* claims on: the resource lock, then hold the claim */
+        STEP_ADMIT,   /* claims off: attempt from the message */
+        STEP_SPIN,    /* run the recipe and classify */
+        STEP_EXPIRE,  /* past expires_at: never runs */
+        STEP_SKIP,    /* already final: a "skipped" result, offset done */
+        STEP_PUBLISH, /* result (and dead letter) out */
+        STEP_RETRY,   /* keep the claim, re-queue after a backoff */
+        STEP_FINISH,  /* document, lock released, offset done */
+        STEP_END,
+} step_t;
+
+/* One delivery on one worker. */
+typedef struct run {
+        const pipe_env_t *env;
+        const pipe_worker_t *w;
+        par_claim_t *claim; /* NULL: claims off */
+        par_sched_job_t *sj;
+        job_t *j;
+        char prevbuf[sizeof(((job_t *)0)->prev_owner)];
+        const char *prev; /* the claim's previous owner (a local retry) */
+        par_claim_info_t ci;
+        bool locked; /* we hold the resource lock */
+
+        /* the outcome */
+        pipe_outcome_t outcome;
+        int32_t attempt;
+        int64_t claimed_at, started_at, finished_at; /* 0 = null */
+        par_spin_result_t sr;
+        bool have_sr;
+        const par_recipe_t *recipe; /* may be NULL */
+        bool failed;                /* err_* are set */
+        par_spin_class_t err_class;
+        const char *err_code;
+        char err_msg[300];
+        int err_step; /* -1: none */
+} run_t;
+
+static json_t *result_json(const run_t *r, const char *traceparent)
+{
+        const job_t *j = r->j;
+        const par_spin_result_t *sr = r->have_sr ? &r->sr : NULL;
+        json_t *values = sr && sr->values && r->outcome == PIPE_DONE
+                             ? json_deep_copy(sr->values)
+                             : json_object();
+        json_t *steps = json_array();
+        if (sr && r->recipe)
+                for (size_t i = 0; i < sr->nsteps && i < r->recipe->nsteps; i++)
+                        json_array_append_new(
+                            steps,
+                            json_pack(
+                                "{s:s,s:I}", "type",
+                                par_step_type_name(r->recipe->steps[i].type),
+                                "duration_us",
+                                (json_int_t)sr->step_ms[i] * 1000));
+        json_t *error = json_null();
+        if (r->failed) {
+                error = json_pack("{s:s,s:s,s:s}", "class",
+                                  par_spin_class_name(r->err_class), "code",
+                                  r->err_code, "message", r->err_msg);
+                json_object_set_new(error, "step",
+                                    r->err_step >= 0 ? json_integer(r->err_step)
+                                                     : json_null());
+        }
+#define TS(v) ((v) ? json_integer(v) : json_null())
+        return json_pack(
+            "{s:s,s:s,s:s,s:i,s:s,s:i,s:s,s:s,s:o,s:o,s:o,s:I,s:I,s:o,s:o,"
+            "s:I,s:s}",
+            "signal_id", j->id, "recipe", j->recipe, "resource", j->resource,
+            "priority", j->priority, "status", pipe_outcome_name(r->outcome),
+            "attempt", (int)r->attempt, "node_id", r->env->node_id, "worker_id",
+            r->w->id, "values", values, "error", error, "steps", steps,
+            "created_at", (json_int_t)j->created_at, "queued_at",
+            (json_int_t)j->queued_at, "claimed_at", TS(r->claimed_at),
+            "started_at", TS(r->started_at), "finished_at",
+            (json_int_t)r->finished_at, "traceparent", traceparent);
+#undef TS
+}
+
+/* The child span of this delivery, as a traceparent string. */
+static void child_trace(const job_t *j, char out[PAR_TRACEPARENT_LEN + 1])
+{
+        par_trace_t parent, child;
+        if (par_kafka_trace_parse(j->traceparent, strlen(j->traceparent),
+                                  &parent, NULL) == PAR_OK)
+                par_kafka_trace_child(&parent, &child);
+        else
+                par_kafka_trace_root(&child);
+        par_kafka_trace_format(&child, out);
+}
+
+/* Produces the result (waiting for delivery, retrying until it is out or
+ * the node gives up on shutdown). */
+static par_err_t publish_result(const run_t *r)
+{
+        const pipe_env_t *env = r->env;
+        const job_t *j = r->j;
+        char tp[PAR_TRACEPARENT_LEN + 1];
+        void *buf = NULL;
+        size_t len = 0;
+        par_error_t e;
+        par_err_t rc;
+
+        child_trace(j, tp);
+        json_t *res = result_json(r, tp);
+        if (!res)
+                return PAR_ERR_NOMEM;
+        rc = par_codec_encode(env->codec, PAR_SCHEMA_RESULT, res, &buf, &len,
+                              &e);
+        json_decref(res);
+        if (rc) {
+                par_log(PAR_LOG_ERROR, "consumer", "result_encode",
+                        "signal=%s error=\"%s\"", j->id, e.msg);
+                return rc;
+        }
+        for (int tries = 0;; tries++) {
+                void *copy = malloc(len);
+                if (!copy) {
+                        free(buf);
+                        return PAR_ERR_NOMEM;
+                }
+                memcpy(copy, buf, len);
+                rc = pub_send(env->pub, env->t_results, j->id, copy, len, tp,
+                              true, &e);
+                if (!rc || (pub_stopping(env->pub) && tries > 2))
+                        break;
+                par_log(PAR_LOG_WARN, "consumer", "result_retry",
+                        "signal=%s error=\"%s\"", j->id, e.msg);
+                par_clock_sleep_ms(500);
+        }
+        free(buf);
+        return rc;
+}
+
+static void publish_dead_letter(const run_t *r)
+{
+        const pipe_env_t *env = r->env;
+        const job_t *j = r->j;
+        void *buf = NULL;
+        size_t len = 0;
+        par_error_t e;
+
+        json_t *dl = json_pack(
+            "{s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:i,s:I,s:s,s:o,s:I,s:s}",
+            "signal_id", j->id, "source", "consumer", "reason", r->err_msg,
+            "error_class", par_spin_class_name(r->err_class), "attempt",
+            (int)r->attempt, "node_id", env->node_id, "topic", j->topic,
+            "partition", (int)j->partition, "offset", (json_int_t)j->offset,
+            "original_format", "avro", "original",
+            par_codec_json_bytes(j->raw, j->raw_len), "ts",
+            (json_int_t)par_clock_wall_ms(), "traceparent", j->traceparent);
+        if (!dl)
+                return;
+        if (par_codec_encode(env->codec, PAR_SCHEMA_DLQ, dl, &buf, &len, &e) ||
+            pub_send(env->pub, env->t_dlq, j->id, buf, len, j->traceparent,
+                     true, &e))
+                par_log(PAR_LOG_ERROR, "consumer", "dlq_failed",
+                        "signal=%s error=\"%s\"", j->id, e.msg);
+        json_decref(dl);
+}
+
+/* Writes the outcome onto the document; retries while MongoDB is away. */
+static void finish_doc(const run_t *r)
+{
+        const pipe_env_t *env = r->env;
+        const job_t *j = r->j;
+        par_error_t e;
+        bson_error_t be;
+
+        json_t *res = json_pack(
+            "{s:s,s:i,s:s,s:s,s:I}", "status", pipe_outcome_name(r->outcome),
+            "attempt", (int)r->attempt, "node_id", env->node_id, "worker_id",
+            r->w->id, "finished_at", (json_int_t)r->finished_at);
+        if (r->have_sr) {
+                json_object_set(res, "values",
+                                r->sr.values ? r->sr.values : json_null());
+                json_object_set_new(res, "total_ms",
+                                    json_integer(r->sr.total_ms));
+        }
+        char *text = json_dumps(res, JSON_COMPACT);
+        json_decref(res);
+        bson_t *doc =
+            text ? bson_new_from_json((const uint8_t *)text, -1, &be) : NULL;
+        free(text);
+        for (int tries = 0;; tries++) {
+                par_err_t rc = par_claim_finish(
+                    r->claim, j->id, pipe_outcome_name(r->outcome), doc,
+                    r->failed ? r->err_msg : NULL, par_clock_wall_ms(), &e);
+                if (rc == PAR_OK)
+                        break;
+                if (rc == PAR_ERR_NOTFOUND) {
+                        /* Our lease lapsed and someone else holds it now:
+                         * their outcome stands. */
+                        par_log(PAR_LOG_WARN, "consumer", "lease_lost",
+                                "signal=%s worker=%s", j->id, r->w->owner);
+                        break;
+                }
+                par_counter_inc(env->stats->mongo_errors);
+                if (pub_stopping(env->pub) && tries > 2)
+                        break;
+                par_log(PAR_LOG_WARN, "consumer", "finish_retry",
+                        "signal=%s error=\"%s\"", j->id, e.msg);
+                par_clock_sleep_ms(500);
+        }
+        bson_destroy(doc);
+}
+
+static int64_t backoff_ms(const pipe_env_t *env, int failures)
+{
+        int64_t b = env->backoff_ms;
+        for (int i = 1; i < failures && b < env->backoff_max_ms; i++)
+                b *= 2;
+        return b < env->backoff_max_ms ? b : env->backoff_max_ms;
+}
+
+static void count(const stats_t *s, pipe_outcome_t o)
+{
+        switch (o) {
+        case PIPE_DONE:
+                par_counter_inc(s->done);
+                break;
+        case PIPE_FAILED:
+                par_counter_inc(s->failed);
+                break;
+        case PIPE_RETRYING:
+                par_counter_inc(s->retrying);
+                break;
+        case PIPE_DEAD:
+                par_counter_inc(s->dead);
+                break;
+        case PIPE_EXPIRED:
+                par_counter_inc(s->expired);
+                break;
+        case PIPE_SKIPPED:
+                par_counter_inc(s->skipped);
+                break;
+        case PIPE_DEFERRED:
+                break;
+        }
+}
+
+/* The job left the node: offset done, scheduler slot freed. */
+static void complete(run_t *r)
+{
+        par_offsets_done(r->env->offsets, r->j->topic, r->j->partition,
+                         r->j->offset);
+        par_sched_done(r->env->sched, r->sj);
+        job_free(r->j);
+        r->j = NULL;
+}
+
+/* The job goes back to the scheduler, runnable after delay_ms. */
+static step_t defer(run_t *r, int64_t delay_ms)
+{
+        par_sched_defer(r->env->sched, r->sj, par_clock_mono_ms() + delay_ms);
+        r->outcome = PIPE_DEFERRED;
+        return STEP_END;
+}
+
+/* How long a delivery waits for a lease (signal or resource) held until
+ * lease_until elsewhere: 100 ms, doubling per wait up to 5 s, never later
+ * than just after the lease ends. */
+static int64_t lease_wait_ms(run_t *r, int64_t lease_until)
+{
+        int64_t left = lease_until - par_clock_wall_ms() + 50;
+        int64_t step = 100;
+        for (int k = 0; k < r->j->deferrals && step < 5000; k++)
+                step *= 2;
+        if (step > 5000)
+                step = 5000;
+        if (left > step)
+                left = step;
+        if (left < 50)
+                left = 50;
+        r->j->deferrals++;
+        par_counter_inc(r->env->stats->deferred);
+        return left;
+}
+
+/*
+ * Takes the claim. A delivery that waited for its resource lock still holds
+ * its claim (as prev_owner): it is moved to this worker as it is, attempt
+ * unchanged; if it was lost meanwhile, a normal claim decides.
+ */
+static par_err_t take_claim(run_t *r, par_error_t *e)
+{
+        const pipe_env_t *env = r->env;
+        job_t *j = r->j;
+        const char *prev = r->prev;
+        par_claim_info_t *ci = &r->ci;
+
+        if (prev && j->lock_wait) {
+                int64_t now = par_clock_wall_ms();
+                par_err_t rc = par_claim_transfer(r->claim, j->id, prev, now,
+                                                  env->lease_ms, e);
+                if (rc != PAR_ERR_NOTFOUND) {
+                        memset(ci, 0, sizeof(*ci));
+                        ci->outcome = j->expires_at && j->expires_at <= now
+                                          ? PAR_CLAIM_EXPIRED
+                                          : PAR_CLAIM_OK;
+                        ci->attempt = j->claim_attempt;
+                        ci->claimed_at = now;
+                        ci->lease_until = now + env->lease_ms;
+                        ci->expires_at = j->expires_at;
+                        return rc;
+                }
+                prev = NULL;
+        }
+        return par_claim_acquire(r->claim, j->id, prev, par_clock_wall_ms(),
+                                 env->lease_ms, ci, e);
+}
+
+static step_t step_claim(run_t *r)
+{
+        job_t *j = r->j;
+        par_error_t e;
+
+        snprintf(r->prevbuf, sizeof(r->prevbuf), "%s", j->prev_owner);
+        r->prev = r->prevbuf[0] ? r->prevbuf : NULL;
+        if (take_claim(r, &e)) {
+                par_counter_inc(r->env->stats->mongo_errors);
+                par_log(PAR_LOG_WARN, "consumer", "claim_error",
+                        "signal=%s error=\"%s\"", j->id, e.msg);
+                return defer(r, 1000);
+        }
+        if (r->ci.outcome == PAR_CLAIM_LEASED) {
+                /* The holder usually finishes soon (a rebalance moved the
+                 * partition while it ran). */
+                int64_t left = lease_wait_ms(r, r->ci.lease_until);
+                PAR_DEBUG("consumer", "deferred",
+                          "signal=%s holder=%s wait_ms=%lld", j->id,
+                          r->ci.holder, (long long)left);
+                return defer(r, left);
+        }
+        if (r->prev) {
+                holds_remove(r->env->holds, j->id, r->prev);
+                j->prev_owner[0] = '\0';
+                j->holds_claim = false;
+                j->lock_wait = false;
+        }
+        r->attempt = r->ci.attempt;
+        if (r->ci.outcome == PAR_CLAIM_TERMINAL ||
+            r->ci.outcome == PAR_CLAIM_NOTFOUND) {
+                if (r->ci.outcome == PAR_CLAIM_NOTFOUND)
+                        r->attempt = 0;
+                return STEP_SKIP;
+        }
+        r->claimed_at = r->ci.claimed_at;
+        return STEP_LOCK;
+}
+
+/* The resource lock: not for a signal that is its own resource, nor for one
+ * that will not run. On success the claim (and lock) go to the renewer. */
+static step_t step_lock(run_t *r)
+{
+        const pipe_env_t *env = r->env;
+        job_t *j = r->j;
+        par_error_t e;
+
+        if (r->ci.outcome == PAR_CLAIM_OK && env->resource_lock &&
+            strcmp(j->resource, j->id) != 0) {
+                par_claim_info_t li;
+                par_err_t rc =
+                    par_claim_lock(r->claim, j->resource, j->id, r->prev,
+                                   par_clock_wall_ms(), env->lease_ms, &li, &e);
+                if (rc || li.outcome != PAR_CLAIM_OK) {
+                        /* Keep the claim (renewed) and come back like a
+                         * delivery leased elsewhere. */
+                        holds_add(env->holds, j->id, r->w->owner, NULL, true);
+                        snprintf(j->prev_owner, sizeof(j->prev_owner), "%s",
+                                 r->w->owner);
+                        j->holds_claim = true;
+                        j->lock_wait = true;
+                        j->claim_attempt = r->ci.attempt;
+                        if (rc) {
+                                par_counter_inc(env->stats->mongo_errors);
+                                par_log(PAR_LOG_WARN, "consumer", "lock_error",
+                                        "signal=%s resource=%s error=\"%s\"",
+                                        j->id, j->resource, e.msg);
+                                return defer(r, 1000);
+                        }
+                        int64_t left = lease_wait_ms(r, li.lease_until);
+                        PAR_DEBUG("consumer", "resource_busy",
+                                  "signal=%s resource=%s holder=%s "
+                                  "wait_ms=%lld",
+                                  j->id, j->resource, li.holder,
+                                  (long long)left);
+                        return defer(r, left);
+                }
+                r->locked = true;
+                /* Held from here on (surely once the answer is back): the
+                 * result's claimed_at says when the worker had everything
+                 * it runs under. */
+                r->claimed_at = par_clock_wall_ms();
+        }
+        holds_add(env->holds, j->id, r->w->owner,
+                  r->locked ? j->resource : NULL, false);
+        return r->ci.outcome == PAR_CLAIM_EXPIRED ? STEP_EXPIRE : STEP_SPIN;
+}
+
+static step_t step_admit(run_t *r)
+{
+        job_t *j = r->j;
+        r->attempt = j->msg_attempt + j->attempts_here + 1;
+        if (j->expires_at && j->expires_at <= par_clock_wall_ms())
+                return STEP_EXPIRE;
+        return STEP_SPIN;
+}
+
+static void fail(run_t *r, par_spin_class_t cls, const char *code)
+{
+        r->failed = true;
+        r->err_class = cls;
+        r->err_code = code;
+}
+
+/* Runs the recipe (on the worker's tab when it uses the browser). */
+static void spin(run_t *r)
+{
+        const pipe_env_t *env = r->env;
+        job_t *j = r->j;
+        par_tab_t *tab = NULL;
+        par_error_t e;
+        par_err_t rc = PAR_OK;
+
+        if (!r->recipe) {
+                fail(r, PAR_SPIN_PERMANENT, par_err_name(PAR_ERR_NOTFOUND));
+                snprintf(r->err_msg, sizeof(r->err_msg),
+                         "unknown recipe \"%s\"", j->recipe);
+                return;
+        }
+        if (r->recipe->uses_browser) {
+                if (!env->chrome)
+                        rc = par_error_set(&e, PAR_ERR_INVALID,
+                                           "no browser configured");
+                else
+                        rc = par_chrome_tab_acquire(env->chrome, r->w->index,
+                                                    &tab, &e);
+                if (rc) {
+                        fail(r, PAR_SPIN_TRANSIENT, par_err_name(rc));
+                        snprintf(r->err_msg, sizeof(r->err_msg), "browser: %s",
+                                 e.msg);
+                        return;
+                }
+        }
+        par_spin_run(tab, r->recipe, json_object_get(j->signal, "params"),
+                     env->spin_opts, &r->sr, &e);
+        r->have_sr = true;
+        if (tab)
+                par_chrome_tab_release(env->chrome, tab, r->sr.tab_broken);
+        if (r->sr.status != PAR_SPIN_DONE) {
+                fail(r, r->sr.err_class, par_err_name(r->sr.err_code));
+                r->err_step = r->sr.err_step;
+                snprintf(r->err_msg, sizeof(r->err_msg), "%s",
+                         e.msg[0] ? e.msg : r->sr.err_msg);
+        }
+}
+
+static step_t step_spin(run_t *r)
+{
+        const pipe_env_t *env = r->env;
+
+        r->recipe = par_recipe_set_get(env->recipes, r->j->recipe);
+        r->started_at = par_clock_wall_ms();
+        spin(r);
+        r->finished_at = par_clock_wall_ms();
+
+        if (!r->failed)
+                r->outcome = PIPE_DONE;
+        else if (r->err_class != PAR_SPIN_TRANSIENT)
+                r->outcome = PIPE_FAILED;
+        else if (r->attempt < env->max_attempts)
+                r->outcome = PIPE_RETRYING;
+        else
+                r->outcome = PIPE_DEAD;
+
+        par_hist_record(env->stats->spin,
+                        (uint64_t)(r->finished_at - r->started_at) * 1000);
+        if (r->started_at > r->j->queued_at)
+                par_hist_record(env->stats->wait,
+                                (uint64_t)(r->started_at - r->j->queued_at) *
+                                    1000);
+        return STEP_PUBLISH;
+}
+
+static step_t step_expire(run_t *r)
+{
+        r->outcome = PIPE_EXPIRED;
+        fail(r, PAR_SPIN_PERMANENT, "expired");
+        snprintf(r->err_msg, sizeof(r->err_msg), "expired at %lld",
+                 (long long)r->j->expires_at);
+        r->finished_at = par_clock_wall_ms();
+        return STEP_PUBLISH;
+}
+
+static step_t step_skip(run_t *r)
+{
+        r->outcome = PIPE_SKIPPED;
+        r->finished_at = par_clock_wall_ms();
+        publish_result(r);
+        count(r->env->stats, r->outcome);
+        complete(r);
+        return STEP_END;
+}
+
+static step_t step_publish(run_t *r)
+{
+        publish_result(r);
+        if (r->outcome == PIPE_DEAD || r->outcome == PIPE_FAILED)
+                publish_dead_letter(r);
+        count(r->env->stats, r->outcome);
+        return r->outcome == PIPE_RETRYING ? STEP_RETRY : STEP_FINISH;
+}
+
+/* Keeps the claim (renewed) and runs again after a backoff. */
+static step_t step_retry(run_t *r)
+{
+        job_t *j = r->j;
+        snprintf(j->prev_owner, sizeof(j->prev_owner), "%s", r->w->owner);
+        j->attempts_here++;
+        j->holds_claim = r->claim != NULL;
+        par_sched_defer(r->env->sched, r->sj,
+                        par_clock_mono_ms() +
+                            backoff_ms(r->env, j->attempts_here));
+        return STEP_END;
+}
+
+static step_t step_finish(run_t *r)
+{
+        const pipe_env_t *env = r->env;
+        job_t *j = r->j;
+        par_error_t e;
+
+        if (r->claim) {
+                finish_doc(r);
+                if (r->locked && par_claim_unlock(r->claim, j->resource, j->id,
+                                                  NULL, &e) == PAR_ERR_MONGO) {
+                        /* It lapses with its lease instead. */
+                        par_counter_inc(env->stats->mongo_errors);
+                        par_log(PAR_LOG_WARN, "consumer", "unlock_error",
+                                "signal=%s resource=%s error=\"%s\"", j->id,
+                                j->resource, e.msg);
+                }
+                holds_remove(env->holds, j->id, r->w->owner);
+        }
+        if (r->finished_at > j->created_at && j->created_at > 0)
+                par_hist_record(env->stats->e2e,
+                                (uint64_t)(r->finished_at - j->created_at) *
+                                    1000);
+        complete(r);
+        return STEP_END;
+}
+
+pipe_outcome_t pipe_run(const pipe_env_t *env, const pipe_worker_t *w,
+                        par_claim_t *claim, par_sched_job_t *sj)
+{
+        run_t r = {.env = env,
+                   .w = w,
+                   .claim = claim,
+                   .sj = sj,
+                   .j = sj->payload,
+                   .err_step = -1};
+        step_t s = claim ? STEP_CLAIM : STEP_ADMIT;
+
+        while (s != STEP_END) {
+                switch (s) {
+                case STEP_CLAIM:
+                        s = step_claim(&r);
+                        break;
+                case STEP_LOCK:
+                        s = step_lock(&r);
+                        break;
+                case STEP_ADMIT:
+                        s = step_admit(&r);
+                        break;
+                case STEP_SPIN:
+                        s = step_spin(&r);
+                        break;
+                case STEP_EXPIRE:
+                        s = step_expire(&r);
+                        break;
+                case STEP_SKIP:
+                        s = step_skip(&r);
+                        break;
+                case STEP_PUBLISH:
+                        s = step_publish(&r);
+                        break;
+                case STEP_RETRY:
+                        s = step_retry(&r);
+                        break;
+                case STEP_FINISH:
+                        s = step_finish(&r);
+                        break;
+                case STEP_END:
+                        break;
+                }
+        }
+        if (r.have_sr)
+                par_spin_result_clear(&r.sr);
+        return r.outcome;
+}
