@@ -4,7 +4,7 @@ ASAN     ?= build-asan
 JOBS     ?= $(shell nproc)
 STACK    := deploy/dev/stack
 
-.PHONY: all deps build build-asan test unit demo bench format format-check docs clean stack-up stack-down
+.PHONY: all deps build build-asan test test-cluster unit demo bench bench-cluster format format-check docs clean stack-up stack-down
 
 all: build
 
@@ -29,6 +29,12 @@ build-asan: $(ASAN)/Makefile
 test: deps build build-asan
 	tests/run-all.sh $(BUILD) $(ASAN)
 
+# Every fault scenario on the namespace cluster (root; ~15 min): broker
+# kill, node partition, producer partition, 50 ms + 1% loss, rolling
+# restart, scale 1→3→1, each checked by a ledger (tests/cluster/run.sh).
+test-cluster: deps build
+	tests/cluster/run.sh $(BUILD)
+
 unit: build
 	cd $(BUILD) && ctest -L unit --output-on-failure
 
@@ -37,6 +43,9 @@ demo: deps build
 
 bench: deps build
 	tests/bench/run-all.sh $(BUILD)
+
+bench-cluster: deps build
+	tests/bench/cluster.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
