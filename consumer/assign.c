@@ -151,6 +151,8 @@ static void revoked(node_t *n, rd_kafka_t *rk,
         if (commit->cnt) {
                 rd_kafka_resp_err_t ce = rd_kafka_commit(rk, commit, 0);
                 if (ce)
+                        obs_kafka_error(n->obs, "commit");
+                if (ce)
                         par_log(PAR_LOG_WARN, "consumer",
                                 "revoke_commit_failed", "error=\"%s\"",
                                 rd_kafka_err2str(ce));

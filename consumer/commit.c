@@ -21,6 +21,8 @@ void commit_offsets(node_t *n, bool sync, bool all)
         if (par_offsets_collect(n->offsets, all, add_commit, l)) {
                 rd_kafka_resp_err_t e = rd_kafka_commit(n->consumer, l, !sync);
                 if (e)
+                        obs_kafka_error(n->obs, "commit");
+                if (e)
                         par_log(PAR_LOG_WARN, "consumer", "commit_failed",
                                 "error=\"%s\"", rd_kafka_err2str(e));
         }

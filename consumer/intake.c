@@ -61,6 +61,7 @@ void intake_message(node_t *n, const rd_kafka_message_t *m)
         if (par_codec_decode(n->codec, m->payload, m->len, PAR_SCHEMA_SIGNAL,
                              &sig, NULL, &e)) {
                 par_counter_inc(n->stats.undecodable);
+                obs_dead_letter(n->obs, "undecodable");
                 par_log(PAR_LOG_WARN, "consumer", "undecodable",
                         "topic=%s partition=%d offset=%lld error=\"%s\"", topic,
                         (int)m->partition, (long long)m->offset, e.msg);

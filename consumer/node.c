@@ -235,11 +235,12 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
         if ((rc = par_chrome_opts_from_config(&co, cfg, err)))
                 goto fail;
 
-        if ((rc = par_metrics_new(&n->metrics, err)))
+        if ((rc = par_metrics_new(&n->metrics, err)) ||
+            (rc = par_metrics_new(&n->totals, err)) ||
+            (rc = stats_init(&n->stats, n->metrics, n->totals, err)) ||
+            (rc = status_init(n, err)) || (rc = obs_new(&n->obs, n, err)))
                 goto fail;
-        stats_init(&n->stats, n->metrics);
-        if ((rc = status_init(n, err)))
-                goto fail;
+        n->stats.obs = n->obs;
 
         const char *listen = par_config_str(cfg, "http.listen");
         if (*listen && (rc = endpoint_new(n, listen, err)))
@@ -250,6 +251,7 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
         if ((rc = make_clients(n, err)) ||
             (rc = par_chrome_new(&n->chrome, &co, n->workers_max, err)))
                 goto fail;
+        pub_set_obs(n->pub, n->obs);
         fill_pipe_env(n);
         if (n->http && (rc = par_http_start(n->http, err)))
                 goto fail;
@@ -327,7 +329,8 @@ static void start(node_t *n)
 {
         par_error_t e;
 
-        if (pub_start(n->pub, &e) || (n->claims && holds_start(n->holds, &e)))
+        if (pub_start(n->pub, &e) || (n->claims && holds_start(n->holds, &e)) ||
+            obs_start(n->obs, par_config_int(n->cfg, "metrics.interval"), &e))
                 par_log(PAR_LOG_ERROR, "consumer", "thread_failed",
                         "error=\"%s\"", e.msg);
         for (int i = 0; i < n->workers_min; i++)
@@ -398,6 +401,7 @@ static int shut_down(node_t *n, volatile sig_atomic_t *stop)
         if (n->claims)
                 holds_give_back(n->holds, left == 0);
         status_publish_final(n);
+        obs_stop(n->obs); /* its lag thread uses the consumer handle */
         bool closed = close_bounded(n);
         pub_stop(n->pub, 10000);
         if (left || !closed) {
@@ -462,6 +466,8 @@ void node_destroy(node_t *n)
                 return;
         if (n->http)
                 par_http_destroy(n->http);
+        n->stats.obs = NULL;
+        obs_destroy(n->obs); /* before the consumer handle it uses */
         if (n->consumer)
                 rd_kafka_destroy(n->consumer);
         pub_destroy(n->pub);
@@ -476,7 +482,9 @@ void node_destroy(node_t *n)
         mongoc_uri_destroy(n->muri);
         par_codec_destroy(n->codec);
         status_fini(n);
+        stats_destroy(&n->stats);
         par_metrics_destroy(n->metrics);
+        par_metrics_destroy(n->totals);
         free(n->parts);
         free(n);
 }

@@ -47,6 +47,7 @@
 #include "pool.h"
 #include "publish.h"
 #include "scheduler.h"
+#include "obs.h"
 #include "stats.h"
 
 #define NODE_MAX_LEVELS  16
@@ -80,7 +81,9 @@ struct node {
         par_recipe_set_t *recipes;
         par_chrome_t *chrome;
         par_spin_opts_t spin_opts;
-        par_metrics_t *metrics;
+        par_metrics_t *metrics; /* served on /metrics */
+        par_metrics_t *totals;  /* outcome totals for NodeMetrics, /status */
+        struct node_obs *obs;   /* the labelled series of /metrics */
         par_http_t *http;
         stats_t stats;
         holds_t *holds;

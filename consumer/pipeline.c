@@ -50,6 +50,7 @@
 #include "base/log.h"
 #include "job.h"
 #include "msg/kafka.h"
+#include "obs.h"
 #include "pipeline.h"
 
 const char *pipe_outcome_name(pipe_outcome_t o)
@@ -289,8 +290,11 @@ static int64_t backoff_ms(const pipe_env_t *env, int failures)
         return b < env->backoff_max_ms ? b : env->backoff_max_ms;
 }
 
-static void count(const stats_t *s, pipe_outcome_t o)
+static void count(const stats_t *s, const job_t *j, pipe_outcome_t o)
 {
+        if (o != PIPE_DEFERRED)
+                obs_outcome(s->obs, j->priority, j->recipe,
+                            pipe_outcome_name(o));
         switch (o) {
         case PIPE_DONE:
                 par_counter_inc(s->done);
@@ -382,8 +386,11 @@ static par_err_t take_claim(run_t *r, par_error_t *e)
                 }
                 prev = NULL;
         }
-        return par_claim_acquire(r->claim, j->id, prev, par_clock_wall_ms(),
-                                 env->lease_ms, ci, e);
+        int64_t t0 = par_clock_mono_ms();
+        par_err_t rc = par_claim_acquire(
+            r->claim, j->id, prev, par_clock_wall_ms(), env->lease_ms, ci, e);
+        obs_claim(env->stats->obs, (par_clock_mono_ms() - t0) / 1e3);
+        return rc;
 }
 
 static step_t step_claim(run_t *r)
@@ -552,10 +559,15 @@ static step_t step_spin(run_t *r)
 
         par_hist_record(env->stats->spin,
                         (uint64_t)(r->finished_at - r->started_at) * 1000);
-        if (r->started_at > r->j->queued_at)
+        obs_spin(env->stats->obs, r->j->priority, r->j->recipe,
+                 (r->finished_at - r->started_at) / 1e3);
+        if (r->started_at > r->j->queued_at) {
                 par_hist_record(env->stats->wait,
                                 (uint64_t)(r->started_at - r->j->queued_at) *
                                     1000);
+                obs_wait(env->stats->obs, r->j->priority,
+                         (r->started_at - r->j->queued_at) / 1e3);
+        }
         return STEP_PUBLISH;
 }
 
@@ -574,7 +586,7 @@ static step_t step_skip(run_t *r)
         r->outcome = PIPE_SKIPPED;
         r->finished_at = par_clock_wall_ms();
         publish_result(r);
-        count(r->env->stats, r->outcome);
+        count(r->env->stats, r->j, r->outcome);
         complete(r);
         return STEP_END;
 }
@@ -582,9 +594,12 @@ static step_t step_skip(run_t *r)
 static step_t step_publish(run_t *r)
 {
         publish_result(r);
-        if (r->outcome == PIPE_DEAD || r->outcome == PIPE_FAILED)
+        if (r->outcome == PIPE_DEAD || r->outcome == PIPE_FAILED) {
                 publish_dead_letter(r);
-        count(r->env->stats, r->outcome);
+                obs_dead_letter(r->env->stats->obs,
+                                pipe_outcome_name(r->outcome));
+        }
+        count(r->env->stats, r->j, r->outcome);
         return r->outcome == PIPE_RETRYING ? STEP_RETRY : STEP_FINISH;
 }
 
@@ -619,10 +634,13 @@ static step_t step_finish(run_t *r)
                 }
                 holds_remove(env->holds, j->id, r->w->owner);
         }
-        if (r->finished_at > j->created_at && j->created_at > 0)
+        if (r->finished_at > j->created_at && j->created_at > 0) {
                 par_hist_record(env->stats->e2e,
                                 (uint64_t)(r->finished_at - j->created_at) *
                                     1000);
+                obs_e2e(env->stats->obs, j->priority,
+                        (r->finished_at - j->created_at) / 1e3);
+        }
         complete(r);
         return STEP_END;
 }

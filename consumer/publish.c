@@ -15,6 +15,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "msg/kafka.h"
+#include "obs.h"
 #include "publish.h"
 
 struct pub {
@@ -24,6 +25,7 @@ struct pub {
         pthread_t kpoll;
         bool started;
         atomic_bool quit;
+        struct node_obs *obs; /* delivery errors and latency; may be NULL */
 };
 
 typedef struct dwait {
@@ -35,10 +37,12 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
         pub_t *p = opaque;
         dwait_t *w = m->_private;
-        if (m->err)
+        if (m->err) {
+                obs_kafka_error(p->obs, "delivery");
                 par_log(PAR_LOG_WARN, "consumer", "delivery_failed",
                         "topic=%s error=\"%s\"", rd_kafka_topic_name(m->rkt),
                         rd_kafka_err2str(m->err));
+        }
         if (!w)
                 return;
         pthread_mutex_lock(&p->dlock);
@@ -46,6 +50,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
         w->done = true;
         pthread_cond_broadcast(&p->dcond);
         pthread_mutex_unlock(&p->dlock);
+}
+
+void pub_set_obs(pub_t *p, struct node_obs *obs)
+{
+        p->obs = obs;
 }
 
 par_err_t pub_new(pub_t **out, rd_kafka_conf_t *conf, par_error_t *err)
@@ -118,6 +127,7 @@ par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
 {
         dwait_t w = {0};
         rd_kafka_resp_err_t e;
+        int64_t t0 = par_clock_mono_ms();
 
         for (;;) {
                 rd_kafka_headers_t *h = NULL;
@@ -150,6 +160,8 @@ par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
         while (!w.done)
                 pthread_cond_wait(&p->dcond, &p->dlock);
         pthread_mutex_unlock(&p->dlock);
+        if (!w.err)
+                obs_publish(p->obs, (par_clock_mono_ms() - t0) / 1e3);
         if (w.err)
                 return par_error_set(err, PAR_ERR_KAFKA, "deliver to %s: %s",
                                      topic, rd_kafka_err2str(w.err));

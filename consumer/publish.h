@@ -25,6 +25,10 @@ typedef struct pub pub_t;
 par_err_t pub_new(pub_t **out, rd_kafka_conf_t *conf, par_error_t *err);
 /* Accepts NULL. pub_stop must have run if pub_start did. */
 void pub_destroy(pub_t *p);
+/* Where delivery errors and acknowledgement times are counted (obs.h);
+ * borrowed. Set before pub_start. */
+struct node_obs;
+void pub_set_obs(pub_t *p, struct node_obs *obs);
 
 /* Starts the kpoll thread, which serves delivery reports. */
 par_err_t pub_start(pub_t *p, par_error_t *err);

@@ -6,11 +6,13 @@
  */
 #include "stats.h"
 
-void stats_init(stats_t *s, par_metrics_t *m)
+par_err_t stats_init(stats_t *s, par_metrics_t *m, par_metrics_t *totals,
+                     par_error_t *err)
 {
+        par_err_t rc;
 #define CNT(var, st)                                                           \
-        s->var = par_metrics_counter(m, "parallel_spins", "status=\"" st "\"", \
-                                     "Deliveries handled, by outcome.")
+        s->var = par_metrics_counter(totals, "parallel_spins",                 \
+                                     "status=\"" st "\"", NULL)
         CNT(done, "done");
         CNT(failed, "failed");
         CNT(retrying, "retrying");
@@ -27,13 +29,17 @@ void stats_init(stats_t *s, par_metrics_t *m)
         s->mongo_errors = par_metrics_counter(
             m, "parallel_mongo_errors", NULL,
             "MongoDB calls that failed (claims, finishes).");
-        s->wait = par_metrics_hist(m, "parallel_wait_seconds", NULL,
-                                   "Kafka timestamp of the signal to the "
-                                   "start of its spin.",
-                                   1e-6);
-        s->spin = par_metrics_hist(m, "parallel_spin_seconds", NULL,
-                                   "Spin duration.", 1e-6);
-        s->e2e =
-            par_metrics_hist(m, "parallel_e2e_seconds", NULL,
-                             "Signal created_at to its final result.", 1e-6);
+        if ((rc = par_hist_new(&s->wait, err)) ||
+            (rc = par_hist_new(&s->spin, err)) ||
+            (rc = par_hist_new(&s->e2e, err)))
+                return rc;
+        return PAR_OK;
+}
+
+void stats_destroy(stats_t *s)
+{
+        par_hist_destroy(s->wait);
+        par_hist_destroy(s->spin);
+        par_hist_destroy(s->e2e);
+        s->wait = s->spin = s->e2e = NULL;
 }

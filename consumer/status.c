@@ -22,11 +22,6 @@
 #include "node.h"
 #include "status.h"
 
-static double g_depth(void *opaque)
-{
-        return par_sched_depth(opaque, 0);
-}
-
 static double g_workers(void *opaque)
 {
         return pool_size(opaque);
@@ -45,9 +40,6 @@ par_err_t status_init(node_t *n, par_error_t *err)
         if ((rc = par_hist_new(&n->w_wait, err)) ||
             (rc = par_hist_new(&n->w_spin, err)) ||
             (rc = par_hist_new(&n->w_e2e, err)) ||
-            (rc = par_metrics_gauge_fn(n->metrics, "parallel_queue_depth", NULL,
-                                       "Signals queued locally.", g_depth,
-                                       n->sched, err)) ||
             (rc = par_metrics_gauge_fn(n->metrics, "parallel_workers", NULL,
                                        "Worker threads.", g_workers, n->pool,
                                        err)) ||
@@ -209,32 +201,6 @@ static json_t *latency(par_hist_t *win)
                          par_hist_max(win) / 1000.0);
 }
 
-static int64_t consumer_lag(node_t *n)
-{
-        rd_kafka_topic_partition_list_t *a = NULL;
-        int64_t lag = -1;
-        if (rd_kafka_assignment(n->consumer, &a) || !a)
-                return -1;
-        if (a->cnt && !rd_kafka_position(n->consumer, a)) {
-                lag = 0;
-                for (int i = 0; i < a->cnt; i++) {
-                        int64_t lo, hi;
-                        if (rd_kafka_get_watermark_offsets(
-                                n->consumer, a->elems[i].topic,
-                                a->elems[i].partition, &lo, &hi) ||
-                            hi < 0)
-                                continue;
-                        int64_t pos = a->elems[i].offset;
-                        if (pos < 0)
-                                pos = lo;
-                        if (hi > pos)
-                                lag += hi - pos;
-                }
-        }
-        rd_kafka_topic_partition_list_destroy(a);
-        return lag;
-}
-
 void status_publish_metrics(node_t *n, int64_t interval_ms)
 {
         void *buf = NULL;
@@ -261,7 +227,7 @@ void status_publish_metrics(node_t *n, int64_t interval_ms)
         if (n->chrome)
                 par_chrome_stats(n->chrome, &cs);
         int total = pool_size(n->pool), busy = pool_busy(n->pool);
-        int64_t crss = status_chrome_rss(n), lag = consumer_lag(n);
+        int64_t crss = status_chrome_rss(n), lag = obs_refresh(n->obs, crss);
         atomic_store(&n->lag, lag);
         json_t *v = json_pack(
             "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o,s:o,s:o,s:o,"

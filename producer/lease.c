@@ -97,6 +97,7 @@ static void try_acquire(prod_t *p)
         par_error_t err;
 
         if (read_state(p, p->lease_coll, &doc, &err)) {
+                par_counter_inc(p->m_mongo_errors);
                 par_log(PAR_LOG_WARN, COMP, "lease.error", "err=\"%s\"",
                         err.msg);
                 return;

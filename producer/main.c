@@ -66,6 +66,12 @@ static int health(void *opaque, const char *path, const char *query,
         return ok ? 200 : 503;
 }
 
+static double kafka_client_errors(void *opaque)
+{
+        (void)opaque;
+        return (double)par_kafka_client_errors();
+}
+
 static par_err_t setup_metrics(prod_t *p, par_error_t *err)
 {
         par_metrics_t *m;
@@ -116,6 +122,36 @@ static par_err_t setup_metrics(prod_t *p, par_error_t *err)
         p->m_inflight =
             par_metrics_gauge(m, "parallel_producer_inflight", NULL,
                               "Events read but not yet fully delivered.");
+        char lb[200];
+        snprintf(lb, sizeof(lb), "version=\"%s\",node=\"%s\"", PARALLEL_VERSION,
+                 p->node_id);
+        par_gauge_set(par_metrics_gauge(m, "parallel_build_info", lb,
+                                        "Which build runs where (always 1)."),
+                      1);
+        int levels = (int)par_config_int(p->cfg, "priority.levels");
+        for (int L = 1; L <= levels && L <= PROD_MAX_LEVELS; L++) {
+                snprintf(lb, sizeof(lb), "priority=\"%d\"", L);
+                p->m_published[L] = par_metrics_counter(
+                    m, "parallel_producer_published", lb,
+                    "Signals acknowledged by Kafka, per priority topic.");
+                p->m_publish_s[L] = par_metrics_histogram(
+                    m, "parallel_producer_publish_seconds", lb,
+                    "A signal produced to Kafka's acknowledgement.",
+                    &par_buckets_short);
+        }
+        p->m_dead_letters = par_metrics_counter(
+            m, "parallel_dead_letters", "reason=\"rejected\"",
+            "Messages sent to the dead-letter topic, by reason.");
+        if ((rc = par_metrics_counter_fn(
+                 m, "parallel_kafka_errors", "kind=\"client\"",
+                 "librdkafka errors: client-level, failed deliveries.",
+                 kafka_client_errors, NULL, err)))
+                return rc;
+        p->m_kafka_delivery = par_metrics_counter(m, "parallel_kafka_errors",
+                                                  "kind=\"delivery\"", NULL);
+        p->m_mongo_errors = par_metrics_counter(
+            m, "parallel_mongo_errors", NULL,
+            "Failed MongoDB calls (lease, stream, checkpoint, marking).");
         return PAR_OK;
 }
 
@@ -272,6 +308,7 @@ static void loop(prod_t *p)
                         pipeline_stop(p, false);
                         continue;
                 } else if (rc) {
+                        par_counter_inc(p->m_mongo_errors);
                         par_log(PAR_LOG_WARN, COMP, "checkpoint.failed",
                                 "err=\"%s\"", err.msg);
                 }

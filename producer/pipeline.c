@@ -140,6 +140,7 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
         par_err_t rc;
 
         par_counter_inc(p->m_rejected);
+        par_counter_inc(p->m_dead_letters);
         par_log(PAR_LOG_WARN, COMP, "signal.rejected", "id=%s reason=\"%s\"",
                 id, reason);
         if (bson_iter_init_find(&it, doc, "_id")) {

@@ -42,6 +42,8 @@
 
 #define COMP "producer"
 
+#define PROD_MAX_LEVELS 16 /* priority.levels' bound */
+
 typedef struct prod {
         par_config_t *cfg;
         par_codec_t *codec;
@@ -99,6 +101,9 @@ typedef struct prod {
             *m_expired, *m_delivery_errors, *m_backfilled, *m_requeued,
             *m_checkpoints, *m_restarts;
         par_gauge_t *m_cp_age, *m_lag, *m_active, *m_inflight;
+        par_counter_t *m_published[PROD_MAX_LEVELS + 1]; /* [prio] */
+        par_buckets_t *m_publish_s[PROD_MAX_LEVELS + 1];
+        par_counter_t *m_dead_letters, *m_kafka_delivery, *m_mongo_errors;
         atomic_int h_active;
         atomic_llong h_last_ok; /* last successful MongoDB round trip */
 } prod_t;

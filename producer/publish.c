@@ -20,8 +20,33 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/clock.h"
 #include "base/log.h"
+#include "msg/kafka.h"
 #include "producer.h"
+
+/* A signal acknowledged: per priority (from its topic's ".p<N>" suffix),
+ * and produce-to-acknowledgement time from the CreateTime librdkafka
+ * stamped when it was produced. Dead letters go to the dlq topic and
+ * are not counted here. */
+static void count_published(prod_t *p, const rd_kafka_message_t *m)
+{
+        const char *t = rd_kafka_topic_name(m->rkt);
+        const char *dot = strrchr(t, '.');
+        rd_kafka_timestamp_type_t tt;
+        int64_t ts = rd_kafka_message_timestamp(m, &tt);
+        char *end;
+
+        if (!dot || dot[1] != 'p' || !strstr(t, ".signals."))
+                return;
+        long L = strtol(dot + 2, &end, 10);
+        if (*end || L < 1 || L > PROD_MAX_LEVELS)
+                return;
+        par_counter_inc(p->m_published[L]);
+        if (tt == RD_KAFKA_TIMESTAMP_CREATE_TIME && ts > 0)
+                par_buckets_observe(p->m_publish_s[L],
+                                    (par_clock_wall_ms() - ts) / 1e3);
+}
 
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
@@ -33,11 +58,13 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                         par_log(PAR_LOG_WARN, COMP, "delivery.unknown",
                                 "seq=%llu", (unsigned long long)seq);
                 par_counter_inc(p->m_produced);
+                count_published(p, m);
                 return;
         }
         if (p->purging)
                 return; /* our own purge while tearing the pipeline down */
         par_counter_inc(p->m_delivery_errors);
+        par_counter_inc(p->m_kafka_delivery);
         if (!p->restart)
                 par_log(PAR_LOG_WARN, COMP, "delivery.failed",
                         "topic=%s seq=%llu err=\"%s\" (restarting from the "
@@ -59,6 +86,7 @@ static void error_cb(rd_kafka_t *rk, int err, const char *reason, void *opaque)
                 p->restart = true;
                 return;
         }
+        par_kafka_client_error_seen();
         par_log(PAR_LOG_WARN, COMP, "kafka.error", "err=%s reason=\"%s\"",
                 rd_kafka_err2name(err), reason);
 }

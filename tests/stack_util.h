@@ -351,7 +351,7 @@ static inline int su_http_get(int port, const char *path, char *buf, size_t n)
 /* A metric's value from /metrics, or -1. */
 static inline double su_metric(int port, const char *name)
 {
-        static char buf[65536];
+        static char buf[1 << 18];
         char *s;
         size_t l = strlen(name);
 
@@ -363,6 +363,32 @@ static inline double su_metric(int port, const char *name)
                 s += l;
         }
         return -1;
+}
+
+/* The sum of every series whose text starts with `prefix` (e.g.
+ * `parallel_spins_total{status="done"` adds up all priorities and
+ * recipes), or -1 when /metrics cannot be read or nothing matches. */
+static inline double su_metric_sum(int port, const char *prefix)
+{
+        static char buf[1 << 18];
+        size_t l = strlen(prefix);
+        double sum = 0;
+        int found = 0;
+
+        if (su_http_get(port, "/metrics", buf, sizeof(buf)) != 200)
+                return -1;
+        for (char *s = buf; s && *s;) {
+                char *eol = strchr(s, '\n');
+                if (!strncmp(s, prefix, l)) {
+                        char *sp = eol ? eol : s + strlen(s);
+                        while (sp > s && sp[-1] != ' ')
+                                sp--;
+                        sum += atof(sp);
+                        found = 1;
+                }
+                s = eol ? eol + 1 : NULL;
+        }
+        return found ? sum : -1;
 }
 
 /* 1 active, 0 standby, -1 unreachable. */

@@ -678,6 +678,8 @@ static void slot_retire(par_chrome_t *c, struct slot *s, bool died)
         pthread_mutex_lock(&c->mu);
         s->inst = NULL;
         c->st.browsers_alive--;
+        if (died)
+                c->st.crashes++;
         pthread_cond_broadcast(&c->cond);
         pthread_mutex_unlock(&c->mu);
         inst_unref(c, in);
@@ -1245,6 +1247,8 @@ void par_chrome_stats(par_chrome_t *c, par_chrome_stats_t *out)
 {
         pthread_mutex_lock(&c->mu);
         *out = c->st;
+        /* Each worker keeps its tab between spins until it is replaced. */
+        out->tabs_open = (int)(c->st.tabs_created - c->st.tabs_replaced);
         pthread_mutex_unlock(&c->mu);
 }
 

@@ -149,11 +149,13 @@ par_err_t par_tab_waiter_new(par_tab_t *t, const char *const *methods,
 typedef struct par_chrome_stats {
         uint64_t launches;      /* browser processes started / connects */
         uint64_t restarts;      /* relaunches after a death or failure */
+        uint64_t crashes;       /* browsers that died or stopped answering */
         uint64_t recycles;      /* relaunches because recycle_after hit */
         uint64_t tabs_created;  /* targets created */
         uint64_t tabs_replaced; /* tabs dropped as broken or unhealthy */
         uint64_t spins;         /* acquires that returned a tab */
         int browsers_alive;     /* browsers currently connected */
+        int tabs_open; /* tabs held by workers (created − replaced) */
 } par_chrome_stats_t;
 
 void par_chrome_stats(par_chrome_t *c, par_chrome_stats_t *out);

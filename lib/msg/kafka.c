@@ -8,6 +8,7 @@
  */
 #include "msg/kafka.h"
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,34 @@ static void log_cb(const rd_kafka_t *rk, int level, const char *fac,
         if (par_log_enabled(l))
                 par_log(l, "kafka", "log", "client=%s fac=%s msg=\"%s\"",
                         rk ? rd_kafka_name(rk) : "-", fac, buf);
+}
+
+static _Atomic uint64_t client_errors;
+
+/* Client-level errors (all brokers down, authentication, fatal idempotence
+ * errors…): librdkafka would log them itself without an error_cb; this one
+ * logs them the same way and counts them for parallel_kafka_errors_total.
+ * Runs on whatever thread polls the handle. */
+static void error_cb(rd_kafka_t *rk, int code, const char *reason, void *opaque)
+{
+        (void)opaque;
+        par_kafka_client_error_seen();
+        par_log(code == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN ||
+                        code == RD_KAFKA_RESP_ERR__FATAL
+                    ? PAR_LOG_ERROR
+                    : PAR_LOG_WARN,
+                "kafka", "error", "client=%s code=%s msg=\"%s\"",
+                rk ? rd_kafka_name(rk) : "-", rd_kafka_err2name(code), reason);
+}
+
+void par_kafka_client_error_seen(void)
+{
+        atomic_fetch_add_explicit(&client_errors, 1, memory_order_relaxed);
+}
+
+uint64_t par_kafka_client_errors(void)
+{
+        return atomic_load_explicit(&client_errors, memory_order_relaxed);
 }
 
 typedef struct apply_ctx {
@@ -79,6 +108,7 @@ par_err_t par_kafka_conf_new(rd_kafka_conf_t **out, const par_config_t *cfg,
                 return par_error_set(err, PAR_ERR_INVALID, "kafka: %s", errstr);
         }
         rd_kafka_conf_set_log_cb(conf, log_cb);
+        rd_kafka_conf_set_error_cb(conf, error_cb);
         if (cfg) {
                 /* Clients agree with the topics on the largest message
                  * (a kafka.message.max.bytes below still overrides). */

@@ -48,6 +48,13 @@
 par_err_t par_kafka_conf_new(rd_kafka_conf_t **out, const par_config_t *cfg,
                              const char *client_id, par_error_t *err);
 
+/* Client-level librdkafka errors (error_cb) of every handle built by
+ * par_kafka_conf_new in this process, since it started. Any thread. */
+uint64_t par_kafka_client_errors(void);
+/* Counts one there: for a program that installs its own error_cb over the
+ * one par_kafka_conf_new sets. Any thread. */
+void par_kafka_client_error_seen(void);
+
 /* Writes "<topic.prefix>.<suffix>" into buf (n bytes). Returns buf, or
  * NULL if it does not fit or suffix is empty. */
 char *par_kafka_topic_name(const par_config_t *cfg, const char *suffix,

@@ -45,7 +45,19 @@ struct par_gauge {
         _Atomic uint64_t bits; /* a double's bit pattern */
 };
 
-typedef enum { K_COUNTER, K_GAUGE, K_HIST } kind_t;
+/* A Prometheus histogram: cumulative-by-render counts over fixed upper
+ * bounds (the family's), plus a sum kept as a double's bit pattern. Lifetime
+ * values only: nothing resets them, so rate() and histogram_quantile() over
+ * any set of nodes work on them. */
+struct par_buckets {
+        const double *bounds; /* the family's, borrowed */
+        size_t n;
+        _Atomic uint64_t counts[PAR_BUCKETS_MAX + 1]; /* last: above all */
+        _Atomic uint64_t count;
+        _Atomic uint64_t sum_bits;
+};
+
+typedef enum { K_COUNTER, K_GAUGE, K_HIST, K_BUCKETS } kind_t;
 
 typedef struct series {
         struct series *next;
@@ -55,6 +67,7 @@ typedef struct series {
         double (*fn)(void *opaque); /* gauge computed at render time */
         void *opaque;
         par_hist_t *hist;
+        par_buckets_t *buckets;
 } series_t;
 
 typedef struct family {
@@ -62,7 +75,9 @@ typedef struct family {
         char *name; /* as rendered (counters end in _total) */
         char *help;
         kind_t kind;
-        double scale; /* histograms */
+        double scale;                   /* histograms */
+        double bounds[PAR_BUCKETS_MAX]; /* K_BUCKETS: ascending upper bounds */
+        size_t nbounds;
         series_t *series, **series_tail;
 } family_t;
 
@@ -393,6 +408,7 @@ static void series_free(series_t *s)
                 return;
         free(s->labels);
         par_hist_destroy(s->hist);
+        free(s->buckets);
         free(s);
 }
 
@@ -480,7 +496,10 @@ static bool valid_labels(const char *s, const char *reserved)
 
 static const char *kind_name(kind_t k)
 {
-        return k == K_COUNTER ? "counter" : k == K_GAUGE ? "gauge" : "summary";
+        return k == K_COUNTER ? "counter"
+               : k == K_GAUGE ? "gauge"
+               : k == K_HIST  ? "summary"
+                              : "histogram";
 }
 
 /*
@@ -488,9 +507,23 @@ static const char *kind_name(kind_t k)
  * computed gauge is wanted, which is never shared with a set() gauge.
  * Called with no lock held; takes the registry lock.
  */
+static series_t *get_series_b(par_metrics_t *m, const char *name,
+                              const char *labels, const char *help, kind_t k,
+                              double scale, const double *bounds,
+                              size_t nbounds, bool computed, par_error_t *err);
+
 static series_t *get_series(par_metrics_t *m, const char *name,
                             const char *labels, const char *help, kind_t k,
                             double scale, bool computed, par_error_t *err)
+{
+        return get_series_b(m, name, labels, help, k, scale, NULL, 0, computed,
+                            err);
+}
+
+static series_t *get_series_b(par_metrics_t *m, const char *name,
+                              const char *labels, const char *help, kind_t k,
+                              double scale, const double *bounds,
+                              size_t nbounds, bool computed, par_error_t *err)
 {
         char full[256];
         family_t *f;
@@ -510,7 +543,9 @@ static series_t *get_series(par_metrics_t *m, const char *name,
                               name ? name : "(null)");
                 return NULL;
         }
-        if (!valid_labels(labels, k == K_HIST ? "quantile" : NULL)) {
+        if (!valid_labels(labels, k == K_HIST      ? "quantile"
+                                  : k == K_BUCKETS ? "le"
+                                                   : NULL)) {
                 par_error_set(err, PAR_ERR_INVALID,
                               "metric %s: malformed labels '%s' (want "
                               "k=\"v\",… with \\\\, \\\" and \\n escapes)",
@@ -522,6 +557,19 @@ static series_t *get_series(par_metrics_t *m, const char *name,
                               "metric %s: scale must be > 0", name);
                 return NULL;
         }
+        if (k == K_BUCKETS) {
+                bool ok = nbounds >= 1 && nbounds <= PAR_BUCKETS_MAX;
+                for (size_t i = 0; ok && i < nbounds; i++)
+                        ok = isfinite(bounds[i]) &&
+                             (i == 0 || bounds[i] > bounds[i - 1]);
+                if (!ok) {
+                        par_error_set(err, PAR_ERR_INVALID,
+                                      "metric %s: want 1..%d finite "
+                                      "ascending bucket bounds",
+                                      name, PAR_BUCKETS_MAX);
+                        return NULL;
+                }
+        }
         strcpy(full, name);
         if (k == K_COUNTER && (nl < 6 || strcmp(name + nl - 6, "_total")))
                 strcat(full, "_total");
@@ -530,11 +578,16 @@ static series_t *get_series(par_metrics_t *m, const char *name,
         for (f = m->families; f; f = f->next)
                 if (!strcmp(f->name, full))
                         break;
-        if (f && (f->kind != k || (k == K_HIST && f->scale != scale))) {
+        if (f && (f->kind != k || (k == K_HIST && f->scale != scale) ||
+                  (k == K_BUCKETS &&
+                   (f->nbounds != nbounds ||
+                    memcmp(f->bounds, bounds, nbounds * sizeof(double)))))) {
                 par_error_set(err, PAR_ERR_INVALID,
                               "metric %s: already registered as a %s%s", full,
                               kind_name(f->kind),
-                              f->kind == k ? " with another scale" : "");
+                              f->kind != k     ? ""
+                              : k == K_BUCKETS ? " with other buckets"
+                                               : " with another scale");
                 goto out;
         }
         if (f)
@@ -560,6 +613,10 @@ static series_t *get_series(par_metrics_t *m, const char *name,
                 }
                 f->kind = k;
                 f->scale = scale;
+                if (k == K_BUCKETS) {
+                        memcpy(f->bounds, bounds, nbounds * sizeof(double));
+                        f->nbounds = nbounds;
+                }
                 f->series_tail = &f->series;
                 *m->families_tail = f;
                 m->families_tail = &f->next;
@@ -574,6 +631,17 @@ static series_t *get_series(par_metrics_t *m, const char *name,
                 if (!s->hist)
                         goto nomem;
                 hist_init(s->hist);
+        }
+        if (k == K_BUCKETS) {
+                s->buckets = calloc(1, sizeof(*s->buckets));
+                if (!s->buckets)
+                        goto nomem;
+                s->buckets->bounds = f->bounds;
+                s->buckets->n = f->nbounds;
+                for (size_t i = 0; i <= PAR_BUCKETS_MAX; i++)
+                        atomic_init(&s->buckets->counts[i], 0);
+                atomic_init(&s->buckets->count, 0);
+                atomic_init(&s->buckets->sum_bits, d2b(0));
         }
         *f->series_tail = s;
         f->series_tail = &s->next;
@@ -620,10 +688,75 @@ par_hist_t *par_metrics_hist(par_metrics_t *m, const char *name,
         return s ? s->hist : NULL;
 }
 
-par_err_t par_metrics_gauge_fn(par_metrics_t *m, const char *name,
-                               const char *labels, const char *help,
-                               double (*fn)(void *opaque), void *opaque,
-                               par_error_t *err)
+par_buckets_t *par_metrics_histogram(par_metrics_t *m, const char *name,
+                                     const char *labels, const char *help,
+                                     const par_bucket_bounds_t *b)
+{
+        par_error_t err = {0};
+        series_t *s = b ? get_series_b(m, name, labels, help, K_BUCKETS, 1,
+                                       b->v, b->n, false, &err)
+                        : NULL;
+        if (!s)
+                par_log(PAR_LOG_ERROR, "metrics", "register_failed",
+                        "error=\"%s\"", b ? err.msg : "no bucket bounds");
+        return s ? s->buckets : NULL;
+}
+
+void par_buckets_observe(par_buckets_t *b, double v)
+{
+        size_t i = 0;
+        uint64_t cur;
+
+        if (!b || isnan(v))
+                return;
+        /* Few bounds (< 32): a linear scan beats a binary search here. */
+        while (i < b->n && v > b->bounds[i])
+                i++;
+        atomic_fetch_add_explicit(&b->counts[i], 1, memory_order_relaxed);
+        cur = atomic_load_explicit(&b->sum_bits, memory_order_relaxed);
+        while (!atomic_compare_exchange_weak_explicit(
+            &b->sum_bits, &cur, d2b(b2d(cur) + v), memory_order_relaxed,
+            memory_order_relaxed))
+                ;
+        /* count last: a render never shows a count above its buckets' */
+        atomic_fetch_add_explicit(&b->count, 1, memory_order_relaxed);
+}
+
+uint64_t par_buckets_count(const par_buckets_t *b)
+{
+        return b ? atomic_load_explicit(&((par_buckets_t *)b)->count,
+                                        memory_order_relaxed)
+                 : 0;
+}
+
+double par_buckets_sum(const par_buckets_t *b)
+{
+        return b ? b2d(atomic_load_explicit(&((par_buckets_t *)b)->sum_bits,
+                                            memory_order_relaxed))
+                 : 0;
+}
+
+/* Bounds fitted to the ranges Parallel measures (docs/OPERATIONS.md). */
+static const double b_long[] = {0.005, 0.01, 0.025, 0.05, 0.1,  0.25,
+                                0.5,   1,    2.5,   5,    10,   30,
+                                60,    120,  300,   600,  1800, 3600};
+static const double b_spin[] = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                0.1,   0.25,   0.5,   1,    2.5,   5,
+                                10,    30,     60,    120,  300};
+static const double b_short[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+                                 0.025,  0.05,  0.1,    0.25,  0.5,
+                                 1,      2.5,   5,      10};
+const par_bucket_bounds_t par_buckets_long = {b_long, sizeof(b_long) /
+                                                          sizeof(b_long[0])};
+const par_bucket_bounds_t par_buckets_spin = {b_spin, sizeof(b_spin) /
+                                                          sizeof(b_spin[0])};
+const par_bucket_bounds_t par_buckets_short = {b_short, sizeof(b_short) /
+                                                            sizeof(b_short[0])};
+
+static par_err_t computed_fn(par_metrics_t *m, kind_t k, const char *name,
+                             const char *labels, const char *help,
+                             double (*fn)(void *opaque), void *opaque,
+                             par_error_t *err)
 {
         series_t *s;
 
@@ -631,7 +764,7 @@ par_err_t par_metrics_gauge_fn(par_metrics_t *m, const char *name,
                 return par_error_set(err, PAR_ERR_INVALID,
                                      "metric %s: no function",
                                      name ? name : "(null)");
-        s = get_series(m, name, labels, help, K_GAUGE, 1, true, err);
+        s = get_series(m, name, labels, help, k, 1, true, err);
         if (!s)
                 return err ? err->code : PAR_ERR_INVALID;
         /* Published under the lock so a concurrent render sees both. */
@@ -640,6 +773,22 @@ par_err_t par_metrics_gauge_fn(par_metrics_t *m, const char *name,
         s->fn = fn;
         pthread_mutex_unlock(&m->lock);
         return PAR_OK;
+}
+
+par_err_t par_metrics_gauge_fn(par_metrics_t *m, const char *name,
+                               const char *labels, const char *help,
+                               double (*fn)(void *opaque), void *opaque,
+                               par_error_t *err)
+{
+        return computed_fn(m, K_GAUGE, name, labels, help, fn, opaque, err);
+}
+
+par_err_t par_metrics_counter_fn(par_metrics_t *m, const char *name,
+                                 const char *labels, const char *help,
+                                 double (*fn)(void *opaque), void *opaque,
+                                 par_error_t *err)
+{
+        return computed_fn(m, K_COUNTER, name, labels, help, fn, opaque, err);
 }
 
 /* ---------------------------------------------------------------- render */
@@ -690,6 +839,37 @@ static void put_labels(FILE *f, const char *labels, const char *extra)
         fputc('}', f);
 }
 
+/* Cumulative `_bucket` lines, then `_sum` and `_count`. The count line is
+ * the +Inf bucket's value, so the two always agree. */
+static void render_buckets(FILE *f, const family_t *fam, const series_t *s)
+{
+        par_buckets_t *b = s->buckets;
+        uint64_t cum = 0;
+        char le[48];
+
+        for (size_t i = 0; i <= b->n; i++) {
+                cum +=
+                    atomic_load_explicit(&b->counts[i], memory_order_relaxed);
+                if (i < b->n) {
+                        char v[40];
+                        snprintf(v, sizeof(v), "%.15g", b->bounds[i]);
+                        snprintf(le, sizeof(le), "le=\"%s\"", v);
+                } else {
+                        snprintf(le, sizeof(le), "le=\"+Inf\"");
+                }
+                fprintf(f, "%s_bucket", fam->name);
+                put_labels(f, s->labels, le);
+                fprintf(f, " %" PRIu64 "\n", cum);
+        }
+        fprintf(f, "%s_sum", fam->name);
+        put_labels(f, s->labels, NULL);
+        fputc(' ', f);
+        put_double(f, par_buckets_sum(b));
+        fprintf(f, "\n%s_count", fam->name);
+        put_labels(f, s->labels, NULL);
+        fprintf(f, " %" PRIu64 "\n", cum);
+}
+
 static void render_family(FILE *f, const family_t *fam)
 {
         static const double qs[] = {0.5, 0.9, 0.99, 0.999};
@@ -701,8 +881,13 @@ static void render_family(FILE *f, const family_t *fam)
                 if (fam->kind == K_COUNTER) {
                         fputs(fam->name, f);
                         put_labels(f, s->labels, NULL);
-                        fprintf(f, " %" PRIu64 "\n",
-                                par_counter_get(&s->counter));
+                        fputc(' ', f);
+                        if (s->fn)
+                                put_double(f, s->fn(s->opaque));
+                        else
+                                fprintf(f, "%" PRIu64,
+                                        par_counter_get(&s->counter));
+                        fputc('\n', f);
                 } else if (fam->kind == K_GAUGE) {
                         fputs(fam->name, f);
                         put_labels(f, s->labels, NULL);
@@ -710,6 +895,8 @@ static void render_family(FILE *f, const family_t *fam)
                         put_double(f, s->fn ? s->fn(s->opaque)
                                             : par_gauge_get(&s->gauge));
                         fputc('\n', f);
+                } else if (fam->kind == K_BUCKETS) {
+                        render_buckets(f, fam, s);
                 } else {
                         par_hist_t *h = s->hist;
                         bool empty = par_hist_count(h) == 0;

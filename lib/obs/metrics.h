@@ -20,6 +20,11 @@
  * picks (µs is the convention for latencies); values above PAR_HIST_MAX are
  * clamped to it. A histogram is ~22 KB.
  *
+ * Prometheus histograms (par_buckets_t) are separate: fixed `le` bounds
+ * chosen per metric, lifetime counts, rendered as TYPE histogram. Use them
+ * for anything exported; par_hist_t stays for in-process percentiles
+ * (per-interval windows in NodeMetrics, benchmarks, reports).
+ *
  * Rendering. Counters are rendered as `<name>_total` (the suffix is added
  * unless the name already ends in it). Gauges as they are. Histograms are
  * rendered as Prometheus *summaries*: quantiles 0.5, 0.9, 0.99, 0.999 plus
@@ -54,6 +59,23 @@ typedef struct par_metrics par_metrics_t;
 typedef struct par_counter par_counter_t;
 typedef struct par_gauge par_gauge_t;
 typedef struct par_hist par_hist_t;
+typedef struct par_buckets par_buckets_t;
+
+/* Most upper bounds a Prometheus histogram may have (besides +Inf). */
+#define PAR_BUCKETS_MAX 32
+
+/* Ascending finite upper bounds of a Prometheus histogram's buckets. */
+typedef struct par_bucket_bounds {
+        const double *v;
+        size_t n;
+} par_bucket_bounds_t;
+
+/* The bounds Parallel's latencies use (seconds; docs/OPERATIONS.md):
+ * long: 5 ms .. 1 h (wait, end to end); spin: 1 ms .. 5 min;
+ * short: 0.5 ms .. 10 s (MongoDB claims, Kafka acknowledgements). */
+extern const par_bucket_bounds_t par_buckets_long;
+extern const par_bucket_bounds_t par_buckets_spin;
+extern const par_bucket_bounds_t par_buckets_short;
 
 /* Relative error bound of par_hist_percentile() (see above). */
 #define PAR_HIST_REL_ERROR (1.0 / 128)
@@ -90,6 +112,19 @@ par_hist_t *par_metrics_hist(par_metrics_t *m, const char *name,
                              double scale);
 
 /*
+ * Get-or-create a series of a Prometheus *histogram* (`_bucket{le=…}`,
+ * `_sum`, `_count`): what a latency must be for histogram_quantile() to
+ * work over any set of nodes. Unlike par_metrics_hist (a summary of
+ * quantiles one process computed, which cannot be combined), its buckets
+ * are plain counters. `b` (copied) must be the same for every series of a
+ * family. Same naming and failure rules as par_metrics_counter (labels may
+ * not use `le`). Values are observed in the metric's unit (seconds).
+ */
+par_buckets_t *par_metrics_histogram(par_metrics_t *m, const char *name,
+                                     const char *labels, const char *help,
+                                     const par_bucket_bounds_t *b);
+
+/*
  * A gauge whose value is computed at render time by fn(opaque) (queue
  * depth, consumer lag, …). fn runs on the rendering thread, under the
  * registry lock: it must be quick, thread-safe with respect to what it
@@ -101,6 +136,14 @@ par_err_t par_metrics_gauge_fn(par_metrics_t *m, const char *name,
                                const char *labels, const char *help,
                                double (*fn)(void *opaque), void *opaque,
                                par_error_t *err);
+
+/* The same for a counter whose value is read at render time from a
+ * monotonic source the caller owns (a library's error count, a child
+ * object's statistics). fn must never return less than it did before. */
+par_err_t par_metrics_counter_fn(par_metrics_t *m, const char *name,
+                                 const char *labels, const char *help,
+                                 double (*fn)(void *opaque), void *opaque,
+                                 par_error_t *err);
 
 /* Writes the whole registry in Prometheus text format to f. Families appear
  * in registration order, series in registration order within a family. */
@@ -125,6 +168,14 @@ uint64_t par_counter_get(const par_counter_t *c);
 void par_gauge_set(par_gauge_t *g, double v);
 void par_gauge_add(par_gauge_t *g, double delta); /* delta may be < 0 */
 double par_gauge_get(const par_gauge_t *g);
+
+/* ------------------------------------------------- Prometheus histograms */
+
+/* Counts v (NaN is ignored) in the first bucket whose bound is >= v. Lock-
+ * free; any thread. NULL is a no-op. */
+void par_buckets_observe(par_buckets_t *b, double v);
+uint64_t par_buckets_count(const par_buckets_t *b);
+double par_buckets_sum(const par_buckets_t *b);
 
 /* -------------------------------------------------------------- histograms */
 

@@ -405,6 +405,80 @@ static void test_render(void)
         par_metrics_destroy(m);
 }
 
+/* Prometheus histograms: cumulative buckets, a bound is inclusive, +Inf
+ * equals _count, bad bounds and a second set of bounds are refused, and
+ * promtool accepts the rendering. */
+static void test_buckets(void)
+{
+        par_metrics_t *m = NULL;
+        par_error_t err;
+        char *text = NULL, path[] = "/tmp/par-buckets-XXXXXX", cmd[512];
+        size_t len = 0;
+        static const double bv[] = {0.01, 0.1, 1};
+        par_bucket_bounds_t b = {bv, 3}, other = {bv, 2};
+
+        REQUIRE(par_metrics_new(&m, &err) == PAR_OK);
+        par_buckets_t *p4 = par_metrics_histogram(
+            m, "parallel_wait_seconds", "priority=\"4\"", "Wait.", &b);
+        par_buckets_t *p1 = par_metrics_histogram(m, "parallel_wait_seconds",
+                                                  "priority=\"1\"", NULL, &b);
+        REQUIRE(p4 && p1);
+        CHECK(par_metrics_histogram(m, "parallel_wait_seconds",
+                                    "priority=\"4\"", NULL, &b) == p4);
+        CHECK(!par_metrics_histogram(m, "parallel_wait_seconds",
+                                     "priority=\"3\"", NULL, &other));
+        CHECK(!par_metrics_histogram(m, "parallel_x_seconds", "le=\"1\"", NULL,
+                                     &b));
+        double desc[] = {1, 0.5};
+        par_bucket_bounds_t bad = {desc, 2};
+        CHECK(
+            !par_metrics_histogram(m, "parallel_y_seconds", NULL, NULL, &bad));
+        /* the summary kind keeps its name to itself */
+        CHECK(!par_metrics_hist(m, "parallel_wait_seconds", NULL, NULL, 1e-6));
+        par_buckets_observe(p4, 0.005);
+        par_buckets_observe(p4, 0.01); /* on the bound: counted in le=0.01 */
+        par_buckets_observe(p4, 0.5);
+        par_buckets_observe(p4, 7);
+        par_buckets_observe(p4, NAN);
+        CHECK(par_buckets_count(p4) == 4);
+        CHECK(fabs(par_buckets_sum(p4) - 7.515) < 1e-9);
+        REQUIRE(par_metrics_render(m, &text, &len, &err) == PAR_OK);
+        CHECK(contains(text, "# TYPE parallel_wait_seconds histogram\n"
+                             "parallel_wait_seconds_bucket{priority=\"4\","
+                             "le=\"0.01\"} 2\n"
+                             "parallel_wait_seconds_bucket{priority=\"4\","
+                             "le=\"0.1\"} 2\n"
+                             "parallel_wait_seconds_bucket{priority=\"4\","
+                             "le=\"1\"} 3\n"
+                             "parallel_wait_seconds_bucket{priority=\"4\","
+                             "le=\"+Inf\"} 4\n"
+                             "parallel_wait_seconds_sum{priority=\"4\"} "
+                             "7.515\n"
+                             "parallel_wait_seconds_count{priority=\"4\"} 4\n"
+                             "parallel_wait_seconds_bucket{priority=\"1\","
+                             "le=\"0.01\"} 0\n"));
+        CHECK(
+            contains(text, "parallel_wait_seconds_count{priority=\"1\"} 0\n"));
+        /* the shipped bounds are valid */
+        CHECK(
+            par_metrics_histogram(m, "a_seconds", NULL, "", &par_buckets_long));
+        CHECK(
+            par_metrics_histogram(m, "b_seconds", NULL, "", &par_buckets_spin));
+        CHECK(par_metrics_histogram(m, "c_seconds", NULL, "",
+                                    &par_buckets_short));
+        int fd = mkstemp(path);
+        REQUIRE(fd >= 0);
+        CHECK(write(fd, text, len) == (ssize_t)len);
+        close(fd);
+        if (system("command -v promtool >/dev/null 2>&1") == 0) {
+                snprintf(cmd, sizeof(cmd), "promtool check metrics < %s", path);
+                CHECK(system(cmd) == 0);
+        }
+        unlink(path);
+        free(text);
+        par_metrics_destroy(m);
+}
+
 int main(void)
 {
         RUN(test_percentiles);
@@ -413,5 +487,6 @@ int main(void)
         RUN(test_concurrency);
         RUN(test_registry);
         RUN(test_render);
+        RUN(test_buckets);
         TEST_DONE();
 }

@@ -1,0 +1,211 @@
+/*
+ * kafka_lag_test.c — the lag figure (msg/lag.h) against Kafka's own tool.
+ *
+ * Two priority topics of three partitions get known message counts; a
+ * consumer group commits known offsets (one partition left uncommitted).
+ * Then, for the same group:
+ *   - par_lag_compute over the group's committed offsets (read back from
+ *     the coordinator with rd_kafka_committed, as a node does) must give
+ *     high watermark − committed per partition, and high − low where
+ *     nothing is committed;
+ *   - `kafka-consumer-groups --describe` (Kafka's tool at the broker's
+ *     version, through deploy/dev/stack tool) must print the same LAG for
+ *     every partition it lists, and the same sum per topic over those.
+ */
+#include <librdkafka/rdkafka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "msg/lag.h"
+#include "testutil.h"
+
+#define NPART 3
+
+static const char *kafka;
+static char topics[2][96], group[96];
+/* messages per partition, and the committed offset (-1: none) */
+static const int counts[2][NPART] = {{10, 20, 30}, {5, 6, 7}};
+static const int commits[2][NPART] = {{4, 20, -1}, {0, 3, 6}};
+
+static rd_kafka_t *client(rd_kafka_type_t type, const char *grp)
+{
+        char es[512];
+        rd_kafka_conf_t *c = rd_kafka_conf_new();
+        rd_kafka_conf_set(c, "bootstrap.servers", kafka, es, sizeof(es));
+        if (grp) {
+                rd_kafka_conf_set(c, "group.id", grp, es, sizeof(es));
+                rd_kafka_conf_set(c, "enable.auto.commit", "false", es,
+                                  sizeof(es));
+        }
+        return rd_kafka_new(type, c, es, sizeof(es));
+}
+
+static int admin_topics(rd_kafka_t *rk, int create)
+{
+        char es[256];
+        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
+        rd_kafka_event_t *ev;
+        int rc = 0;
+
+        if (create) {
+                rd_kafka_NewTopic_t *nt[2];
+                for (int i = 0; i < 2; i++)
+                        nt[i] = rd_kafka_NewTopic_new(topics[i], NPART, 1, es,
+                                                      sizeof(es));
+                rd_kafka_CreateTopics(rk, nt, 2, NULL, q);
+                rd_kafka_NewTopic_destroy_array(nt, 2);
+        } else {
+                rd_kafka_DeleteTopic_t *dt[2];
+                for (int i = 0; i < 2; i++)
+                        dt[i] = rd_kafka_DeleteTopic_new(topics[i]);
+                rd_kafka_DeleteTopics(rk, dt, 2, NULL, q);
+                rd_kafka_DeleteTopic_destroy_array(dt, 2);
+        }
+        ev = rd_kafka_queue_poll(q, 30000);
+        if (!ev || rd_kafka_event_error(ev))
+                rc = -1;
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        return rc;
+}
+
+/* The tool's LAG per (topic, partition), -2 where it lists no row, -1 for
+ * "-". Returns the number of rows read for our topics. */
+static int tool_lag(long lag[2][NPART])
+{
+        char cmd[1024], line[512];
+        int rows = 0;
+
+        for (int t = 0; t < 2; t++)
+                for (int p = 0; p < NPART; p++)
+                        lag[t][p] = -2;
+        snprintf(cmd, sizeof(cmd),
+                 "%s/deploy/dev/stack tool kafka-consumer-groups "
+                 "--bootstrap-server %s --describe --group %s 2>&1",
+                 tu_env("PARALLEL_SOURCE_DIR", "."), kafka, group);
+        FILE *f = popen(cmd, "r");
+        if (!f)
+                return -1;
+        while (fgets(line, sizeof(line), f)) {
+                char g[128], topic[128], cur[32], end[32], lg[32];
+                int part;
+                fputs(line, stderr);
+                /* GROUP TOPIC PARTITION CURRENT-OFFSET LOG-END-OFFSET LAG … */
+                if (sscanf(line, "%127s %127s %d %31s %31s %31s", g, topic,
+                           &part, cur, end, lg) != 6 ||
+                    strcmp(g, group) || part < 0 || part >= NPART)
+                        continue;
+                for (int t = 0; t < 2; t++)
+                        if (!strcmp(topic, topics[t])) {
+                                lag[t][part] = strcmp(lg, "-") ? atol(lg) : -1;
+                                rows++;
+                        }
+        }
+        pclose(f);
+        return rows;
+}
+
+static void test_lag_matches_tool(void)
+{
+        rd_kafka_t *prod = client(RD_KAFKA_PRODUCER, NULL), *cons = NULL;
+        rd_kafka_topic_partition_list_t *l = NULL;
+        int64_t lag[2 * NPART];
+        long tool[2][NPART];
+        par_error_t err;
+
+        REQUIRE(prod);
+        REQUIRE(admin_topics(prod, 1) == 0);
+        for (int t = 0; t < 2; t++)
+                for (int p = 0; p < NPART; p++)
+                        for (int i = 0; i < counts[t][p]; i++)
+                                CHECK(rd_kafka_producev(
+                                          prod, RD_KAFKA_V_TOPIC(topics[t]),
+                                          RD_KAFKA_V_PARTITION(p),
+                                          RD_KAFKA_V_VALUE("x", 1),
+                                          RD_KAFKA_V_MSGFLAGS(
+                                              RD_KAFKA_MSG_F_COPY),
+                                          RD_KAFKA_V_END) == 0);
+        CHECK(rd_kafka_flush(prod, 30000) == 0);
+
+        cons = client(RD_KAFKA_CONSUMER, group);
+        REQUIRE(cons);
+        l = rd_kafka_topic_partition_list_new(2 * NPART);
+        for (int t = 0; t < 2; t++)
+                for (int p = 0; p < NPART; p++)
+                        if (commits[t][p] >= 0)
+                                rd_kafka_topic_partition_list_add(l, topics[t],
+                                                                  p)
+                                    ->offset = commits[t][p];
+        rd_kafka_resp_err_t ke = rd_kafka_commit(cons, l, 0);
+        CHECKF(ke == 0, "commit: %s", rd_kafka_err2str(ke));
+        rd_kafka_topic_partition_list_destroy(l);
+
+        /* As a node does: the group's committed offsets, then the lag. */
+        l = rd_kafka_topic_partition_list_new(2 * NPART);
+        for (int t = 0; t < 2; t++)
+                for (int p = 0; p < NPART; p++)
+                        rd_kafka_topic_partition_list_add(l, topics[t], p);
+        CHECK(rd_kafka_committed(cons, l, 10000) == 0);
+        CHECK(par_lag_compute(cons, l, lag, 10000, &err) == PAR_OK);
+        int64_t ours[2] = {0, 0};
+        for (int i = 0; i < l->cnt; i++) {
+                int t = !strcmp(l->elems[i].topic, topics[1]);
+                int p = l->elems[i].partition;
+                int64_t want =
+                    counts[t][p] - (commits[t][p] >= 0 ? commits[t][p] : 0);
+                CHECKF(lag[i] == want, "%s[%d]: lag %lld, want %lld",
+                       l->elems[i].topic, p, (long long)lag[i],
+                       (long long)want);
+                ours[t] += lag[i];
+        }
+
+        int rows = tool_lag(tool);
+        CHECKF(rows >= 5,
+               "kafka-consumer-groups listed %d of our 5 "
+               "committed partitions",
+               rows);
+        long sum_tool[2] = {0, 0}, sum_ours_listed[2] = {0, 0};
+        for (int i = 0; i < l->cnt; i++) {
+                int t = !strcmp(l->elems[i].topic, topics[1]);
+                int p = l->elems[i].partition;
+                if (tool[t][p] < 0) {
+                        /* Not listed or "-": only where nothing is
+                         * committed. */
+                        CHECKF(commits[t][p] < 0,
+                               "%s[%d]: committed but the tool shows no lag",
+                               topics[t], p);
+                        continue;
+                }
+                CHECKF(tool[t][p] == lag[i], "%s[%d]: tool %ld, ours %lld",
+                       topics[t], p, tool[t][p], (long long)lag[i]);
+                sum_tool[t] += tool[t][p];
+                sum_ours_listed[t] += lag[i];
+        }
+        for (int t = 0; t < 2; t++) {
+                CHECKF(sum_tool[t] == sum_ours_listed[t],
+                       "%s: tool sum %ld, ours %ld", topics[t], sum_tool[t],
+                       sum_ours_listed[t]);
+                fprintf(stderr,
+                        "   %s: lag %lld (tool, committed partitions: %ld)\n",
+                        topics[t], (long long)ours[t], sum_tool[t]);
+        }
+        rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_consumer_close(cons);
+        rd_kafka_destroy(cons);
+        admin_topics(prod, 0);
+        rd_kafka_destroy(prod);
+}
+
+int main(void)
+{
+        kafka = tu_env("PARALLEL_TEST_KAFKA", "127.0.0.1:9092");
+        for (int t = 0; t < 2; t++)
+                snprintf(topics[t], sizeof(topics[t]), "pt_lag_%d.signals.p%d",
+                         (int)getpid(), t + 1);
+        snprintf(group, sizeof(group), "pt_lag_%d", (int)getpid());
+        RUN(test_lag_matches_tool);
+        TEST_DONE();
+}
