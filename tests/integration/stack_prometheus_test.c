@@ -1,0 +1,443 @@
+/*
+ * stack_prometheus_test.c — the metrics, the alert rules and the Grafana
+ * dashboard against a real Prometheus (Debian's, run without root on a
+ * private port and data dir).
+ *
+ * The test starts the producer and two consumer nodes on a fresh world,
+ * then Prometheus scraping all three every second with
+ * deploy/monitoring/parallel-rules.yml loaded. It inserts N noop signals
+ * (priorities 1..4) through the producer, reads every result from
+ * <prefix>.results into a ledger, lets Prometheus scrape the final
+ * figures, and asks its HTTP API cluster-wide questions whose answers the
+ * ledger knows:
+ *   - done spins per priority over both nodes
+ *     (sum by (priority) (parallel_spins_total{status="done"})) equal the
+ *     ledger's counts exactly;
+ *   - spins per second per priority (rate over the run) within 25 % of
+ *     the ledger's count over the same window (rate() extrapolates to the
+ *     window's edges from 1 s scrapes);
+ *   - p99 wait per priority over both nodes (histogram_quantile over the
+ *     summed buckets) falls in the same bucket as the ledger's exact p99
+ *     of started_at − queued_at, and the bucket counts match the ledger;
+ *   - the producer's published signals per priority equal the ledger's;
+ *   - every rule of the rule file loaded healthy, and no
+ *     ParallelNoActiveProducer alert fires while a producer is active;
+ *   - every query of every Grafana panel ($__rate_interval as 1m)
+ *     succeeds and returns data.
+ */
+#include <jansson.h>
+#include <math.h>
+#include <sys/socket.h>
+#include <netinet/in.h>
+
+#include "obs/metrics.h"
+#include "stack_consumer_util.h"
+
+#define N 80
+
+static int free_port(void)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        socklen_t len = sizeof(a);
+        int fd = socket(AF_INET, SOCK_STREAM, 0), port = 0;
+        if (fd >= 0 && !bind(fd, (struct sockaddr *)&a, sizeof(a)) &&
+            !getsockname(fd, (struct sockaddr *)&a, &len))
+                port = ntohs(a.sin_port);
+        if (fd >= 0)
+                close(fd);
+        return port;
+}
+
+typedef struct prom {
+        pid_t pid;
+        int port;
+        char dir[400];
+} prom_t;
+
+static int prom_start(prom_t *p, const su_ctx_t *c, const su_proc_t *prod,
+                      const su_proc_t *nodes, int nn)
+{
+        char path[500], log[500], a1[600], a2[600], a3[100];
+        snprintf(p->dir, sizeof(p->dir), "%s/%s-prometheus", c->logdir,
+                 c->name);
+        if (mkdir(p->dir, 0700))
+                return -1;
+        snprintf(path, sizeof(path), "%s/prometheus.yml", p->dir);
+        FILE *f = fopen(path, "w");
+        if (!f)
+                return -1;
+        fprintf(f,
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\n"
+                "rule_files:\n  - %s/deploy/monitoring/parallel-rules.yml\n"
+                "scrape_configs:\n"
+                "  - job_name: parallel-producer\n    static_configs:\n"
+                "      - targets: ['127.0.0.1:%d']\n"
+                "  - job_name: parallel-consumer\n    static_configs:\n"
+                "      - targets: [",
+                tu_env("PARALLEL_SOURCE_DIR", "."), prod->port);
+        for (int i = 0; i < nn; i++)
+                fprintf(f, "%s'127.0.0.1:%d'", i ? ", " : "", nodes[i].port);
+        fprintf(f, "]\n");
+        fclose(f);
+        p->port = free_port();
+        snprintf(log, sizeof(log), "%s/prometheus.log", p->dir);
+        snprintf(a1, sizeof(a1), "--config.file=%s", path);
+        snprintf(a2, sizeof(a2), "--storage.tsdb.path=%s/data", p->dir);
+        snprintf(a3, sizeof(a3), "--web.listen-address=127.0.0.1:%d",
+                 p->port);
+        if ((p->pid = fork()) < 0)
+                return -1;
+        if (p->pid == 0) {
+                if (!freopen(log, "w", stderr))
+                        _exit(127);
+                dup2(2, 1);
+                execlp("prometheus", "prometheus", a1, a2, a3, (char *)NULL);
+                _exit(127);
+        }
+        double deadline = tu_now() + 30;
+        char buf[256];
+        while (tu_now() < deadline) {
+                if (su_http_get(p->port, "/-/ready", buf, sizeof(buf)) == 200)
+                        return 0;
+                int st;
+                if (waitpid(p->pid, &st, WNOHANG) == p->pid) {
+                        fprintf(stderr, "prometheus exited, see %s\n", log);
+                        p->pid = 0;
+                        return -1;
+                }
+                su_sleep_ms(200);
+        }
+        return -1;
+}
+
+static void prom_stop(prom_t *p)
+{
+        char cmd[500];
+        if (p->pid > 0) {
+                su_producer_stop((su_proc_t *)&(su_proc_t){.pid = p->pid},
+                                 SIGTERM, 20);
+                p->pid = 0;
+        }
+        if (p->dir[0]) {
+                snprintf(cmd, sizeof(cmd), "rm -rf '%s'", p->dir);
+                if (system(cmd)) {
+                }
+        }
+}
+
+/* GET /api/v1/<what> with the expression URL-encoded by curl (from a file,
+ * so no shell quoting is involved). Returns the "data" object (caller
+ * decrefs) or NULL on error (printed). */
+static json_t *prom_api(const prom_t *p, const char *what, const char *expr,
+                        double at)
+{
+        char qf[500], cmd[1200];
+        static char buf[1 << 20];
+        snprintf(qf, sizeof(qf), "%s/query.txt", p->dir);
+        FILE *f = fopen(qf, "w");
+        if (!f)
+                return NULL;
+        fputs(expr ? expr : "", f);
+        fclose(f);
+        if (expr)
+                snprintf(cmd, sizeof(cmd),
+                         "curl -s -m 10 -G --data-urlencode 'query@%s' "
+                         "--data-urlencode 'time=%.3f' "
+                         "http://127.0.0.1:%d/api/v1/%s",
+                         qf, at, p->port, what);
+        else
+                snprintf(cmd, sizeof(cmd),
+                         "curl -s -m 10 http://127.0.0.1:%d/api/v1/%s",
+                         p->port, what);
+        FILE *pf = popen(cmd, "r");
+        if (!pf)
+                return NULL;
+        size_t got = fread(buf, 1, sizeof(buf) - 1, pf);
+        buf[got] = '\0';
+        pclose(pf);
+        json_t *r = json_loads(buf, 0, NULL);
+        const char *st = json_string_value(json_object_get(r, "status"));
+        if (!st || strcmp(st, "success")) {
+                fprintf(stderr, "   prometheus %s '%s': %.300s\n", what,
+                        expr ? expr : "", buf);
+                json_decref(r);
+                return NULL;
+        }
+        json_t *d = json_incref(json_object_get(r, "data"));
+        json_decref(r);
+        return d;
+}
+
+/* An instant query's vector as (label value → number) for one label. */
+static int prom_by(const prom_t *p, const char *expr, const char *label,
+                   double at, double out[5])
+{
+        for (int i = 0; i < 5; i++)
+                out[i] = NAN;
+        json_t *d = prom_api(p, "query", expr, at);
+        json_t *res = json_object_get(d, "result");
+        size_t i;
+        json_t *s;
+        int n = 0;
+        json_array_foreach(res, i, s)
+        {
+                const char *lv = json_string_value(
+                    json_object_get(json_object_get(s, "metric"), label));
+                const char *v = json_string_value(
+                    json_array_get(json_object_get(s, "value"), 1));
+                int k = lv ? atoi(lv) : 0;
+                if (k >= 1 && k <= 4 && v) {
+                        out[k] = atof(v);
+                        n++;
+                }
+        }
+        json_decref(d);
+        return n;
+}
+
+static int cmp_i64(const void *a, const void *b)
+{
+        int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+        return x < y ? -1 : x > y;
+}
+
+/* The bucket (upper bound; +Inf as INFINITY) a value in seconds falls in. */
+static double bucket_of(double v, double *lo)
+{
+        const par_bucket_bounds_t *b = &par_buckets_long;
+        *lo = 0;
+        for (size_t i = 0; i < b->n; i++) {
+                if (v <= b->v[i])
+                        return b->v[i];
+                *lo = b->v[i];
+        }
+        return INFINITY;
+}
+
+typedef struct world {
+        su_ctx_t c;
+        su_ledger_t l;
+        sc_reader_t r;
+        su_proc_t prod, nodes[2];
+        prom_t prom;
+        int ledger_up, reader_up;
+} world_t;
+
+static void check_dashboard(world_t *w, double at)
+{
+        char path[600];
+        snprintf(path, sizeof(path),
+                 "%s/deploy/monitoring/parallel-dashboard.json",
+                 tu_env("PARALLEL_SOURCE_DIR", "."));
+        json_t *dash = json_load_file(path, 0, NULL);
+        REQUIRE(dash);
+        size_t i, k, queries = 0, with_data = 0;
+        json_t *panel, *t;
+        json_array_foreach(json_object_get(dash, "panels"), i, panel)
+        {
+                json_array_foreach(json_object_get(panel, "targets"), k, t)
+                {
+                        const char *e =
+                            json_string_value(json_object_get(t, "expr"));
+                        char q[1024], *s;
+                        if (!e)
+                                continue;
+                        snprintf(q, sizeof(q), "%s", e);
+                        while ((s = strstr(q, "$__rate_interval"))) {
+                                memcpy(s, "1m", 2);
+                                memmove(s + 2, s + 16, strlen(s + 16) + 1);
+                        }
+                        queries++;
+                        json_t *d = prom_api(&w->prom, "query", q, at);
+                        size_t n = json_array_size(json_object_get(d, "result"));
+                        CHECKF(d && n > 0, "panel '%s': no data for %s",
+                               json_string_value(
+                                   json_object_get(panel, "title")),
+                               q);
+                        with_data += d && n > 0;
+                        json_decref(d);
+                }
+        }
+        fprintf(stderr, "   dashboard: %zu of %zu panel queries have data\n",
+                with_data, queries);
+        CHECK(queries > 20);
+        json_decref(dash);
+}
+
+static void run(world_t *w)
+{
+        su_ctx_t *c = &w->c;
+        REQUIRE(sc_init(c, "prom") == 0);
+        REQUIRE(su_ledger_init(&w->l, N, 50) == 0);
+        w->ledger_up = 1;
+        REQUIRE(sc_reader_new(c, &w->r, N) == 0);
+        w->reader_up = 1;
+        for (int i = 0; i < 2; i++)
+                REQUIRE(sc_node_start(c, &w->nodes[i], i ? "n2" : "n1",
+                                      "workers.max=2", NULL) == 0);
+        REQUIRE(su_producer_start(c, &w->prod, "producer", NULL) == 0);
+        REQUIRE(su_wait_log(&w->prod, "event=pipeline.started", 30) == 0);
+        REQUIRE(prom_start(&w->prom, c, &w->prod, w->nodes, 2) == 0);
+        /* every target scraped once before the work starts, so counters
+         * are seen at 0 */
+        double v[5], deadline = tu_now() + 20;
+        json_t *d = NULL;
+        while (tu_now() < deadline) {
+                d = prom_api(&w->prom, "query", "sum(up)", su_wall_ms() / 1e3);
+                const char *s = json_string_value(json_array_get(
+                    json_object_get(json_array_get(json_object_get(d, "result"),
+                                                   0),
+                                    "value"),
+                    1));
+                int up = s ? atoi(s) : 0;
+                json_decref(d);
+                if (up == 3)
+                        break;
+                su_sleep_ms(250);
+        }
+        REQUIRE(tu_now() < deadline); /* every target scraped */
+        su_sleep_ms(1500);
+        double t0 = su_wall_ms() / 1e3;
+        /* in 4 bulks, 0.5 s apart: a run of a few seconds to take a rate of */
+        REQUIRE(su_insert(c->signals, &w->l, N, 50, N / 4, 500) == N);
+        size_t missing = sc_read(c, &w->r, &w->l, N, 150, 500);
+        REQUIRE(missing == 0);
+        double t1 = su_wall_ms() / 1e3;
+        su_sleep_ms(3000); /* the final figures scraped and rules evaluated */
+        double at = su_wall_ms() / 1e3;
+
+        /* the ledger: done per priority, waits, finish times */
+        int done[5] = {0};
+        static int64_t waits[5][N];
+        size_t nw[5] = {0};
+        for (size_t i = 0; i < N; i++) {
+                int pr = w->l.e[i].priority;
+                sc_rec_t *x = &w->r.recs[i];
+                for (int k = 0; k < x->nres; k++) {
+                        sc_result_t *y = &x->r[k];
+                        if (strcmp(y->status, "done"))
+                                continue;
+                        done[pr]++;
+                        if (y->started_at > y->queued_at)
+                                waits[pr][nw[pr]++] =
+                                    y->started_at - y->queued_at;
+                }
+        }
+
+        /* 1. done spins per priority, cluster-wide */
+        CHECK(prom_by(&w->prom,
+                      "sum by (priority) "
+                      "(parallel_spins_total{status=\"done\"})",
+                      "priority", at, v) == 4);
+        for (int p = 1; p <= 4; p++)
+                CHECKF(v[p] == done[p], "p%d: prometheus %g done, ledger %d",
+                       p, v[p], done[p]);
+
+        /* 2. spins/s per priority over the run */
+        int win = (int)ceil(at - t0) + 2;
+        char q[512];
+        snprintf(q, sizeof(q),
+                 "sum by (priority) (rate(parallel_spins_total{status="
+                 "\"done\"}[%ds]))",
+                 win);
+        CHECK(prom_by(&w->prom, q, "priority", at, v) == 4);
+        for (int p = 1; p <= 4; p++) {
+                double want = done[p] / (double)win;
+                fprintf(stderr,
+                        "   p%d: %.2f spins/s (prometheus), %.2f (ledger over "
+                        "%d s); run %.1f s\n",
+                        p, v[p], want, win, t1 - t0);
+                CHECKF(fabs(v[p] - want) <= 0.25 * want + 0.05,
+                       "p%d spins/s %g vs ledger %g", p, v[p], want);
+        }
+
+        /* 3. p99 wait per priority over both nodes */
+        CHECK(prom_by(&w->prom,
+                      "sum by (priority) (parallel_wait_seconds_count)",
+                      "priority", at, v) == 4);
+        for (int p = 1; p <= 4; p++)
+                CHECKF(v[p] == nw[p], "p%d: %g waits counted, ledger %zu", p,
+                       v[p], nw[p]);
+        CHECK(prom_by(&w->prom,
+                      "histogram_quantile(0.99, sum by (le, priority) "
+                      "(parallel_wait_seconds_bucket))",
+                      "priority", at, v) == 4);
+        for (int p = 1; p <= 4; p++) {
+                if (!nw[p])
+                        continue;
+                qsort(waits[p], nw[p], sizeof(int64_t), cmp_i64);
+                size_t rank = (size_t)ceil(0.99 * nw[p]);
+                double exact = waits[p][rank ? rank - 1 : 0] / 1e3, lo;
+                double hi = bucket_of(exact, &lo);
+                fprintf(stderr,
+                        "   p%d: p99 wait %.3f s (prometheus), ledger %.3f s, "
+                        "bucket (%g, %g]\n",
+                        p, v[p], exact, lo, hi);
+                CHECKF(v[p] >= lo && v[p] <= hi,
+                       "p%d p99 wait %g outside the ledger's bucket (%g, %g]",
+                       p, v[p], lo, hi);
+        }
+
+        /* 4. the producer's side */
+        CHECK(prom_by(&w->prom,
+                      "sum by (priority) (parallel_producer_published_total)",
+                      "priority", at, v) == 4);
+        for (int p = 1; p <= 4; p++)
+                CHECKF(v[p] >= N / 4, "p%d: %g published (at least %d)", p,
+                       v[p], N / 4);
+
+        /* 5. the rules loaded and evaluate */
+        d = prom_api(&w->prom, "rules", NULL, 0);
+        size_t gi, ri, rules = 0, healthy = 0;
+        json_t *g, *r;
+        json_array_foreach(json_object_get(d, "groups"), gi, g)
+        {
+                json_array_foreach(json_object_get(g, "rules"), ri, r)
+                {
+                        rules++;
+                        healthy += !strcmp(
+                            json_string_value(json_object_get(r, "health"))
+                                ?: "",
+                            "ok");
+                }
+        }
+        json_decref(d);
+        CHECKF(rules == 9 && healthy == rules, "%zu rules, %zu healthy",
+               rules, healthy);
+        d = prom_api(&w->prom, "query",
+                     "ALERTS{alertname=\"ParallelNoActiveProducer\"}", at);
+        CHECK(d && json_array_size(json_object_get(d, "result")) == 0);
+        json_decref(d);
+
+        /* 6. every dashboard panel */
+        check_dashboard(w, at);
+}
+
+static void test_prometheus(void)
+{
+        static world_t w;
+        run(&w);
+        prom_stop(&w.prom);
+        for (int i = 0; i < 2; i++)
+                if (w.nodes[i].pid > 0)
+                        su_producer_stop(&w.nodes[i], SIGTERM, 30);
+        if (w.prod.pid > 0)
+                su_producer_stop(&w.prod, SIGTERM, 30);
+        if (w.reader_up)
+                sc_reader_destroy(&w.r);
+        if (w.ledger_up)
+                su_ledger_free(&w.l);
+        sc_cleanup(&w.c);
+}
+
+int main(void)
+{
+        if (system("command -v prometheus >/dev/null 2>&1") != 0) {
+                fprintf(stderr, "prometheus not installed (Debian package "
+                                "prometheus; deploy/dev/stack install)\n");
+                return 1;
+        }
+        RUN(test_prometheus);
+        TEST_DONE();
+}
