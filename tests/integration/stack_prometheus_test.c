@@ -84,8 +84,7 @@ static int prom_start(prom_t *p, const su_ctx_t *c, const su_proc_t *prod,
         snprintf(log, sizeof(log), "%s/prometheus.log", p->dir);
         snprintf(a1, sizeof(a1), "--config.file=%s", path);
         snprintf(a2, sizeof(a2), "--storage.tsdb.path=%s/data", p->dir);
-        snprintf(a3, sizeof(a3), "--web.listen-address=127.0.0.1:%d",
-                 p->port);
+        snprintf(a3, sizeof(a3), "--web.listen-address=127.0.0.1:%d", p->port);
         if ((p->pid = fork()) < 0)
                 return -1;
         if (p->pid == 0) {
@@ -148,8 +147,8 @@ static json_t *prom_api(const prom_t *p, const char *what, const char *expr,
                          qf, at, p->port, what);
         else
                 snprintf(cmd, sizeof(cmd),
-                         "curl -s -m 10 http://127.0.0.1:%d/api/v1/%s",
-                         p->port, what);
+                         "curl -s -m 10 http://127.0.0.1:%d/api/v1/%s", p->port,
+                         what);
         FILE *pf = popen(cmd, "r");
         if (!pf)
                 return NULL;
@@ -250,11 +249,12 @@ static void check_dashboard(world_t *w, double at)
                         }
                         queries++;
                         json_t *d = prom_api(&w->prom, "query", q, at);
-                        size_t n = json_array_size(json_object_get(d, "result"));
-                        CHECKF(d && n > 0, "panel '%s': no data for %s",
-                               json_string_value(
-                                   json_object_get(panel, "title")),
-                               q);
+                        size_t n =
+                            json_array_size(json_object_get(d, "result"));
+                        CHECKF(
+                            d && n > 0, "panel '%s': no data for %s",
+                            json_string_value(json_object_get(panel, "title")),
+                            q);
                         with_data += d && n > 0;
                         json_decref(d);
                 }
@@ -286,9 +286,9 @@ static void run(world_t *w)
         while (tu_now() < deadline) {
                 d = prom_api(&w->prom, "query", "sum(up)", su_wall_ms() / 1e3);
                 const char *s = json_string_value(json_array_get(
-                    json_object_get(json_array_get(json_object_get(d, "result"),
-                                                   0),
-                                    "value"),
+                    json_object_get(
+                        json_array_get(json_object_get(d, "result"), 0),
+                        "value"),
                     1));
                 int up = s ? atoi(s) : 0;
                 json_decref(d);
@@ -331,8 +331,8 @@ static void run(world_t *w)
                       "(parallel_spins_total{status=\"done\"})",
                       "priority", at, v) == 4);
         for (int p = 1; p <= 4; p++)
-                CHECKF(v[p] == done[p], "p%d: prometheus %g done, ledger %d",
-                       p, v[p], done[p]);
+                CHECKF(v[p] == done[p], "p%d: prometheus %g done, ledger %d", p,
+                       v[p], done[p]);
 
         /* 2. spins/s per priority over the run */
         int win = (int)ceil(at - t0) + 2;
@@ -403,8 +403,8 @@ static void run(world_t *w)
                 }
         }
         json_decref(d);
-        CHECKF(rules == 9 && healthy == rules, "%zu rules, %zu healthy",
-               rules, healthy);
+        CHECKF(rules == 9 && healthy == rules, "%zu rules, %zu healthy", rules,
+               healthy);
         d = prom_api(&w->prom, "query",
                      "ALERTS{alertname=\"ParallelNoActiveProducer\"}", at);
         CHECK(d && json_array_size(json_object_get(d, "result")) == 0);
