@@ -37,6 +37,7 @@ static const struct {
     {"decode", par_ctl_decode, "print a topic's messages as JSON lines"},
     {"spin", par_ctl_spin, "run a recipe locally in Chromium"},
     {"report", par_ctl_report, "summarise outcomes from the results topic"},
+    {"status", par_ctl_status, "the cluster: group, lag, nodes, workers, DLQ"},
     {"config", config_cmd, "docs|dump: the configuration reference"},
 };
 

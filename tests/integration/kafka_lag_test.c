@@ -10,8 +10,12 @@
  *     nothing is committed;
  *   - `kafka-consumer-groups --describe` (Kafka's tool at the broker's
  *     version, through deploy/dev/stack tool) must print the same LAG for
- *     every partition it lists, and the same sum per topic over those.
+ *     every partition it lists, and the same sum per topic over those;
+ *   - `parallel-ctl status --json`, which reads the committed offsets
+ *     from outside the group (Admin API), must report the same lag per
+ *     priority.
  */
+#include <jansson.h>
 #include <librdkafka/rdkafka.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -192,6 +196,48 @@ static void test_lag_matches_tool(void)
                         "   %s: lag %lld (tool, committed partitions: %ld)\n",
                         topics[t], (long long)ours[t], sum_tool[t]);
         }
+
+        /* parallel-ctl status, from outside the group */
+        char cmd[1600], *out = NULL;
+        size_t outlen = 0;
+        snprintf(cmd, sizeof(cmd),
+                 "%s/parallel-ctl -X kafka.bootstrap.servers=%s "
+                 "-X topic.prefix=pt_lag_%d -X consumer.group=%s "
+                 "-X priority.levels=2 -X mongo.uri=%s "
+                 "-X mongo.database=pt_lag_%d status --json",
+                 tu_env("PARALLEL_BINARY_DIR", "."), kafka, (int)getpid(),
+                 group,
+                 tu_env("PARALLEL_TEST_MONGO_URI", "mongodb://127.0.0.1:27017"),
+                 (int)getpid());
+        FILE *pf = popen(cmd, "r");
+        REQUIRE(pf);
+        FILE *mem = open_memstream(&out, &outlen);
+        char buf[4096];
+        size_t got;
+        while ((got = fread(buf, 1, sizeof(buf), pf)) > 0)
+                fwrite(buf, 1, got, mem);
+        fclose(mem);
+        CHECK(pclose(pf) == 0);
+        json_t *st = json_loads(out ? out : "", 0, NULL), *p;
+        size_t i;
+        int seen = 0;
+        CHECKF(st, "status --json: %.300s", out ? out : "");
+        json_array_foreach(json_object_get(st, "priorities"), i, p)
+        {
+                int prio =
+                    (int)json_integer_value(json_object_get(p, "priority"));
+                json_int_t lg = json_integer_value(json_object_get(p, "lag"));
+                if (prio < 1 || prio > 2)
+                        continue;
+                seen++;
+                CHECKF(lg == ours[prio - 1], "status: p%d lag %lld, want %lld",
+                       prio, (long long)lg, (long long)ours[prio - 1]);
+        }
+        CHECK(seen == 2);
+        fprintf(stderr, "   parallel-ctl status: %.400s\n", out ? out : "");
+        json_decref(st);
+        free(out);
+
         rd_kafka_topic_partition_list_destroy(l);
         rd_kafka_consumer_close(cons);
         rd_kafka_destroy(cons);

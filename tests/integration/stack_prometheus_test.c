@@ -23,7 +23,11 @@
  *   - every rule of the rule file loaded healthy, and no
  *     ParallelNoActiveProducer alert fires while a producer is active;
  *   - every query of every Grafana panel ($__rate_interval as 1m)
- *     succeeds and returns data.
+ *     succeeds and returns data;
+ *   - `parallel-ctl status --json` (built from Kafka and the lease) shows
+ *     both nodes in the group and in the metrics topic, their workers,
+ *     the active producer, and done spins per priority over the minute
+ *     matching the ledger (PARALLEL_TEST_STATUS_OUT=FILE keeps its text form).
  */
 #include <jansson.h>
 #include <math.h>
@@ -214,6 +218,29 @@ static double bucket_of(double v, double *lo)
         return INFINITY;
 }
 
+static char *run_ctl(const su_ctx_t *c, const char *args)
+{
+        char cmd[1600], buf[4096], *out = NULL;
+        size_t len = 0, got;
+        snprintf(cmd, sizeof(cmd),
+                 "%s/parallel-ctl -X kafka.bootstrap.servers=%s "
+                 "-X topic.prefix=%s -X consumer.group=%s -X mongo.uri=%s "
+                 "-X mongo.database=%s status %s",
+                 tu_env("PARALLEL_BINARY_DIR", "."), c->kafka, c->name, c->name,
+                 c->mongo_uri, c->name, args);
+        FILE *pf = popen(cmd, "r"), *mem = open_memstream(&out, &len);
+        if (!pf || !mem)
+                return NULL;
+        while ((got = fread(buf, 1, sizeof(buf), pf)) > 0)
+                fwrite(buf, 1, got, mem);
+        fclose(mem);
+        if (pclose(pf)) {
+                free(out);
+                return NULL;
+        }
+        return out;
+}
+
 typedef struct world {
         su_ctx_t c;
         su_ledger_t l;
@@ -263,6 +290,61 @@ static void check_dashboard(world_t *w, double at)
                 with_data, queries);
         CHECK(queries > 20);
         json_decref(dash);
+}
+
+static void check_status(world_t *w, const int *done)
+{
+        char *out = run_ctl(&w->c, "--json");
+        json_t *st = out ? json_loads(out, 0, NULL) : NULL, *x;
+        size_t i;
+        REQUIRE(st);
+        int members = 0, nodes = 0, workers = 0;
+        json_array_foreach(
+            json_object_get(json_object_get(st, "group"), "members"), i, x)
+        {
+                const char *n = json_string_value(json_object_get(x, "node"));
+                members += n && (!strcmp(n, "n1") || !strcmp(n, "n2"));
+        }
+        json_array_foreach(json_object_get(st, "nodes"), i, x)
+        {
+                const char *n = json_string_value(json_object_get(x, "node"));
+                nodes += n && (!strcmp(n, "n1") || !strcmp(n, "n2"));
+        }
+        json_array_foreach(json_object_get(st, "workers"), i, x) workers++;
+        CHECKF(members == 2, "status: %d of n1, n2 in the group", members);
+        CHECKF(nodes == 2, "status: %d of n1, n2 in the metrics", nodes);
+        CHECKF(workers >= 2, "status: %d workers", workers);
+        CHECK(json_is_true(
+            json_object_get(json_object_get(st, "producer"), "active")));
+        json_array_foreach(json_object_get(st, "priorities"), i, x)
+        {
+                int p = (int)json_integer_value(json_object_get(x, "priority"));
+                double sps =
+                    json_number_value(json_object_get(x, "spins_per_s"));
+                json_t *lag = json_object_get(x, "lag");
+                if (p < 1 || p > 4)
+                        continue;
+                /* every final result of the run is inside the minute */
+                CHECKF(fabs(sps * 60 - done[p]) < 0.5,
+                       "status: p%d %.2f spins/s, ledger %d in the minute", p,
+                       sps, done[p]);
+                CHECK(json_is_integer(lag) && json_integer_value(lag) >= 0);
+        }
+        json_decref(st);
+        free(out);
+        out = run_ctl(&w->c, "");
+        CHECK(out && strstr(out, "priority") && strstr(out, "n1") &&
+              strstr(out, "n2"));
+        if (out) {
+                fputs(out, stderr);
+                const char *keep = getenv("PARALLEL_TEST_STATUS_OUT");
+                FILE *f = keep ? fopen(keep, "w") : NULL;
+                if (f) {
+                        fputs(out, f);
+                        fclose(f);
+                }
+        }
+        free(out);
 }
 
 static void run(world_t *w)
@@ -412,6 +494,9 @@ static void run(world_t *w)
 
         /* 6. every dashboard panel */
         check_dashboard(w, at);
+
+        /* 7. parallel-ctl status */
+        check_status(w, done);
 }
 
 static void test_prometheus(void)
