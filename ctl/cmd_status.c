@@ -92,16 +92,14 @@ static json_t *group_view(ctx_t *c)
             ev ? rd_kafka_event_DescribeConsumerGroups_result(ev) : NULL;
         size_t n = 0;
         const rd_kafka_ConsumerGroupDescription_t **d =
-            res ? rd_kafka_DescribeConsumerGroups_result_groups(res, &n)
-                : NULL;
+            res ? rd_kafka_DescribeConsumerGroups_result_groups(res, &n) : NULL;
         if (!n || rd_kafka_ConsumerGroupDescription_error(d[0])) {
                 json_object_set_new(
                     out, "error",
                     json_string(
                         !ev ? "timed out"
                         : n ? rd_kafka_error_string(
-                                  rd_kafka_ConsumerGroupDescription_error(
-                                      d[0]))
+                                  rd_kafka_ConsumerGroupDescription_error(d[0]))
                             : rd_kafka_event_error_string(ev)));
                 goto out;
         }
@@ -126,14 +124,13 @@ static json_t *group_view(ctx_t *c)
                         json_array_append_new(parts, json_string(p));
                 }
                 json_array_append_new(
-                    members,
-                    json_pack("{s:s,s:s,s:s,s:o}", "node",
-                              strncmp(cid, pfx, strlen(pfx))
-                                  ? cid
-                                  : cid + strlen(pfx),
-                              "client_id", cid, "host",
-                              rd_kafka_MemberDescription_host(m),
-                              "partitions", parts));
+                    members, json_pack("{s:s,s:s,s:s,s:o}", "node",
+                                       strncmp(cid, pfx, strlen(pfx))
+                                           ? cid
+                                           : cid + strlen(pfx),
+                                       "client_id", cid, "host",
+                                       rd_kafka_MemberDescription_host(m),
+                                       "partitions", parts));
         }
 out:
         if (ev)
@@ -188,9 +185,9 @@ static void lag_view(ctx_t *c, int64_t *lag)
                 committed = rd_kafka_group_result_partitions(gr[0]);
         for (int i = 0; committed && i < all->cnt; i++) {
                 const rd_kafka_topic_partition_t *cp =
-                    rd_kafka_topic_partition_list_find(
-                        committed, all->elems[i].topic,
-                        all->elems[i].partition);
+                    rd_kafka_topic_partition_list_find(committed,
+                                                       all->elems[i].topic,
+                                                       all->elems[i].partition);
                 if (cp && !cp->err && cp->offset >= 0)
                         all->elems[i].offset = cp->offset;
         }
@@ -247,9 +244,8 @@ static void read_topic(ctx_t *c, const char *suffix, enum start from,
                     hi <= lo)
                         continue; /* empty: nothing to wait for */
                 int64_t off = from == FROM_BEGINNING ? RD_KAFKA_OFFSET_BEGINNING
-                              : from == LAST_N       ? (hi - arg > lo ? hi - arg
-                                                                      : lo)
-                                                     : arg;
+                              : from == LAST_N ? (hi - arg > lo ? hi - arg : lo)
+                                               : arg;
                 rd_kafka_topic_partition_list_add(parts, topic, p)->offset =
                     off;
                 open++;
@@ -275,8 +271,7 @@ static void read_topic(ctx_t *c, const char *suffix, enum start from,
                         par_error_t e;
                         if (m->key)
                                 snprintf(key, sizeof(key), "%.*s",
-                                         (int)m->key_len,
-                                         (const char *)m->key);
+                                         (int)m->key_len, (const char *)m->key);
                         if (!m->payload ||
                             !par_codec_decode(c->codec, m->payload, m->len,
                                               NULL, &v, NULL, &e))
@@ -332,14 +327,14 @@ static json_t *priorities_view(ctx_t *c, const int64_t *lag, int64_t now)
         for (int L = c->levels; L >= 1; L--) {
                 size_t i, n = 0, finals = 0;
                 json_t *r;
-                long long *w = calloc(json_array_size(results) + 1,
-                                      sizeof(long long));
+                long long *w =
+                    calloc(json_array_size(results) + 1, sizeof(long long));
                 json_array_foreach(results, i, r)
                 {
-                        const char *st = json_string_value(
-                            json_object_get(r, "status"));
-                        if (json_integer_value(json_object_get(r, "priority")) !=
-                                L ||
+                        const char *st =
+                            json_string_value(json_object_get(r, "status"));
+                        if (json_integer_value(
+                                json_object_get(r, "priority")) != L ||
                             !st)
                                 continue;
                         if (!strcmp(st, "done") || !strcmp(st, "failed") ||
@@ -409,10 +404,10 @@ static json_t *producer_view(ctx_t *c, int64_t now)
                 if (bson_iter_init_find(&it, doc, "lease_until") &&
                     BSON_ITER_HOLDS_DATE_TIME(&it))
                         until = bson_iter_date_time(&it);
-                out = json_pack("{s:s,s:I,s:I,s:b}", "holder", holder, "epoch",
-                                (json_int_t)epoch, "lease_ms_left",
-                                (json_int_t)(until - now), "active",
-                                until > now);
+                out =
+                    json_pack("{s:s,s:I,s:I,s:b}", "holder", holder, "epoch",
+                              (json_int_t)epoch, "lease_ms_left",
+                              (json_int_t)(until - now), "active", until > now);
         } else if (mongoc_cursor_error(cur, &e)) {
                 out = json_pack("{s:s}", "error", e.message);
         }
@@ -449,22 +444,19 @@ static json_t *build(ctx_t *c)
                 json_int_t ts = json_integer_value(json_object_get(m, "ts"));
                 json_array_append_new(
                     nodes,
-                    json_pack("{s:s,s:I,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}",
-                              "node", k, "age_ms",
-                              (json_int_t)(now > ts ? now - ts : 0),
-                              "throughput", json_object_get(m, "throughput"),
-                              "workers_busy",
-                              json_object_get(m, "workers_busy"),
-                              "workers_total",
-                              json_object_get(m, "workers_total"),
-                              "wait_p99_ms",
-                              w ? json_object_get(w, "p99_ms") : json_null(),
-                              "consumer_lag",
-                              json_object_get(m, "consumer_lag"), "rss_bytes",
-                              json_object_get(m, "rss_bytes"),
-                              "chrome_rss_bytes",
-                              json_object_get(m, "chrome_rss_bytes"), "queues",
-                              json_object_get(m, "queues")));
+                    json_pack(
+                        "{s:s,s:I,s:O,s:O,s:O,s:O,s:O,s:O,s:O,s:O}", "node", k,
+                        "age_ms", (json_int_t)(now > ts ? now - ts : 0),
+                        "throughput", json_object_get(m, "throughput"),
+                        "workers_busy", json_object_get(m, "workers_busy"),
+                        "workers_total", json_object_get(m, "workers_total"),
+                        "wait_p99_ms",
+                        w ? json_object_get(w, "p99_ms") : json_null(),
+                        "consumer_lag", json_object_get(m, "consumer_lag"),
+                        "rss_bytes", json_object_get(m, "rss_bytes"),
+                        "chrome_rss_bytes",
+                        json_object_get(m, "chrome_rss_bytes"), "queues",
+                        json_object_get(m, "queues")));
         }
         json_object_set_new(v, "nodes", nodes);
         json_decref(metrics);
@@ -536,7 +528,8 @@ static void fmt_num(char *buf, size_t n, json_t *v, const char *fmt)
 
 static void print_text(json_t *v, FILE *f)
 {
-        json_t *g = json_object_get(v, "group"), *p = json_object_get(v, "producer");
+        json_t *g = json_object_get(v, "group"),
+               *p = json_object_get(v, "producer");
         json_t *x;
         size_t i;
         char a[32], b[32], c2[32], d[32];
@@ -545,13 +538,13 @@ static void print_text(json_t *v, FILE *f)
                 jstr(g, "state", jstr(g, "error", "?")),
                 json_array_size(json_object_get(g, "members")));
         if (json_is_object(p) && json_object_get(p, "holder"))
-                fprintf(f, "    producer: %s (epoch %lld, %s)\n",
-                        jstr(p, "holder", "?"),
-                        (long long)json_integer_value(
-                            json_object_get(p, "epoch")),
-                        json_is_true(json_object_get(p, "active"))
-                            ? "lease held"
-                            : "LEASE EXPIRED");
+                fprintf(
+                    f, "    producer: %s (epoch %lld, %s)\n",
+                    jstr(p, "holder", "?"),
+                    (long long)json_integer_value(json_object_get(p, "epoch")),
+                    json_is_true(json_object_get(p, "active"))
+                        ? "lease held"
+                        : "LEASE EXPIRED");
         else
                 fprintf(f, "    producer: %s\n",
                         json_is_object(p) ? jstr(p, "error", "?")
@@ -655,8 +648,9 @@ int par_ctl_status(par_config_t *cfg, int argc, char **argv)
                 case 'i':
                         interval = atol(optarg);
                         if (interval < 200) {
-                                fprintf(stderr, "parallel-ctl status: "
-                                                "--interval-ms: at least 200\n");
+                                fprintf(stderr,
+                                        "parallel-ctl status: "
+                                        "--interval-ms: at least 200\n");
                                 return 2;
                         }
                         break;
