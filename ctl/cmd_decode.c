@@ -40,6 +40,9 @@ static void usage(FILE *out)
 {
         fputs("usage: parallel-ctl decode --topic T [--from-beginning] "
               "[--count N] [--timeout-ms MS]\n"
+              "                           [--follow] [--status S] "
+              "[--priority N] [--recipe R]\n"
+              "                           [--resource K]\n"
               "\n"
               "Prints the messages of topic T as JSON lines (key, headers, "
               "partition,\noffset, timestamp, decoded Avro value).\n"
@@ -53,8 +56,52 @@ static void usage(FILE *out)
               "  --count N          stop after N messages (default: no "
               "limit)\n"
               "  --timeout-ms MS    stop after MS without a message "
-              "(default 5000; 0 = never)\n",
+              "(default 5000; 0 = never)\n"
+              "  --follow           keep reading new messages until "
+              "interrupted (--timeout-ms 0)\n"
+              "  --status S         only values whose status (or, for "
+              "workers, state) is S\n"
+              "  --priority N       only values with priority N\n"
+              "  --recipe R         only values with recipe R\n"
+              "  --resource K       only values with resource K\n"
+              "Filters apply to the decoded value; a message without the "
+              "field never\nmatches. --count counts printed messages.\n",
               out);
+}
+
+typedef struct filter {
+        const char *field, *alt, *want;
+} filter_t;
+
+/* A field of a decoded value as text ("" when absent); Avro unions may
+ * decode as {"type": value}. */
+static bool field_is(json_t *value, const char *field, const char *want)
+{
+        json_t *v = json_object_get(value, field);
+        char buf[32];
+
+        if (json_is_object(v) && json_object_size(v) == 1) {
+                void *it = json_object_iter(v);
+                v = json_object_iter_value(it);
+        }
+        if (json_is_string(v))
+                return !strcmp(json_string_value(v), want);
+        if (json_is_integer(v)) {
+                snprintf(buf, sizeof(buf), "%lld",
+                         (long long)json_integer_value(v));
+                return !strcmp(buf, want);
+        }
+        return false;
+}
+
+static bool matches(json_t *line, const filter_t *f, int nf)
+{
+        json_t *value = json_object_get(line, "value");
+        for (int i = 0; i < nf; i++)
+                if (!field_is(value, f[i].field, f[i].want) &&
+                    !(f[i].alt && field_is(value, f[i].alt, f[i].want)))
+                        return false;
+        return true;
 }
 
 /* A short name (signals.pN, results, …) gets the configured prefix. */
@@ -197,13 +244,20 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
             {"from-beginning", no_argument, NULL, 'b'},
             {"count", required_argument, NULL, 'n'},
             {"timeout-ms", required_argument, NULL, 'w'},
+            {"follow", no_argument, NULL, 'f'},
+            {"status", required_argument, NULL, 'S'},
+            {"priority", required_argument, NULL, 'P'},
+            {"recipe", required_argument, NULL, 'R'},
+            {"resource", required_argument, NULL, 'K'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
         const char *topic_arg = NULL, *topic;
         char topic_buf[PAR_KAFKA_TOPIC_MAX], errstr[256], group[128];
         size_t gsize;
-        bool beginning = false;
+        bool beginning = false, follow = false;
+        filter_t filters[8];
+        int nf = 0;
         long count = 0, timeout_ms = 5000, seen = 0;
         par_codec_t *codec = NULL;
         rd_kafka_conf_t *conf = NULL;
@@ -216,12 +270,32 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
 
         optind = 1;
         while ((c = getopt_long(argc, argv, "", opts, NULL)) != -1) {
+                if (nf == (int)(sizeof(filters) / sizeof(filters[0]))) {
+                        fprintf(stderr, "parallel-ctl decode: too many "
+                                        "filters\n");
+                        return 2;
+                }
                 switch (c) {
                 case 't':
                         topic_arg = optarg;
                         break;
                 case 'b':
                         beginning = true;
+                        break;
+                case 'f':
+                        follow = true;
+                        break;
+                case 'S':
+                        filters[nf++] = (filter_t){"status", "state", optarg};
+                        break;
+                case 'P':
+                        filters[nf++] = (filter_t){"priority", NULL, optarg};
+                        break;
+                case 'R':
+                        filters[nf++] = (filter_t){"recipe", NULL, optarg};
+                        break;
+                case 'K':
+                        filters[nf++] = (filter_t){"resource", NULL, optarg};
                         break;
                 case 'n':
                 case 'w': {
@@ -253,6 +327,8 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
                         topic_arg ? argv[optind] : "");
                 return 2;
         }
+        if (follow)
+                timeout_ms = 0;
         if (!(topic = resolve_topic(cfg, topic_arg, topic_buf,
                                     sizeof(topic_buf)))) {
                 fprintf(stderr, "parallel-ctl decode: topic name too long\n");
@@ -316,6 +392,11 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
                 }
                 {
                         json_t *line = message_json(codec, m);
+                        if (line && nf && !matches(line, filters, nf)) {
+                                json_decref(line);
+                                rd_kafka_message_destroy(m);
+                                continue;
+                        }
                         char *s =
                             line ? json_dumps(line, JSON_COMPACT |
                                                         JSON_PRESERVE_ORDER)

@@ -24,6 +24,8 @@
  *     ParallelNoActiveProducer alert fires while a producer is active;
  *   - every query of every Grafana panel ($__rate_interval as 1m)
  *     succeeds and returns data;
+ *   - `parallel-ctl decode --topic results --status done --priority P`
+ *     prints exactly the ledger's done results of priority P;
  *   - `parallel-ctl status --json` (built from Kafka and the lease) shows
  *     both nodes in the group and in the metrics topic, their workers,
  *     the active producer, and done spins per priority over the minute
@@ -218,16 +220,23 @@ static double bucket_of(double v, double *lo)
         return INFINITY;
 }
 
+static char *run_ctl_cmd(const su_ctx_t *c, const char *verb, const char *args);
+
 static char *run_ctl(const su_ctx_t *c, const char *args)
+{
+        return run_ctl_cmd(c, "status", args);
+}
+
+static char *run_ctl_cmd(const su_ctx_t *c, const char *verb, const char *args)
 {
         char cmd[1600], buf[4096], *out = NULL;
         size_t len = 0, got;
         snprintf(cmd, sizeof(cmd),
                  "%s/parallel-ctl -X kafka.bootstrap.servers=%s "
                  "-X topic.prefix=%s -X consumer.group=%s -X mongo.uri=%s "
-                 "-X mongo.database=%s status %s",
+                 "-X mongo.database=%s %s %s",
                  tu_env("PARALLEL_BINARY_DIR", "."), c->kafka, c->name, c->name,
-                 c->mongo_uri, c->name, args);
+                 c->mongo_uri, c->name, verb, args);
         FILE *pf = popen(cmd, "r"), *mem = open_memstream(&out, &len);
         if (!pf || !mem)
                 return NULL;
@@ -495,7 +504,23 @@ static void run(world_t *w)
         /* 6. every dashboard panel */
         check_dashboard(w, at);
 
-        /* 7. parallel-ctl status */
+        /* 7. parallel-ctl decode filters, parallel-ctl status */
+        for (int p = 1; p <= 4; p += 3) {
+                char args[200];
+                snprintf(args, sizeof(args),
+                         "--topic results --from-beginning --status done "
+                         "--priority %d --timeout-ms 3000",
+                         p);
+                char *out = run_ctl_cmd(c, "decode", args);
+                int lines = 0;
+                for (char *s = out; s && (s = strchr(s, '\n')); s++)
+                        lines++;
+                CHECKF(lines == done[p],
+                       "decode --status done --priority %d: "
+                       "%d lines, ledger %d",
+                       p, lines, done[p]);
+                free(out);
+        }
         check_status(w, done);
 }
 
