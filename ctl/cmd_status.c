@@ -23,6 +23,7 @@
  */
 #include <getopt.h>
 #include <math.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -35,12 +36,15 @@
 
 #include "base/clock.h"
 #include "ctl.h"
+#include "obs/http.h"
 #include "msg/codec.h"
 #include "msg/kafka.h"
 #include "msg/lag.h"
 
 #define TIMEOUT_MS 10000
-#define WINDOW_MS  60000 /* metrics and results looked at */
+#define WINDOW_MS  60000  /* metrics, and results for spins/s and wait */
+#define SERIES_MS  300000 /* results behind the page's charts */
+#define BUCKET_MS  15000
 #define LAST_DLQ   5
 
 static volatile sig_atomic_t stop_watch;
@@ -54,12 +58,17 @@ static void on_signal(int sig)
 static void usage(FILE *out)
 {
         fputs("usage: parallel-ctl status [--json] [--watch] "
-              "[--interval-ms N]\n\n"
+              "[--interval-ms N] [--http ADDR]\n\n"
               "The cluster from Kafka (consumer group, workers, metrics, "
               "results,\ndead letters) and the producer lease in MongoDB.\n"
               "  --json          one JSON object (per refresh with --watch)\n"
               "  --watch         redraw every interval until interrupted\n"
-              "  --interval-ms N refresh interval for --watch (2000)\n",
+              "  --interval-ms N refresh interval for --watch and --http "
+              "(2000)\n"
+              "  --http ADDR     serve the cluster page at http://ADDR/ "
+              "(and its data\n"
+              "                  at /cluster.json) until interrupted, e.g. "
+              "127.0.0.1:9290\n",
               out);
 }
 
@@ -323,8 +332,41 @@ static double quantile_ms(long long *v, size_t n, double q)
 static json_t *priorities_view(ctx_t *c, const int64_t *lag, int64_t now)
 {
         json_t *results = json_array(), *out = json_array();
-        read_topic(c, "results", FROM_TIME, now - WINDOW_MS, append, results);
+        read_topic(c, "results", FROM_TIME, now - SERIES_MS, append, results);
         for (int L = c->levels; L >= 1; L--) {
+                json_t *spins_s = json_array(), *wait_s = json_array();
+                int nb = SERIES_MS / BUCKET_MS;
+                for (int b = 0; b < nb; b++) {
+                        int64_t lo = now - SERIES_MS + (int64_t)b * BUCKET_MS;
+                        size_t i, k = 0, cnt = 0;
+                        json_t *r;
+                        long long *bw = calloc(json_array_size(results) + 1,
+                                               sizeof(long long));
+                        json_array_foreach(results, i, r)
+                        {
+                                json_int_t f = json_integer_value(
+                                    json_object_get(r, "finished_at"));
+                                if (json_integer_value(
+                                        json_object_get(r, "priority")) != L ||
+                                    f < lo || f >= lo + BUCKET_MS)
+                                        continue;
+                                cnt++;
+                                long long q = json_integer_value(
+                                              json_object_get(r, "queued_at")),
+                                          s = json_integer_value(
+                                              json_object_get(r, "started_at"));
+                                if (bw && s > 0 && q > 0 && s >= q)
+                                        bw[k++] = s - q;
+                        }
+                        if (bw)
+                                qsort(bw, k, sizeof(*bw), cmp_ll);
+                        json_array_append_new(
+                            spins_s, json_real(cnt * 1000.0 / BUCKET_MS));
+                        json_array_append_new(
+                            wait_s, k ? json_real(quantile_ms(bw, k, 0.99))
+                                      : json_null());
+                        free(bw);
+                }
                 size_t i, n = 0, finals = 0;
                 json_t *r;
                 long long *w =
@@ -335,7 +377,9 @@ static json_t *priorities_view(ctx_t *c, const int64_t *lag, int64_t now)
                             json_string_value(json_object_get(r, "status"));
                         if (json_integer_value(
                                 json_object_get(r, "priority")) != L ||
-                            !st)
+                            !st ||
+                            json_integer_value(json_object_get(
+                                r, "finished_at")) < now - WINDOW_MS)
                                 continue;
                         if (!strcmp(st, "done") || !strcmp(st, "failed") ||
                             !strcmp(st, "dead") || !strcmp(st, "expired"))
@@ -356,6 +400,8 @@ static json_t *priorities_view(ctx_t *c, const int64_t *lag, int64_t now)
                     n ? json_real(quantile_ms(w, n, 0.5)) : json_null(),
                     "wait_p99_ms",
                     n ? json_real(quantile_ms(w, n, 0.99)) : json_null());
+                json_object_set_new(p, "series_spins_per_s", spins_s);
+                json_object_set_new(p, "series_wait_p99_ms", wait_s);
                 json_array_append_new(out, p);
                 free(w);
         }
@@ -510,6 +556,169 @@ static json_t *build(ctx_t *c)
         return v;
 }
 
+/* ------------------------------------------------------------------ page */
+
+/* The cluster page: self-contained (no external resources: the network
+ * may be closed), polls /cluster.json every 2 s and draws the per-priority
+ * series as SVG lines. */
+static const char page[] =
+    "<!doctype html>\n"
+    "<html><head><meta charset=\"utf-8\"><title>Parallel cluster</title>\n"
+    "<style>\n"
+    "body{font:14px system-ui,sans-serif;margin:16px;color:#222}\n"
+    "h1{font-size:20px;margin:0 0 4px}h2{font-size:15px;margin:18px 0 6px}\n"
+    "table{border-collapse:collapse}td,th{padding:2px "
+    "10px;text-align:right;border-bottom:1px solid #ddd}\n"
+    "td:first-child,th:first-child{text-align:left}\n"
+    ".charts{display:flex;gap:24px;flex-wrap:wrap}.chart{border:1px solid "
+    "#ccc;background:#fafafa}\n"
+    ".legend "
+    "span{margin-right:12px}.bad{color:#b00;font-weight:bold}#meta{color:#555}"
+    "\n"
+    "</style></head><body>\n"
+    "<h1>Parallel cluster</h1><div id=\"meta\">loading…</div>\n"
+    "<div class=\"charts\">\n"
+    "<div><h2>Spins/s per priority (last 5 min)</h2><svg id=\"c-spins\" "
+    "class=\"chart\" width=\"520\" height=\"200\"></svg></div>\n"
+    "<div><h2>Wait p99 per priority, ms (last 5 min)</h2><svg id=\"c-wait\" "
+    "class=\"chart\" width=\"520\" height=\"200\"></svg></div>\n"
+    "</div><div class=\"legend\" id=\"legend\"></div>\n"
+    "<h2>Priorities</h2><table id=\"prio\"></table>\n"
+    "<h2>Nodes</h2><table id=\"nodes\"></table>\n"
+    "<h2>Workers</h2><table id=\"workers\"></table>\n"
+    "<h2>Recent dead letters</h2><table id=\"dlq\"></table>\n"
+    "<script>\n"
+    "\"use strict\";\n"
+    "const colors={4:\"#d62728\",3:\"#ff7f0e\",2:\"#1f77b4\",1:\"#2ca02c\"};\n"
+    "function esc(s){return "
+    "String(s??\"-\").replace(/[&<>\"]/"
+    "g,c=>({\"&\":\"&amp;\",\"<\":\"&lt;\",\">\":\"&gt;\",'\"':\"&quot;\"}[c]))"
+    "}\n"
+    "function fmt(v,d){return "
+    "v===null||v===undefined?\"-\":Number(v).toFixed(d)}\n"
+    "function chart(id,prios,key){\n"
+    "  const svg=document.getElementById(id),W=520,H=200,P=30;\n"
+    "  let max=0,n=0;\n"
+    "  for(const p of prios)for(const v of "
+    "p[key]||[])if(v!==null){max=Math.max(max,v);n=Math.max(n,p[key].length)}\n"
+    "  let out=`<line x1=\"${P}\" y1=\"${H-P}\" x2=\"${W-5}\" y2=\"${H-P}\" "
+    "stroke=\"#999\"/><line x1=\"${P}\" y1=\"5\" x2=\"${P}\" y2=\"${H-P}\" "
+    "stroke=\"#999\"/>`+\n"
+    "    `<text x=\"2\" y=\"14\" "
+    "font-size=\"10\">${fmt(max,max<10?2:0)}</text><text x=\"2\" y=\"${H-P}\" "
+    "font-size=\"10\">0</text>`;\n"
+    "  let points=0;\n"
+    "  for(const p of prios){\n"
+    "    const s=p[key]||[];let d=\"\",k=0,dots=\"\";\n"
+    "    s.forEach((v,i)=>{if(v===null)return;const "
+    "x=P+(W-P-5)*(s.length>1?i/(s.length-1):0),y=H-P-(max>0?(H-P-5)*v/max:0);\n"
+    "      d+=(d?\" L\":\"M\")+x.toFixed(1)+\" \"+y.toFixed(1);k++;\n"
+    "      dots+=`<circle cx=\"${x.toFixed(1)}\" cy=\"${y.toFixed(1)}\" "
+    "r=\"2.5\" fill=\"${colors[p.priority]||\"#555\"}\"/>`});\n"
+    "    points+=k;\n"
+    "    out+=`<path d=\"${d}\" fill=\"none\" "
+    "stroke=\"${colors[p.priority]||\"#555\"}\" stroke-width=\"2\" "
+    "data-priority=\"${p.priority}\" data-points=\"${k}\"/>`+dots;\n"
+    "  }\n"
+    "  out+=`<text x=\"${W-120}\" y=\"${H-8}\" font-size=\"10\">5 min ago → "
+    "now</text>`;\n"
+    "  svg.innerHTML=out;svg.dataset.points=points;\n"
+    "}\n"
+    "function render(v){\n"
+    "  const g=v.group||{},pr=v.producer;\n"
+    "  const members=(g.members||[]).map(m=>m.node);\n"
+    "  document.getElementById(\"meta\").innerHTML=`group <b>${esc(g.id)}</b> "
+    "${esc(g.state||g.error)}, ${members.length} member(s) · producer: `+\n"
+    "    (pr&&pr.holder?`${esc(pr.holder)} (epoch ${pr.epoch}) "
+    "${pr.active?\"lease held\":\"<span class=bad>lease "
+    "expired</span>\"}`:\"<span class=bad>none</span>\")+\n"
+    "    ` · ${new Date(v.ts).toISOString()}`;\n"
+    "  const prios=v.priorities||[];\n"
+    "  "
+    "chart(\"c-spins\",prios,\"series_spins_per_s\");chart(\"c-wait\",prios,"
+    "\"series_wait_p99_ms\");\n"
+    "  document.getElementById(\"legend\").innerHTML=prios.map(p=>`<span "
+    "style=\"color:${colors[p.priority]}\">■ "
+    "p${p.priority}</span>`).join(\"\");\n"
+    "  "
+    "document.getElementById(\"prio\").innerHTML=\"<tr><th>priority</"
+    "th><th>lag</th><th>spins/s</th><th>wait p50 ms</th><th>wait p99 "
+    "ms</th></tr>\"+\n"
+    "    "
+    "prios.map(p=>`<tr><td>p${p.priority}</td><td>${fmt(p.lag,0)}</"
+    "td><td>${fmt(p.spins_per_s,2)}</td><td>${fmt(p.wait_p50_ms,0)}</"
+    "td><td>${fmt(p.wait_p99_ms,0)}</td></tr>`).join(\"\");\n"
+    "  document.getElementById(\"nodes\").innerHTML=\"<tr><th>node</th><th>in "
+    "group</th><th>workers busy/total</th><th>spins/s</th><th>wait p99 "
+    "ms</th><th>lag</th><th>chrome MB</th><th>age s</th></tr>\"+\n"
+    "    (v.nodes||[]).map(n=>`<tr class=\"node\" "
+    "data-node=\"${esc(n.node)}\"><td>${esc(n.node)}</"
+    "td><td>${members.includes(n.node)?\"yes\":\"<span "
+    "class=bad>NO</span>\"}</td><td>${n.workers_busy}/${n.workers_total}</"
+    "td><td>${fmt(n.throughput,2)}</td><td>${fmt(n.wait_p99_ms,0)}</"
+    "td><td>${fmt(n.consumer_lag,0)}</"
+    "td><td>${n.chrome_rss_bytes==null?\"-\":fmt(n.chrome_rss_bytes/"
+    "1048576,0)}</td><td>${fmt(n.age_ms/1000,1)}</td></tr>`).join(\"\");\n"
+    "  "
+    "document.getElementById(\"workers\").innerHTML=\"<tr><th>worker</"
+    "th><th>state</th><th>signal</th><th>recipe</th></tr>\"+\n"
+    "    "
+    "(v.workers||[]).map(w=>`<tr><td>${esc(w.node)}/${esc(w.worker)}</"
+    "td><td>${esc(w.state)}</td><td>${esc(w.signal_id)}</"
+    "td><td>${esc(w.recipe)}</td></tr>`).join(\"\");\n"
+    "  const dl=v.dead_letters||[];\n"
+    "  "
+    "document.getElementById(\"dlq\").innerHTML=dl.length?\"<tr><th>signal</"
+    "th><th>source</th><th>reason</th></tr>\"+\n"
+    "    "
+    "dl.map(d=>`<tr><td>${esc(d.signal_id)}</td><td>${esc(d.source)}</"
+    "td><td>${esc(d.reason)}</td></tr>`).join(\"\"):\"<tr><td>none</td></"
+    "tr>\";\n"
+    "  document.body.dataset.rendered=\"1\";\n"
+    "}\n"
+    "async function tick(){\n"
+    "  try{const r=await "
+    "fetch(\"/cluster.json\",{cache:\"no-store\"});if(r.ok)render(await "
+    "r.json());}\n"
+    "  catch(e){document.getElementById(\"meta\").textContent=\"cannot reach "
+    "parallel-ctl: \"+e}\n"
+    "  setTimeout(tick,2000);\n"
+    "}\n"
+    "tick();\n"
+    "</script></body></html>\n"
+    "\n";
+
+typedef struct served {
+        pthread_mutex_t lock;
+        char *json; /* the last view, or NULL */
+} served_t;
+
+static int h_page(void *opaque, const char *path, const char *query,
+                  par_http_body_t *body, const char **ct)
+{
+        (void)opaque, (void)path, (void)query;
+        *ct = "text/html; charset=utf-8";
+        return par_http_body_append(body, page, sizeof(page) - 1) ? 500 : 200;
+}
+
+static int h_json(void *opaque, const char *path, const char *query,
+                  par_http_body_t *body, const char **ct)
+{
+        served_t *s = opaque;
+        int code = 503;
+        (void)path, (void)query;
+        *ct = "application/json";
+        pthread_mutex_lock(&s->lock);
+        if (s->json)
+                code = par_http_body_append(body, s->json, strlen(s->json))
+                           ? 500
+                           : 200;
+        pthread_mutex_unlock(&s->lock);
+        if (code == 503)
+                par_http_body_printf(body, "{\"error\":\"not ready\"}\n");
+        return code;
+}
+
 /* ------------------------------------------------------------------ text */
 
 static const char *jstr(json_t *o, const char *k, const char *def)
@@ -625,10 +834,14 @@ int par_ctl_status(par_config_t *cfg, int argc, char **argv)
             {"json", no_argument, NULL, 'j'},
             {"watch", no_argument, NULL, 'w'},
             {"interval-ms", required_argument, NULL, 'i'},
+            {"http", required_argument, NULL, 'H'},
             {"help", no_argument, NULL, 'h'},
             {NULL, 0, NULL, 0},
         };
         bool as_json = false, watch = false;
+        const char *listen = NULL;
+        par_http_t *http = NULL;
+        served_t served = {.json = NULL};
         long interval = 2000;
         ctx_t c = {.cfg = cfg};
         rd_kafka_conf_t *conf = NULL;
@@ -643,6 +856,10 @@ int par_ctl_status(par_config_t *cfg, int argc, char **argv)
                         as_json = true;
                         break;
                 case 'w':
+                        watch = true;
+                        break;
+                case 'H':
+                        listen = optarg;
                         watch = true;
                         break;
                 case 'i':
@@ -693,11 +910,33 @@ int par_ctl_status(par_config_t *cfg, int argc, char **argv)
         }
         conf = NULL;
         rd_kafka_poll_set_consumer(c.rk);
+        pthread_mutex_init(&served.lock, NULL);
+        if (listen &&
+            (par_http_new(&http, listen, &err) ||
+             par_http_route(http, "/", h_page, NULL, &err) ||
+             par_http_route(http, "/cluster.json", h_json, &served, &err) ||
+             par_http_start(http, &err))) {
+                fprintf(stderr, "parallel-ctl status: %s\n", err.msg);
+                goto out;
+        }
+        if (http) {
+                /* the port line tells a script (or test) where to look */
+                printf("parallel-ctl status: serving http://%s:%d/\n",
+                       strncmp(listen, "[", 1) ? "127.0.0.1" : listen,
+                       par_http_port(http));
+                fflush(stdout);
+        }
         signal(SIGINT, on_signal);
         signal(SIGTERM, on_signal);
         do {
                 json_t *v = build(&c);
-                if (as_json) {
+                if (http) {
+                        char *s = json_dumps(v, JSON_COMPACT);
+                        pthread_mutex_lock(&served.lock);
+                        free(served.json);
+                        served.json = s;
+                        pthread_mutex_unlock(&served.lock);
+                } else if (as_json) {
                         json_dumpf(v, stdout, JSON_COMPACT);
                         fputc('\n', stdout);
                 } else {
@@ -712,6 +951,8 @@ int par_ctl_status(par_config_t *cfg, int argc, char **argv)
         } while (watch && !stop_watch);
         rc = 0;
 out:
+        par_http_destroy(http);
+        free(served.json);
         if (c.rk) {
                 rd_kafka_consumer_close(c.rk);
                 rd_kafka_destroy(c.rk);

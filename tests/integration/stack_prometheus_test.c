@@ -29,7 +29,11 @@
  *   - `parallel-ctl status --json` (built from Kafka and the lease) shows
  *     both nodes in the group and in the metrics topic, their workers,
  *     the active producer, and done spins per priority over the minute
- *     matching the ledger (PARALLEL_TEST_STATUS_OUT=FILE keeps its text form).
+ *     matching the ledger (PARALLEL_TEST_STATUS_OUT=FILE keeps its text form);
+ *   - the cluster page (`parallel-ctl status --http`) in real headless
+ *     Chromium: the rendered DOM lists both nodes, both charts have data
+ *     points, the console shows no error, and a screenshot is a real
+ *     (non-blank) PNG (PARALLEL_TEST_SCREENSHOT_OUT=FILE keeps it).
  */
 #include <jansson.h>
 #include <math.h>
@@ -356,6 +360,138 @@ static void check_status(world_t *w, const int *done)
         free(out);
 }
 
+/* Runs headless Chromium on url with extra arguments; its stdout goes to
+ * out, its log (console messages included) to log. */
+static int chromium(const char *home, const char *url, const char *extra,
+                    const char *out, const char *log)
+{
+        char cmd[8192];
+        int n = snprintf(
+            cmd, sizeof(cmd),
+            "HOME='%s' XDG_CONFIG_HOME='%s' timeout 90 chromium "
+            "--headless --no-sandbox --disable-gpu --disable-quic "
+            "--no-first-run --disable-background-networking "
+            "--disable-component-update --disable-sync "
+            "--user-data-dir='%s/profile' --enable-logging=stderr --v=0 "
+            "--window-size=1280,1150 --virtual-time-budget=6000 %s '%s' "
+            ">'%s' 2>'%s'",
+            home, home, home, extra, url, out, log);
+        if (n < 0 || n >= (int)sizeof(cmd))
+                return -1;
+        return system(cmd);
+}
+
+static char *slurp(const char *path, size_t *len)
+{
+        FILE *f = fopen(path, "rb");
+        char *buf = NULL;
+        size_t n = 0;
+        if (!f)
+                return NULL;
+        FILE *m = open_memstream(&buf, &n);
+        char b[8192];
+        size_t got;
+        while ((got = fread(b, 1, sizeof(b), f)) > 0)
+                fwrite(b, 1, got, m);
+        fclose(m);
+        fclose(f);
+        if (len)
+                *len = n;
+        return buf;
+}
+
+static int attr_int(const char *dom, const char *id, const char *attr)
+{
+        const char *s = strstr(dom, id);
+        const char *a = s ? strstr(s, attr) : NULL;
+        return a ? atoi(a + strlen(attr)) : -1;
+}
+
+static void check_page(world_t *w)
+{
+        su_ctx_t *c = &w->c;
+        char dir[600], outf[700], cmd[4096], url[64], dom_p[700], log_p[700],
+            png[700];
+        snprintf(dir, sizeof(dir), "%s/%s-page", c->logdir, c->name);
+        REQUIRE(mkdir(dir, 0700) == 0);
+        snprintf(outf, sizeof(outf), "%s/ctl.out", dir);
+        pid_t pid = fork();
+        REQUIRE(pid >= 0);
+        if (pid == 0) {
+                snprintf(cmd, sizeof(cmd),
+                         "exec %s/parallel-ctl -X kafka.bootstrap.servers=%s "
+                         "-X topic.prefix=%s -X consumer.group=%s "
+                         "-X mongo.uri=%s -X mongo.database=%s status --http "
+                         "127.0.0.1:0 --interval-ms 1000 >'%s' 2>&1",
+                         tu_env("PARALLEL_BINARY_DIR", "."), c->kafka, c->name,
+                         c->name, c->mongo_uri, c->name, outf);
+                execl("/bin/sh", "sh", "-c", cmd, (char *)NULL);
+                _exit(127);
+        }
+        int port = 0;
+        char buf[4096];
+        for (double d = tu_now() + 30; tu_now() < d;) {
+                char *o = slurp(outf, NULL), *p;
+                if (o && (p = strstr(o, "serving http://127.0.0.1:")))
+                        port = atoi(p + strlen("serving http://127.0.0.1:"));
+                free(o);
+                if (port &&
+                    su_http_get(port, "/cluster.json", buf, sizeof(buf)) == 200)
+                        break;
+                su_sleep_ms(200);
+        }
+        CHECKF(port > 0, "parallel-ctl status --http did not start");
+        if (port) {
+                snprintf(url, sizeof(url), "http://127.0.0.1:%d/", port);
+                snprintf(dom_p, sizeof(dom_p), "%s/dom.html", dir);
+                snprintf(log_p, sizeof(log_p), "%s/chromium.log", dir);
+                CHECK(chromium(dir, url, "--dump-dom", dom_p, log_p) == 0);
+                char *dom = slurp(dom_p, NULL), *log = slurp(log_p, NULL);
+                CHECKF(dom && strstr(dom, "data-rendered=\"1\""),
+                       "the page did not render (see %s)", dom_p);
+                CHECK(dom && strstr(dom, "data-node=\"n1\"") &&
+                      strstr(dom, "data-node=\"n2\""));
+                int ps = dom ? attr_int(dom, "id=\"c-spins\"", "data-points=\"")
+                             : -1,
+                    pw = dom ? attr_int(dom, "id=\"c-wait\"", "data-points=\"")
+                             : -1;
+                CHECKF(ps > 0 && pw > 0, "chart points: spins %d, wait %d", ps,
+                       pw);
+                CHECKF(log && !strstr(log, "Uncaught") &&
+                           !strstr(log, "Failed to load resource"),
+                       "console errors, see %s", log_p);
+                fprintf(stderr,
+                        "   cluster page: spins chart %d points, "
+                        "wait chart %d points\n",
+                        ps, pw);
+                free(dom);
+                free(log);
+
+                snprintf(png, sizeof(png), "%s/page.png", dir);
+                char extra[800];
+                snprintf(extra, sizeof(extra), "--screenshot='%s'", png);
+                CHECK(chromium(dir, url, extra, dom_p, log_p) == 0);
+                size_t plen = 0;
+                char *img = slurp(png, &plen);
+                /* a blank 1280x1150 page compresses to a few KB */
+                CHECKF(img && plen > 20000 && !memcmp(img, "\x89PNG", 4),
+                       "screenshot: %zu bytes", plen);
+                const char *keep = getenv("PARALLEL_TEST_SCREENSHOT_OUT");
+                FILE *f = keep && img ? fopen(keep, "wb") : NULL;
+                if (f) {
+                        fwrite(img, 1, plen, f);
+                        fclose(f);
+                }
+                free(img);
+        }
+        kill(pid, SIGTERM);
+        int st;
+        waitpid(pid, &st, 0);
+        snprintf(cmd, sizeof(cmd), "rm -rf '%s'", dir);
+        if (system(cmd)) {
+        }
+}
+
 static void run(world_t *w)
 {
         su_ctx_t *c = &w->c;
@@ -522,6 +658,7 @@ static void run(world_t *w)
                 free(out);
         }
         check_status(w, done);
+        check_page(w);
 }
 
 static void test_prometheus(void)
