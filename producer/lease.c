@@ -247,8 +247,25 @@ static void *lease_main(void *arg)
 
 par_err_t lease_start(prod_t *p, par_error_t *err)
 {
-        p->lease_client =
-            mongoc_client_new_from_uri(mongoc_client_get_uri(p->client));
+        /* The lease thread must see a lost lease on time: a call to an
+         * unreachable server (a partition drops packets silently) may not
+         * block it past the lease, or it would neither step down nor say so
+         * (libmongoc's default socket timeout is 5 minutes). So this client
+         * always times out within a third of the ttl, whatever the URI
+         * asks for the main client. */
+        mongoc_uri_t *uri = mongoc_uri_copy(mongoc_client_get_uri(p->client));
+        int32_t bound =
+            (int32_t)(p->lease_ttl / 3 > 500 ? p->lease_ttl / 3 : 500);
+        if (uri) {
+                mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SOCKETTIMEOUTMS,
+                                               bound);
+                mongoc_uri_set_option_as_int32(uri, MONGOC_URI_CONNECTTIMEOUTMS,
+                                               bound);
+                mongoc_uri_set_option_as_int32(
+                    uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, bound);
+                p->lease_client = mongoc_client_new_from_uri(uri);
+                mongoc_uri_destroy(uri);
+        }
         if (!p->lease_client)
                 return par_error_set(err, PAR_ERR_MONGO,
                                      "cannot create a MongoDB client");
