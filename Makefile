@@ -29,7 +29,7 @@ build-asan: $(ASAN)/Makefile
 test: deps build build-asan
 	tests/run-all.sh $(BUILD) $(ASAN)
 
-# Every fault scenario on the namespace cluster (root; ~15 min): broker
+# Every fault scenario on the namespace cluster (root; ~25 min): broker
 # kill, node partition, producer partition, 50 ms + 1% loss, rolling
 # restart, scale 1→3→1, each checked by a ledger (tests/cluster/run.sh).
 test-cluster: deps build

@@ -33,7 +33,7 @@ echo "== integration tests (real Kafka, MongoDB stand-in, Chromium)"
 
 # The short cluster scenario: three brokers, the producer pair and three
 # nodes on network namespaces; one broker SIGKILL, one node partition,
-# ledgers checked (~3 min). The full set is `make test-cluster`.
+# ledgers checked (3-5 min). The full set is `make test-cluster`.
 echo "== cluster: broker kill and node partition on network namespaces"
 if [ "$(id -u)" = 0 ]; then
         "$root/tests/cluster/run.sh" "$build" --short
