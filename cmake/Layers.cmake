@@ -13,7 +13,7 @@
 # and line. The link lines and the check come from the same USES list, so
 # they cannot disagree.
 
-set(PAR_LAYERS base obs msg store browser)
+set(PAR_LAYERS base net obs msg store browser)
 
 function(par_check_layers target dir)
   file(GLOB files CONFIGURE_DEPENDS ${dir}/*.c ${dir}/*.h)

@@ -46,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/backoff.h"
 #include "base/clock.h"
 #include "base/log.h"
 #include "job.h"
@@ -280,14 +281,6 @@ static void finish_doc(const run_t *r)
                 par_clock_sleep_ms(500);
         }
         bson_destroy(doc);
-}
-
-static int64_t backoff_ms(const pipe_env_t *env, int failures)
-{
-        int64_t b = env->backoff_ms;
-        for (int i = 1; i < failures && b < env->backoff_max_ms; i++)
-                b *= 2;
-        return b < env->backoff_max_ms ? b : env->backoff_max_ms;
 }
 
 static void count(const stats_t *s, const job_t *j, pipe_outcome_t o)
@@ -612,7 +605,9 @@ static step_t step_retry(run_t *r)
         j->holds_claim = r->claim != NULL;
         par_sched_defer(r->env->sched, r->sj,
                         par_clock_mono_ms() +
-                            backoff_ms(r->env, j->attempts_here));
+                            par_backoff_ms(r->env->backoff_ms,
+                                           r->env->backoff_max_ms,
+                                           j->attempts_here));
         return STEP_END;
 }
 

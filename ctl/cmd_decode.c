@@ -30,6 +30,7 @@
 #include <libwebsockets.h>
 #include <librdkafka/rdkafka.h>
 
+#include "base/clock.h"
 #include "msg/codec.h"
 #include "ctl.h"
 #include "msg/kafka.h"
@@ -264,7 +265,7 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
         rd_kafka_t *rk = NULL;
         par_error_t err = {0};
         double idle_since;
-        struct timespec now;
+        double now;
         int c, rc = 1;
         char *end;
 
@@ -369,21 +370,18 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
         if (assign_all(rk, topic, beginning, METADATA_TIMEOUT_MS))
                 goto out;
 
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        idle_since = now.tv_sec + now.tv_nsec / 1e9;
+        idle_since = par_clock_mono_s();
         while (!count || seen < count) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
 
-                clock_gettime(CLOCK_MONOTONIC, &now);
+                now = par_clock_mono_s();
                 if (!m) {
                         if (timeout_ms &&
-                            (now.tv_sec + now.tv_nsec / 1e9 - idle_since) *
-                                    1000 >=
-                                (double)timeout_ms)
+                            (now - idle_since) * 1000 >= (double)timeout_ms)
                                 break;
                         continue;
                 }
-                idle_since = now.tv_sec + now.tv_nsec / 1e9;
+                idle_since = now;
                 if (m->err) {
                         fprintf(stderr, "parallel-ctl decode: %s\n",
                                 rd_kafka_message_errstr(m));

@@ -37,13 +37,6 @@ typedef struct ins {
         size_t queued, inserted;
 } ins_t;
 
-static double mono(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static int open_coll(par_config_t *cfg, ins_t *in)
 {
         bson_error_t e;
@@ -123,7 +116,7 @@ static int queue(ins_t *in, const bson_t *doc)
 
 static void report(const ins_t *in, double t0)
 {
-        double dt = mono() - t0;
+        double dt = par_clock_mono_s() - t0;
         printf("inserted %zu signals in %.3f s (%.0f/s)\n", in->inserted, dt,
                dt > 0 ? in->inserted / dt : 0.0);
 }
@@ -243,7 +236,7 @@ static int cmd_insert(par_config_t *cfg, int argc, char **argv)
         rc = 1;
         if (open_coll(cfg, &in))
                 goto out;
-        t0 = mono();
+        t0 = par_clock_mono_s();
         for (long long i = 0; i < count; i++) {
                 bson_t doc = BSON_INITIALIZER;
                 par_signal_t check;
@@ -431,7 +424,7 @@ static int cmd_load(par_config_t *cfg, int argc, char **argv)
         }
         if (open_coll(cfg, &in))
                 return 1;
-        t0 = mono();
+        t0 = par_clock_mono_s();
         invalid = load_pass(path, &lim, &in, true);
         if (invalid >= 0 && flush(&in) == 0) {
                 report(&in, t0);

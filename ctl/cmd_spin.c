@@ -22,6 +22,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
 #include "browser/chrome.h"
 #include "ctl.h"
 #include "browser/recipe.h"
@@ -55,19 +56,10 @@ typedef struct worker {
         pthread_t thread;
 } worker_t;
 
-static double now_s(void)
-{
-        struct timespec ts;
-
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 static void *worker_main(void *arg)
 {
         worker_t *w = arg;
         run_t *run = w->run;
-        struct timespec ms = {0, 1000000};
         int i;
 
         /* Warm-up, outside the clock: launch the browser and open this
@@ -81,14 +73,14 @@ static void *worker_main(void *arg)
         }
         atomic_fetch_add(&run->warmed, 1);
         while (!atomic_load(&run->go) && !stop_requested)
-                nanosleep(&ms, NULL);
+                par_clock_sleep_ms(1);
 
         while (!stop_requested &&
                (i = atomic_fetch_add(&run->next, 1)) < run->repeat) {
                 par_spin_result_t res = {0};
                 par_error_t err = {0};
                 par_tab_t *tab = NULL;
-                double t0 = now_s();
+                double t0 = par_clock_mono_s();
                 json_t *line;
                 char *text;
                 par_err_t rc = PAR_OK;
@@ -111,7 +103,7 @@ static void *worker_main(void *arg)
                         par_chrome_tab_release(run->chrome, tab,
                                                res.tab_broken);
                 }
-                run->lat_ms[i] = (now_s() - t0) * 1000;
+                run->lat_ms[i] = (par_clock_mono_s() - t0) * 1000;
                 if (res.status == PAR_SPIN_DONE)
                         atomic_fetch_add(&run->ok, 1);
                 else if (res.err_class == PAR_SPIN_TRANSIENT)
@@ -301,16 +293,13 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
                         break;
                 }
         }
-        while (atomic_load(&run.warmed) < nw && !stop_requested) {
-                struct timespec ms = {0, 5000000};
-
-                nanosleep(&ms, NULL);
-        }
-        t0 = now_s();
+        while (atomic_load(&run.warmed) < nw && !stop_requested)
+                par_clock_sleep_ms(5);
+        t0 = par_clock_mono_s();
         atomic_store(&run.go, 1);
         for (i = 0; i < nw; i++)
                 pthread_join(workers[i].thread, NULL);
-        elapsed = now_s() - t0;
+        elapsed = par_clock_mono_s() - t0;
 
         done = atomic_load(&run.ok) + atomic_load(&run.transient) +
                atomic_load(&run.permanent);

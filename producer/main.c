@@ -22,6 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/backoff.h"
 #include "base/clock.h"
 #include "msg/kafka.h"
 #include "base/log.h"
@@ -251,23 +252,24 @@ static void teardown(prod_t *p)
 }
 
 /* Stops the pipeline after an error and waits before the next start. */
-static void restart_later(prod_t *p, const char *why, int *backoff_ms)
+static void restart_later(prod_t *p, const char *why, int *failures)
 {
+        int backoff_ms = (int)par_backoff_ms(250, 10000, ++*failures);
+
         par_log(PAR_LOG_WARN, COMP, "pipeline.restart",
-                "why=\"%s\" backoff_ms=%d", why, *backoff_ms);
+                "why=\"%s\" backoff_ms=%d", why, backoff_ms);
         par_counter_inc(p->m_restarts);
         pipeline_stop(p, false);
-        for (int waited = 0; waited < *backoff_ms && !par_producer_stop;
+        for (int waited = 0; waited < backoff_ms && !par_producer_stop;
              waited += 50) {
                 par_clock_sleep_ms(50);
                 (void)lease_held(p); /* keep the heartbeat going */
         }
-        *backoff_ms = *backoff_ms * 2 > 10000 ? 10000 : *backoff_ms * 2;
 }
 
 static void loop(prod_t *p)
 {
-        int backoff_ms = 250;
+        int failures = 0; /* restarts since the last good step */
         int64_t sweep_every =
             par_config_int(p->cfg, "producer.sweeper.interval");
         int max_wait = (int)par_config_int(p->cfg, "producer.idle.max_wait");
@@ -294,7 +296,7 @@ static void loop(prod_t *p)
                         p->next_sweep = par_clock_wall_ms();
                         rc = pipeline_start(p, &err);
                         if (rc) {
-                                restart_later(p, err.msg, &backoff_ms);
+                                restart_later(p, err.msg, &failures);
                                 continue;
                         }
                         par_log(PAR_LOG_INFO, COMP, "pipeline.started",
@@ -317,7 +319,7 @@ static void loop(prod_t *p)
                                       p->kafka_fatal ? "kafka fatal error"
                                                      : "delivery failed or "
                                                        "stream invalidated",
-                                      &backoff_ms);
+                                      &failures);
                         continue;
                 }
                 if (sweep_every && par_clock_wall_ms() >= p->next_sweep) {
@@ -333,10 +335,10 @@ static void loop(prod_t *p)
                                 "ms=%lld events=%d", (long long)t_step,
                                 handled);
                 if (rc) {
-                        restart_later(p, err.msg, &backoff_ms);
+                        restart_later(p, err.msg, &failures);
                         continue;
                 }
-                backoff_ms = 250;
+                failures = 0;
                 if (handled) {
                         p->idle_wait_ms = 0;
                 } else {

@@ -40,6 +40,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+
 typedef struct fx_server {
         int fd;
         int port;
@@ -54,13 +56,6 @@ typedef struct fx_conn {
         fx_server_t *s;
         int fd;
 } fx_conn_t;
-
-static inline void fx__sleep_ms(int ms)
-{
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-
-        nanosleep(&ts, NULL);
-}
 
 static inline void fx__send(int fd, const void *buf, size_t n)
 {
@@ -174,7 +169,7 @@ static inline void *fx__conn(void *arg)
 
                 fx__send(c->fd, head, sizeof(head) - 1);
                 while (!atomic_load(&s->stop))
-                        fx__sleep_ms(50);
+                        par_clock_sleep_ms(50);
         } else if (!strncmp(target, "/delay/", 7)) {
                 char *end;
                 long ms = strtol(target + 7, &end, 10);
@@ -184,7 +179,7 @@ static inline void *fx__conn(void *arg)
                         goto done;
                 }
                 for (; ms > 0 && !atomic_load(&s->stop); ms -= 20)
-                        fx__sleep_ms(ms < 20 ? (int)ms : 20);
+                        par_clock_sleep_ms(ms < 20 ? (int)ms : 20);
                 fx__file(s, c->fd, end + 1);
         } else if (!strncmp(target, "/status/", 8)) {
                 fx__status(c->fd, atoi(target + 8));
@@ -289,7 +284,7 @@ static inline void fx_server_stop(fx_server_t *s)
         atomic_store(&s->stop, 1);
         pthread_join(s->thread, NULL);
         for (i = 0; i < 250 && atomic_load(&s->active) > 0; i++)
-                fx__sleep_ms(20);
+                par_clock_sleep_ms(20);
         close(s->fd);
         s->fd = -1;
 }

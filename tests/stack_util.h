@@ -29,7 +29,9 @@
 #include <librdkafka/rdkafka.h>
 #include <mongoc/mongoc.h>
 
+#include "base/clock.h"
 #include "msg/codec.h"
+#include "net/httpc.h"
 #include "testutil.h"
 
 #define SU_PARTITIONS 3
@@ -47,19 +49,6 @@ typedef struct su_ctx {
 } su_ctx_t;
 
 /* ------------------------------------------------------------------ misc */
-
-static inline int64_t su_wall_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
-static inline void su_sleep_ms(int ms)
-{
-        struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
-        nanosleep(&ts, NULL);
-}
 
 /* ---------------------------------------------------------------- topics */
 
@@ -138,7 +127,7 @@ static inline int su_init_ex(su_ctx_t *c, const char *what, int log_append_time)
         c->log_append_time = log_append_time;
         mongoc_init();
         snprintf(c->name, sizeof(c->name), "pt_%s_%d_%lld", what, (int)getpid(),
-                 (long long)(su_wall_ms() / 1000 % 100000));
+                 (long long)(par_clock_wall_ms() / 1000 % 100000));
         c->mongo_uri =
             tu_env("PARALLEL_TEST_MONGO_URI", "mongodb://127.0.0.1:27017");
         c->kafka = tu_env("PARALLEL_TEST_KAFKA", "127.0.0.1:9092");
@@ -256,8 +245,8 @@ static inline int su_producer_start(su_ctx_t *c, su_proc_t *p, const char *tag,
                 execv(c->bin, argv);
                 _exit(127);
         }
-        deadline = tu_now() + 15;
-        while (tu_now() < deadline && !p->port) {
+        deadline = par_clock_mono_s() + 15;
+        while (par_clock_mono_s() < deadline && !p->port) {
                 FILE *f = fopen(p->log, "r");
                 char line[1024];
                 while (f && fgets(line, sizeof(line), f)) {
@@ -269,7 +258,7 @@ static inline int su_producer_start(su_ctx_t *c, su_proc_t *p, const char *tag,
                 if (f)
                         fclose(f);
                 if (!p->port)
-                        su_sleep_ms(50);
+                        par_clock_sleep_ms(50);
         }
         return p->port ? 0 : -1;
 }
@@ -278,7 +267,7 @@ static inline int su_producer_start(su_ctx_t *c, su_proc_t *p, const char *tag,
 static inline int su_wait_log(const su_proc_t *p, const char *what,
                               double timeout_s)
 {
-        double deadline = tu_now() + timeout_s;
+        double deadline = par_clock_mono_s() + timeout_s;
         char line[2048];
 
         for (;;) {
@@ -290,9 +279,9 @@ static inline int su_wait_log(const su_proc_t *p, const char *what,
                         fclose(f);
                 if (found)
                         return 0;
-                if (tu_now() >= deadline)
+                if (par_clock_mono_s() >= deadline)
                         return -1;
-                su_sleep_ms(50);
+                par_clock_sleep_ms(50);
         }
 }
 
@@ -300,20 +289,20 @@ static inline int su_wait_log(const su_proc_t *p, const char *what,
  * signal), -1 on timeout (then SIGKILLs it). */
 static inline int su_producer_stop(su_proc_t *p, int sig, double timeout_s)
 {
-        double deadline = tu_now() + timeout_s;
+        double deadline = par_clock_mono_s() + timeout_s;
         int st;
 
         if (p->pid <= 0)
                 return -1;
         kill(p->pid, sig);
-        while (tu_now() < deadline) {
+        while (par_clock_mono_s() < deadline) {
                 pid_t r = waitpid(p->pid, &st, WNOHANG);
                 if (r == p->pid) {
                         p->pid = 0;
                         return WIFEXITED(st) ? WEXITSTATUS(st)
                                              : 128 + WTERMSIG(st);
                 }
-                su_sleep_ms(20);
+                par_clock_sleep_ms(20);
         }
         kill(p->pid, SIGKILL);
         waitpid(p->pid, &st, 0);
@@ -321,30 +310,21 @@ static inline int su_producer_stop(su_proc_t *p, int sig, double timeout_s)
         return -1;
 }
 
-/* GETs path from the producer's HTTP port into buf; returns the status. */
+/* GETs path from a local HTTP port (a producer's or a node's) into buf,
+ * cut to n - 1 bytes; returns the status, 0 when nothing answered in 2 s. */
 static inline int su_http_get(int port, const char *path, char *buf, size_t n)
 {
-        char cmd[256];
-        FILE *f;
-        size_t got;
-        int status = 0;
+        char endpoint[32];
+        par_httpc_reply_t r;
+        int status;
 
-        snprintf(cmd, sizeof(cmd),
-                 "curl -s -m 2 -w '\\n%%{http_code}' http://127.0.0.1:%d%s",
-                 port, path);
-        f = popen(cmd, "r");
-        if (!f)
-                return -1;
-        got = fread(buf, 1, n - 1, f);
-        buf[got] = '\0';
-        pclose(f);
-        {
-                char *nl = strrchr(buf, '\n');
-                if (nl) {
-                        status = atoi(nl + 1);
-                        *nl = '\0';
-                }
-        }
+        buf[0] = '\0';
+        snprintf(endpoint, sizeof(endpoint), "127.0.0.1:%d", port);
+        if (par_httpc_get(endpoint, path, 2000, &r, NULL))
+                return 0;
+        snprintf(buf, n, "%s", r.body);
+        status = r.status;
+        par_httpc_reply_free(&r);
         return status;
 }
 
@@ -529,7 +509,7 @@ static inline void su_signal_doc(bson_t *d, bson_oid_t *oid, int priority,
         BSON_APPEND_DOCUMENT_BEGIN(d, "params", &params);
         BSON_APPEND_UTF8(&params, "n", "1");
         bson_append_document_end(d, &params);
-        BSON_APPEND_DATE_TIME(d, "created_at", su_wall_ms());
+        BSON_APPEND_DATE_TIME(d, "created_at", par_clock_wall_ms());
         BSON_APPEND_UTF8(d, "status", "pending");
 }
 
@@ -578,7 +558,7 @@ static inline size_t su_insert(mongoc_collection_t *coll, su_ledger_t *l,
                 bson_destroy(&opts);
                 done += k;
                 if (pause_ms)
-                        su_sleep_ms(pause_ms);
+                        par_clock_sleep_ms(pause_ms);
         }
         return done;
 }
@@ -723,15 +703,16 @@ static inline long su_read(su_ctx_t *c, su_reader_t *r, su_ledger_t *l,
                            double timeout_s, int settle_ms, long *bad_headers,
                            su_dlq_fn on_dlq, void *opaque)
 {
-        double deadline = tu_now() + timeout_s, last_new = tu_now();
+        double deadline = par_clock_mono_s() + timeout_s,
+               last_new = par_clock_mono_s();
         long n = 0;
 
-        while (tu_now() < deadline) {
+        while (par_clock_mono_s() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 100);
                 if (!m) {
                         su_tally_t t = su_ledger_tally(l);
                         if (!t.missing &&
-                            (tu_now() - last_new) * 1000 > settle_ms)
+                            (par_clock_mono_s() - last_new) * 1000 > settle_ms)
                                 break;
                         continue;
                 }
@@ -740,7 +721,7 @@ static inline long su_read(su_ctx_t *c, su_reader_t *r, su_ledger_t *l,
                         const char *schema = NULL;
                         par_error_t err;
                         n++;
-                        last_new = tu_now();
+                        last_new = par_clock_mono_s();
                         if (par_codec_decode(c->codec, m->payload, m->len, NULL,
                                              &v, &schema, &err)) {
                                 fprintf(stderr,

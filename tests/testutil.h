@@ -78,13 +78,6 @@ static inline const char *tu_str(const char *s)
                 return tu_failures ? 1 : 0;                                    \
         } while (0)
 
-static inline double tu_now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec + ts.tv_nsec / 1e9;
-}
-
 /* An env var or a default (e.g. the stack's addresses). */
 static inline const char *tu_env(const char *name, const char *def)
 {

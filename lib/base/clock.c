@@ -22,6 +22,14 @@ int64_t par_clock_mono_ms(void)
         return to_ms(&ts);
 }
 
+double par_clock_mono_s(void)
+{
+        struct timespec ts;
+
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
 void par_clock_sleep_ms(int64_t ms)
 {
         struct timespec ts;

@@ -22,6 +22,11 @@ int64_t par_clock_wall_ms(void);
 /* Milliseconds on CLOCK_MONOTONIC (an arbitrary origin). */
 int64_t par_clock_mono_ms(void);
 
+/* Seconds on CLOCK_MONOTONIC with the clock's full (nanosecond)
+ * resolution: for measuring durations shorter than a millisecond (latency
+ * figures) and for code that keeps its deadlines in seconds. */
+double par_clock_mono_s(void);
+
 /* Sleeps ms milliseconds; returns early when a signal handler runs, so a
  * loop that sleeps notices a stop flag at once. */
 void par_clock_sleep_ms(int64_t ms);

@@ -22,6 +22,8 @@
  * (queues under mu, one condition variable each).
  */
 #include "base/clock.h"
+#include "net/httpc.h"
+#include "net/lws.h"
 #include "browser/cdp.h"
 
 #include <arpa/inet.h>
@@ -614,26 +616,11 @@ static void *io_thread(void *arg)
         return NULL;
 }
 
-static void lws_log_to_par(int level, const char *line)
-{
-        size_t n = strlen(line);
-        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                n--;
-        par_log(level == LLL_ERR ? PAR_LOG_WARN : PAR_LOG_DEBUG, "lws", "log",
-                "msg=\"%.*s\"", (int)n, line);
-}
-
-static void lws_log_once(void)
-{
-        lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_par);
-}
-
 /* ---- public API ------------------------------------------------------- */
 
 par_err_t par_cdp_connect(par_cdp_t **out, const char *ws_url, int timeout_ms,
                           par_error_t *err)
 {
-        static pthread_once_t once = PTHREAD_ONCE_INIT;
         struct lws_context_creation_info info;
         struct lws_client_connect_info ci;
         char tmp[512], path[512], host[300];
@@ -643,7 +630,7 @@ par_err_t par_cdp_connect(par_cdp_t **out, const char *ws_url, int timeout_ms,
         par_cdp_t *c = NULL;
         par_err_t rc = PAR_OK;
 
-        pthread_once(&once, lws_log_once);
+        par_lws_init();
         if (!ws_url || strlen(ws_url) >= sizeof(tmp))
                 return par_error_set(err, PAR_ERR_INVALID,
                                      "cdp: bad websocket url");
@@ -1099,18 +1086,12 @@ par_err_t par_cdp_waiter_wait_for(par_cdp_waiter_t *w, const char *method,
                                   int timeout_ms, json_t **params,
                                   par_error_t *err)
 {
-        struct timespec now, end;
+        int64_t end = par_clock_mono_ms() + timeout_ms;
         json_t *ev = NULL;
         par_err_t rc;
 
-        clock_gettime(CLOCK_MONOTONIC, &end);
-        end.tv_sec += timeout_ms / 1000;
-        end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
         for (;;) {
-                long left;
-                clock_gettime(CLOCK_MONOTONIC, &now);
-                left = (end.tv_sec - now.tv_sec) * 1000 +
-                       (end.tv_nsec - now.tv_nsec) / 1000000;
+                int64_t left = end - par_clock_mono_ms();
                 rc = par_cdp_waiter_wait(w, left > 0 ? (int)left : 0, &ev, err);
                 if (rc == PAR_ERR_TIMEOUT)
                         return par_error_set(err, rc, "no %s in %d ms", method,
@@ -1169,183 +1150,31 @@ void par_cdp_waiter_destroy(par_cdp_waiter_t *w)
 
 /* ---- /json/version ---------------------------------------------------- */
 
-static long ms_left(const struct timespec *end)
-{
-        struct timespec now;
-        clock_gettime(CLOCK_MONOTONIC, &now);
-        return (end->tv_sec - now.tv_sec) * 1000 +
-               (end->tv_nsec - now.tv_nsec) / 1000000;
-}
-
-/* Waits for fd to be ready for `ev` before the deadline. */
-static int wait_fd(int fd, short ev, const struct timespec *end)
-{
-        struct pollfd pfd = {.fd = fd, .events = ev};
-        long left = ms_left(end);
-        int r;
-
-        if (left <= 0)
-                return 0;
-        do
-                r = poll(&pfd, 1, (int)left);
-        while (r < 0 && errno == EINTR);
-        return r > 0;
-}
-
-/*
- * A plain-socket HTTP/1.1 GET: this is one request on a loopback port, for
- * which an lws client context (and its thread) would be heavier than the
- * twenty lines here. Chromium keeps the connection open whatever
- * Connection says, so the body is read to exactly Content-Length.
- */
 par_err_t par_cdp_fetch_version(const char *host_port, char *ws_url, size_t n,
                                 int timeout_ms, par_error_t *err)
 {
-        char host[256], port[16], req[400], *colon, *hdr_end;
-        char buf[16384];
-        size_t got = 0, body_len = 0;
-        struct addrinfo hints, *ai = NULL;
-        struct timespec end;
-        int fd = -1, gai;
-        par_err_t rc = PAR_OK;
+        par_httpc_reply_t r = {0};
         json_t *doc = NULL;
-        json_error_t jerr;
         const char *url;
+        par_err_t rc;
 
-        if (!host_port)
-                return par_error_set(err, PAR_ERR_INVALID, "no endpoint");
-        if (!strncmp(host_port, "http://", 7))
-                host_port += 7;
-        snprintf(host, sizeof(host), "%s", host_port);
-        host[strcspn(host, "/")] = 0;
-        colon = strrchr(host, ':');
-        if (!colon || !colon[1])
-                return par_error_set(err, PAR_ERR_INVALID,
-                                     "endpoint '%s': expected host:port",
-                                     host_port);
-        *colon = 0;
-        snprintf(port, sizeof(port), "%s", colon + 1);
-        if (timeout_ms <= 0)
-                timeout_ms = 5000;
-        clock_gettime(CLOCK_MONOTONIC, &end);
-        end.tv_sec += timeout_ms / 1000;
-        end.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-
-        memset(&hints, 0, sizeof(hints));
-        hints.ai_family = AF_UNSPEC;
-        hints.ai_socktype = SOCK_STREAM;
-        if ((gai = getaddrinfo(host, port, &hints, &ai)))
-                return par_error_set(err, PAR_ERR_IO, "endpoint %s:%s: %s",
-                                     host, port, gai_strerror(gai));
-        fd = socket(ai->ai_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC,
-                    0);
-        if (fd < 0) {
-                rc = par_error_set(err, PAR_ERR_IO, "socket: %s",
-                                   strerror(errno));
-                goto out;
-        }
-        if (connect(fd, ai->ai_addr, ai->ai_addrlen) && errno != EINPROGRESS) {
-                rc = par_error_set(err, PAR_ERR_IO, "endpoint %s:%s: %s", host,
-                                   port, strerror(errno));
-                goto out;
-        }
-        if (!wait_fd(fd, POLLOUT, &end)) {
-                rc = par_error_set(err, PAR_ERR_TIMEOUT,
-                                   "endpoint %s:%s: connect timed out", host,
-                                   port);
-                goto out;
-        }
-        {
-                int soerr = 0;
-                socklen_t sl = sizeof(soerr);
-                getsockopt(fd, SOL_SOCKET, SO_ERROR, &soerr, &sl);
-                if (soerr) {
-                        rc =
-                            par_error_set(err, PAR_ERR_IO, "endpoint %s:%s: %s",
-                                          host, port, strerror(soerr));
-                        goto out;
-                }
-        }
-        /* Chromium checks Host against DNS rebinding: an IP or localhost. */
-        snprintf(req, sizeof(req),
-                 "GET /json/version HTTP/1.1\r\nHost: %s:%s\r\n"
-                 "Accept: application/json\r\n\r\n",
-                 host, port);
-        if (send(fd, req, strlen(req), MSG_NOSIGNAL) != (ssize_t)strlen(req)) {
-                rc = par_error_set(err, PAR_ERR_IO, "endpoint %s:%s: send: %s",
-                                   host, port, strerror(errno));
-                goto out;
-        }
-        for (;;) {
-                ssize_t r;
-                hdr_end = NULL;
-                if (got) {
-                        buf[got] = 0;
-                        hdr_end = strstr(buf, "\r\n\r\n");
-                }
-                if (hdr_end) {
-                        char *cl = strcasestr(buf, "\r\nContent-Length:");
-                        size_t hlen = (size_t)(hdr_end + 4 - buf);
-                        if (strncmp(buf, "HTTP/1.1 200", 12) &&
-                            strncmp(buf, "HTTP/1.0 200", 12)) {
-                                rc = par_error_set(
-                                    err, PAR_ERR_IO,
-                                    "endpoint %s:%s: /json/version: %.*s", host,
-                                    port, (int)strcspn(buf, "\r"), buf);
-                                goto out;
-                        }
-                        if (!cl || cl > hdr_end) {
-                                rc = par_error_set(
-                                    err, PAR_ERR_IO,
-                                    "endpoint %s:%s: no Content-Length", host,
-                                    port);
-                                goto out;
-                        }
-                        body_len = strtoul(cl + 17, NULL, 10);
-                        if (hlen + body_len >= sizeof(buf)) {
-                                rc = par_error_set(
-                                    err, PAR_ERR_IO,
-                                    "endpoint %s:%s: reply too large", host,
-                                    port);
-                                goto out;
-                        }
-                        if (got >= hlen + body_len) {
-                                doc =
-                                    json_loadb(buf + hlen, body_len, 0, &jerr);
-                                break;
-                        }
-                }
-                if (got + 1 >= sizeof(buf)) {
-                        rc = par_error_set(err, PAR_ERR_IO,
-                                           "endpoint %s:%s: reply too large",
-                                           host, port);
-                        goto out;
-                }
-                if (!wait_fd(fd, POLLIN, &end)) {
-                        rc = par_error_set(err, PAR_ERR_TIMEOUT,
-                                           "endpoint %s:%s: no /json/version "
-                                           "reply in %d ms",
-                                           host, port, timeout_ms);
-                        goto out;
-                }
-                r = recv(fd, buf + got, sizeof(buf) - 1 - got, 0);
-                if (r < 0 && (errno == EINTR || errno == EAGAIN))
-                        continue;
-                if (r <= 0) {
-                        rc = par_error_set(err, PAR_ERR_IO,
-                                           "endpoint %s:%s: connection closed "
-                                           "mid-reply",
-                                           host, port);
-                        goto out;
-                }
-                got += (size_t)r;
-        }
-        url = json_string_value(json_object_get(doc, "webSocketDebuggerUrl"));
-        if (!doc || !url) {
+        if ((rc = par_httpc_get(host_port, "/json/version", timeout_ms, &r,
+                                err)))
+                return rc;
+        if (r.status != 200) {
                 rc = par_error_set(err, PAR_ERR_IO,
-                                   "endpoint %s:%s: /json/version has no "
+                                   "endpoint %s: /json/version: HTTP %d",
+                                   host_port, r.status);
+                goto out;
+        }
+        /* Pretty-printed JSON: parse it, don't search it. */
+        doc = json_loadb(r.body, r.body_len, 0, NULL);
+        url = json_string_value(json_object_get(doc, "webSocketDebuggerUrl"));
+        if (!url) {
+                rc = par_error_set(err, PAR_ERR_IO,
+                                   "endpoint %s: /json/version has no "
                                    "webSocketDebuggerUrl",
-                                   host, port);
+                                   host_port);
                 goto out;
         }
         if (strlen(url) >= n) {
@@ -1356,9 +1185,6 @@ par_err_t par_cdp_fetch_version(const char *host_port, char *ws_url, size_t n,
         memcpy(ws_url, url, strlen(url) + 1);
 out:
         json_decref(doc);
-        if (fd >= 0)
-                close(fd);
-        if (ai)
-                freeaddrinfo(ai);
+        par_httpc_reply_free(&r);
         return rc;
 }

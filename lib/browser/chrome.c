@@ -36,6 +36,7 @@
  * instances, reference counts, counters and instance flags; it is never
  * held across a CDP call, a sleep or a launch.
  */
+#include "base/backoff.h"
 #include "base/clock.h"
 #include "browser/chrome.h"
 
@@ -128,13 +129,6 @@ struct par_chrome {
 };
 
 /* ---- small helpers ---------------------------------------------------- */
-
-static double now_s(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int rm_entry(const char *path, const struct stat *sb, int flag,
                     struct FTW *ftw)
@@ -234,10 +228,8 @@ static int procs_mentioning(const char *needle, int sig)
 
 static int backoff_ms(const par_chrome_opts_t *o, int failures)
 {
-        long ms = o->backoff_min_ms;
-        for (int i = 1; i < failures && ms < o->backoff_max_ms; i++)
-                ms *= 2;
-        return ms > o->backoff_max_ms ? o->backoff_max_ms : (int)ms;
+        return (int)par_backoff_ms(o->backoff_min_ms, o->backoff_max_ms,
+                                   failures);
 }
 
 /* ---- options ---------------------------------------------------------- */
@@ -368,11 +360,11 @@ static void inst_stop(par_chrome_t *c, struct inst *in)
         pthread_mutex_unlock(&c->mu);
         if (in->pid > 0) {
                 pid_t pg = in->pid;
-                double end = now_s() + c->o.kill_grace_ms / 1000.0;
+                double end = par_clock_mono_s() + c->o.kill_grace_ms / 1000.0;
 
                 in->stopping = true;
                 kill(-pg, SIGTERM);
-                while (now_s() < end) {
+                while (par_clock_mono_s() < end) {
                         inst_exited(in);
                         if (in->reaped && !group_alive(pg))
                                 break;
@@ -386,13 +378,14 @@ static void inst_stop(par_chrome_t *c, struct inst *in)
                 }
                 /* Reparented members are reaped by init; wait for them to
                  * be gone so no process outlives us. */
-                end = now_s() + 2.0;
-                while (group_alive(pg) && now_s() < end)
+                end = par_clock_mono_s() + 2.0;
+                while (group_alive(pg) && par_clock_mono_s() < end)
                         par_clock_sleep_ms(10);
                 /* The crashpad handler exits once its browser is gone;
                  * give it a moment, then make sure. */
-                end = now_s() + 1.0;
-                while (procs_mentioning(in->base, 0) && now_s() < end)
+                end = par_clock_mono_s() + 1.0;
+                while (procs_mentioning(in->base, 0) &&
+                       par_clock_mono_s() < end)
                         par_clock_sleep_ms(20);
                 procs_mentioning(in->base, SIGKILL);
                 par_log(PAR_LOG_INFO, "chrome", "stopped", "pid=%d left=%d",
@@ -575,11 +568,11 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                 _exit(127);
         }
         in->pid = pid;
-        in->started = now_s();
+        in->started = par_clock_mono_s();
         par_log(PAR_LOG_INFO, "chrome", "launched", "pid=%d slot=%d dir=%s",
                 (int)pid, s->index, in->base);
 
-        deadline = now_s() + o->start_timeout_ms / 1000.0;
+        deadline = par_clock_mono_s() + o->start_timeout_ms / 1000.0;
         while (
             read_active_port(in->profile, in->endpoint, sizeof(in->endpoint))) {
                 if (inst_exited(in)) {
@@ -589,7 +582,7 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                                            o->path, logpath);
                         goto fail;
                 }
-                if (now_s() > deadline) {
+                if (par_clock_mono_s() > deadline) {
                         rc = par_error_set(err, PAR_ERR_TIMEOUT,
                                            "chrome: no DevToolsActivePort "
                                            "after %d ms",
@@ -599,7 +592,7 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                 par_clock_sleep_ms(20);
         }
         {
-                int left = (int)((deadline - now_s()) * 1000);
+                int left = (int)((deadline - par_clock_mono_s()) * 1000);
                 if (left < 1000)
                         left = 1000;
                 if ((rc = par_cdp_fetch_version(in->endpoint, ws, sizeof(ws),
@@ -628,7 +621,7 @@ static par_err_t inst_connect(par_chrome_t *c, struct slot *s,
                 return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
         in->refs = 1;
         in->pid = -1;
-        in->started = now_s();
+        in->started = par_clock_mono_s();
         snprintf(in->endpoint, sizeof(in->endpoint), "%s", s->endpoint);
         if ((rc = par_cdp_fetch_version(s->endpoint, ws, sizeof(ws),
                                         c->o.start_timeout_ms, err)) ||
@@ -663,11 +656,12 @@ static void slot_retire(par_chrome_t *c, struct slot *s, bool died)
                 return;
         if (died) {
                 /* A browser that dies young counts as a failed start. */
-                if (now_s() - in->started < 10.0)
+                if (par_clock_mono_s() - in->started < 10.0)
                         s->failures++;
                 else
                         s->failures = 1;
-                s->next_try = now_s() + backoff_ms(&c->o, s->failures) / 1e3;
+                s->next_try =
+                    par_clock_mono_s() + backoff_ms(&c->o, s->failures) / 1e3;
                 s->died = true;
                 par_log(PAR_LOG_WARN, "chrome", "died",
                         "slot=%d pid=%d endpoint=%s retry_in_ms=%d", s->index,
@@ -697,7 +691,8 @@ static void slot_start(par_chrome_t *c, struct slot *s)
                                             : inst_connect(c, s, &in, &e);
         if (rc) {
                 s->failures++;
-                s->next_try = now_s() + backoff_ms(&c->o, s->failures) / 1e3;
+                s->next_try =
+                    par_clock_mono_s() + backoff_ms(&c->o, s->failures) / 1e3;
                 par_log(PAR_LOG_WARN, "chrome", "start_failed",
                         "slot=%d error=\"%s\" retry_in_ms=%d", s->index, e.msg,
                         backoff_ms(&c->o, s->failures));
@@ -731,9 +726,9 @@ static bool inst_healthy(par_chrome_t *c, struct inst *in)
         if (inst_exited(in) || !par_cdp_connected(in->cdp))
                 return false;
         if (c->o.ping_interval_ms <= 0 ||
-            now_s() - in->last_ping < c->o.ping_interval_ms / 1000.0)
+            par_clock_mono_s() - in->last_ping < c->o.ping_interval_ms / 1000.0)
                 return true;
-        in->last_ping = now_s();
+        in->last_ping = par_clock_mono_s();
         if (par_cdp_call(in->cdp, NULL, "Browser.getVersion", NULL,
                          c->o.ping_interval_ms < HEALTH_TIMEOUT_MS
                              ? c->o.ping_interval_ms
@@ -751,7 +746,7 @@ static bool inst_healthy(par_chrome_t *c, struct inst *in)
 /* One pass over the slots; returns when the next pass is due. */
 static double supervise(par_chrome_t *c)
 {
-        double due = now_s() + MONITOR_PERIOD_MS / 1000.0;
+        double due = par_clock_mono_s() + MONITOR_PERIOD_MS / 1000.0;
         /* a spin in flight may hold a recycle back this long at most */
         double recycle_grace = 2.0 * c->o.call_timeout_ms / 1000.0 + 1.0;
 
@@ -764,8 +759,9 @@ static double supervise(par_chrome_t *c)
                 in = s->inst;
                 dead = in && in->dead;
                 if (in && in->recycle)
-                        recycle_now = in->in_use == 0 ||
-                                      now_s() - in->recycle_at > recycle_grace;
+                        recycle_now =
+                            in->in_use == 0 ||
+                            par_clock_mono_s() - in->recycle_at > recycle_grace;
                 pthread_mutex_unlock(&c->mu);
 
                 if (in && (dead || !inst_healthy(c, in))) {
@@ -784,7 +780,7 @@ static double supervise(par_chrome_t *c)
                 pthread_mutex_unlock(&c->mu);
                 if (!want)
                         continue;
-                if (now_s() >= s->next_try)
+                if (par_clock_mono_s() >= s->next_try)
                         slot_start(c, s);
                 else if (s->next_try < due)
                         due = s->next_try;
@@ -806,16 +802,12 @@ static void *supervisor_main(void *arg)
                 pthread_mutex_lock(&c->mu);
                 if (c->stop)
                         break;
-                due -= now_s();
+                due -= par_clock_mono_s();
                 if (due <= 0)
                         continue;
-                clock_gettime(CLOCK_MONOTONIC, &dl);
-                dl.tv_sec += (time_t)due;
-                dl.tv_nsec += (long)((due - (long)due) * 1e9);
-                if (dl.tv_nsec >= 1000000000L) {
-                        dl.tv_sec++;
-                        dl.tv_nsec -= 1000000000L;
-                }
+                /* Rounded up: waking a little late is harmless, waking
+                 * early would spin until `due`. */
+                par_clock_deadline(&dl, (int64_t)(due * 1000) + 1);
                 pthread_cond_timedwait(&c->sup_cond, &c->mu, &dl);
         }
         pthread_mutex_unlock(&c->mu);
@@ -840,8 +832,7 @@ static par_err_t slot_get(par_chrome_t *c, struct slot *s, struct inst **out,
         int wait_ms = c->o.start_timeout_ms + c->o.backoff_max_ms +
                       2 * c->o.call_timeout_ms + 5000;
 
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += wait_ms / 1000;
+        par_clock_deadline(&dl, wait_ms);
         pthread_mutex_lock(&c->mu);
         s->wanted = true;
         for (;;) {
@@ -1167,7 +1158,7 @@ done:
         if (++in->spins >= c->o.recycle_after && c->o.recycle_after > 0 &&
             !in->recycle) {
                 in->recycle = true;
-                in->recycle_at = now_s();
+                in->recycle_at = par_clock_mono_s();
         }
         pthread_mutex_unlock(&c->mu);
         t->acquired = true;

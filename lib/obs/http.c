@@ -29,6 +29,7 @@
 #include <libwebsockets.h>
 
 #include "base/log.h"
+#include "net/lws.h"
 #include "obs/metrics.h"
 
 #define CHUNK      16384
@@ -138,208 +139,7 @@ int par_http_metrics_handler(void *registry, const char *path,
         return 200;
 }
 
-/* ---------------------------------------------------------- dashboard */
-
-/* The page, split where the title goes. Kept free of external resources:
- * nodes often run on closed networks. */
-static const char dash_a[] =
-    "<!doctype html>\n"
-    "<html><head><meta charset=\"utf-8\">\n"
-    "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-    "<title>";
-static const char dash_b[] =
-    "</title>\n"
-    "<style>\n"
-    "body{font:14px/1.4 "
-    "system-ui,sans-serif;margin:1.5em;color:#222;background:#fafafa}\n"
-    "h1{font-size:1.3em;margin:0 0 .2em}h2{font-size:1.05em;margin:1.2em 0 "
-    ".3em}\n"
-    "#state{color:#666}#state.bad{color:#b00}\n"
-    "table{border-collapse:collapse;background:#fff;min-width:40em}\n"
-    "th,td{padding:.2em .7em;border-bottom:1px solid "
-    "#e4e4e4;text-align:right}\n"
-    "th:first-child,td:first-child{text-align:left}\n"
-    "td.l{color:#666;text-align:left;font-family:monospace}\n"
-    "pre{background:#fff;border:1px solid #e4e4e4;padding:.7em;overflow:auto}\n"
-    "</style></head><body>\n"
-    "<h1>";
-static const char dash_c[] =
-    "</h1>\n"
-    "<div id=\"state\">loading…</div>\n"
-    "<h2>Counters</h2><table id=\"counters\"></table>\n"
-    "<h2>Gauges</h2><table id=\"gauges\"></table>\n"
-    "<h2>Latency</h2><table id=\"summaries\"></table>\n"
-    "<div id=\"statusbox\" hidden><h2>Status</h2><pre "
-    "id=\"status\"></pre></div>\n"
-    "<script>\n"
-    "\"use strict\";\n"
-    "const esc = s => String(s).replace(/[&<>\"]/g,\n"
-    "  c => ({\"&\": \"&amp;\", \"<\": \"&lt;\", \">\": \"&gt;\", '\"': "
-    "\"&quot;\"})[c]);\n"
-    "function parse(text) {\n"
-    "  const types = {}, samples = [];\n"
-    "  for (const line of text.split(\"\\n\")) {\n"
-    "    if (line.startsWith(\"# TYPE \")) {\n"
-    "      const f = line.split(\" \");\n"
-    "      types[f[2]] = f[3];\n"
-    "      continue;\n"
-    "    }\n"
-    "    if (!line || line[0] === \"#\") continue;\n"
-    "    const m = "
-    "line.match(/^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\\{(.*)\\})?\\s+(\\S+)$/);\n"
-    "    if (m) samples.push({name: m[1], labels: m[2] || \"\", v: "
-    "parseFloat(m[3])});\n"
-    "  }\n"
-    "  return {types, samples};\n"
-    "}\n"
-    "function num(v) {\n"
-    "  if (!isFinite(v)) return \"–\";\n"
-    "  if (Math.abs(v) >= 1e9) return v.toExponential(3);\n"
-    "  return String(Math.round(v * 1000) / 1000);\n"
-    "}\n"
-    "function dur(v, name) {\n"
-    "  if (!isFinite(v)) return \"–\";\n"
-    "  return name.endsWith(\"_seconds\") ? (v * 1000).toFixed(2) + \" ms\" : "
-    "num(v);\n"
-    "}\n"
-    "let prev = {}, prevT = 0;\n"
-    "function render(text) {\n"
-    "  const {types, samples} = parse(text), now = Date.now() / 1000;\n"
-    "  const dt = prevT ? now - prevT : 0, cur = {};\n"
-    "  let counters = "
-    "\"<tr><th>counter</th><th>labels</th><th>total</th><th>per "
-    "s</th></tr>\";\n"
-    "  let gauges = \"<tr><th>gauge</th><th>labels</th><th>value</th></tr>\";\n"
-    "  const sums = {};\n"
-    "  for (const s of samples) {\n"
-    "    const key = s.name + \"{\" + s.labels + \"}\";\n"
-    "    cur[key] = s.v;\n"
-    "    const t = types[s.name];\n"
-    "    if (t === \"counter\") {\n"
-    "      const r = dt && key in prev ? (s.v - prev[key]) / dt : NaN;\n"
-    "      counters += `<tr><td>${esc(s.name)}</td><td "
-    "class=\"l\">${esc(s.labels)}</td>` +\n"
-    "                  `<td>${num(s.v)}</td><td>${num(r)}</td></tr>`;\n"
-    "    } else if (t === \"gauge\") {\n"
-    "      gauges += `<tr><td>${esc(s.name)}</td><td "
-    "class=\"l\">${esc(s.labels)}</td>` +\n"
-    "                `<td>${num(s.v)}</td></tr>`;\n"
-    "    } else {\n"
-    "      let fam = s.name, part = \"q\";\n"
-    "      if (types[s.name] !== \"summary\") {\n"
-    "        const m = s.name.match(/^(.*)_(sum|count)$/);\n"
-    "        if (!m || types[m[1]] !== \"summary\") continue;\n"
-    "        fam = m[1]; part = m[2];\n"
-    "      }\n"
-    "      const q = (s.labels.match(/quantile=\"([^\"]*)\"/) || [])[1];\n"
-    "      const labels = s.labels.replace(/,?quantile=\"[^\"]*\"/, "
-    "\"\").replace(/^,/, \"\");\n"
-    "      const row = sums[fam + \"{\" + labels + \"}\"] ||= {fam, labels, q: "
-    "{}};\n"
-    "      if (part === \"q\") row.q[q] = s.v; else row[part] = s.v;\n"
-    "    }\n"
-    "  }\n"
-    "  let summaries = "
-    "\"<tr><th>latency</th><th>labels</th><th>p50</th><th>p90</th>\" +\n"
-    "                  "
-    "\"<th>p99</th><th>p99.9</th><th>count</th><th>mean</th></tr>\";\n"
-    "  for (const r of Object.values(sums))\n"
-    "    summaries += `<tr><td>${esc(r.fam)}</td><td "
-    "class=\"l\">${esc(r.labels)}</td>` +\n"
-    "      [\"0.5\", \"0.9\", \"0.99\", \"0.999\"].map(q => `<td>${dur(r.q[q], "
-    "r.fam)}</td>`).join(\"\") +\n"
-    "      `<td>${num(r.count)}</td><td>${dur(r.count ? r.sum / r.count : NaN, "
-    "r.fam)}</td></tr>`;\n"
-    "  document.getElementById(\"counters\").innerHTML = counters;\n"
-    "  document.getElementById(\"gauges\").innerHTML = gauges;\n"
-    "  document.getElementById(\"summaries\").innerHTML = summaries;\n"
-    "  prev = cur; prevT = now;\n"
-    "}\n"
-    "async function tick() {\n"
-    "  const st = document.getElementById(\"state\");\n"
-    "  try {\n"
-    "    const r = await fetch(\"metrics\", {cache: \"no-store\"});\n"
-    "    if (!r.ok) throw new Error(\"/metrics: HTTP \" + r.status);\n"
-    "    render(await r.text());\n"
-    "    st.className = \"\"; st.textContent = \"updated \" + new "
-    "Date().toLocaleTimeString();\n"
-    "  } catch (e) {\n"
-    "    st.className = \"bad\"; st.textContent = \"unreachable: \" + "
-    "e.message;\n"
-    "  }\n"
-    "  try {\n"
-    "    const r = await fetch(\"status\", {cache: \"no-store\"});\n"
-    "    const box = document.getElementById(\"statusbox\");\n"
-    "    if (r.ok) {\n"
-    "      const t = await r.text();\n"
-    "      let pretty = t;\n"
-    "      try { pretty = JSON.stringify(JSON.parse(t), null, 2); } catch (e) "
-    "{}\n"
-    "      document.getElementById(\"status\").textContent = pretty;\n"
-    "      box.hidden = false;\n"
-    "    } else box.hidden = true;\n"
-    "  } catch (e) {}\n"
-    "}\n"
-    "tick();\n"
-    "setInterval(tick, 2000);\n"
-    "</script></body></html>\n";
-
-static void append_escaped(par_http_body_t *b, const char *s)
-{
-        for (; *s; s++) {
-                switch (*s) {
-                case '&':
-                        par_http_body_printf(b, "&amp;");
-                        break;
-                case '<':
-                        par_http_body_printf(b, "&lt;");
-                        break;
-                case '>':
-                        par_http_body_printf(b, "&gt;");
-                        break;
-                case '"':
-                        par_http_body_printf(b, "&quot;");
-                        break;
-                default:
-                        par_http_body_append(b, s, 1);
-                }
-        }
-}
-
-int par_http_dashboard_handler(void *title, const char *path, const char *query,
-                               par_http_body_t *body, const char **content_type)
-{
-        const char *t = title ? title : "Parallel";
-
-        *content_type = "text/html; charset=utf-8";
-        par_http_body_append(body, dash_a, sizeof(dash_a) - 1);
-        append_escaped(body, t);
-        par_http_body_append(body, dash_b, sizeof(dash_b) - 1);
-        append_escaped(body, t);
-        par_http_body_append(body, dash_c, sizeof(dash_c) - 1);
-        return 200;
-}
-
 /* --------------------------------------------------------- lws plumbing */
-
-static void lws_log_to_par(int level, const char *line)
-{
-        size_t n = strlen(line);
-
-        while (n && (line[n - 1] == '\n' || line[n - 1] == '\r'))
-                n--;
-        par_log(level == LLL_ERR ? PAR_LOG_ERROR : PAR_LOG_WARN, "lws", "log",
-                "msg=\"%.*s\"", (int)n, line);
-}
-
-static pthread_once_t log_once = PTHREAD_ONCE_INIT;
-
-static void setup_lws_log(void)
-{
-        /* lws logs notices to stderr by default; library code must not
-         * print, so keep errors and warnings and send them to par_log. */
-        lws_set_log_level(LLL_ERR | LLL_WARN, lws_log_to_par);
-}
 
 static const route_t *find_route(const par_http_t *h, const char *path)
 {
@@ -590,7 +390,7 @@ par_err_t par_http_start(par_http_t *h, par_error_t *err)
                 return par_error_set(err, PAR_ERR_INVALID, "http: no server");
         if (h->running)
                 return PAR_OK;
-        pthread_once(&log_once, setup_lws_log);
+        par_lws_init();
 
         memset(&info, 0, sizeof(info));
         info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;

@@ -66,18 +66,6 @@ int par_http_metrics_handler(void *registry, const char *path,
                              const char **content_type);
 
 /*
- * A ready-made dashboard page (route it at "/"): self-contained HTML+JS, no
- * external resources, that polls this server's /metrics every 2 s and shows
- * counters (with per-second rates), gauges and latency summaries
- * (p50/p90/p99/p99.9), plus the JSON of /status when that route exists.
- * opaque is a NUL-terminated page title (borrowed; may be NULL), e.g.
- * "parallel-consumer node-1"; it is HTML-escaped.
- */
-int par_http_dashboard_handler(void *title, const char *path, const char *query,
-                               par_http_body_t *body,
-                               const char **content_type);
-
-/*
  * Creates a stopped server for `listen` = "host:port": host is an IPv4
  * address, "[IPv6]", "localhost" (= 127.0.0.1), or "*"/"0.0.0.0" for every
  * interface; port 0 picks an ephemeral port (see par_http_port). Validates

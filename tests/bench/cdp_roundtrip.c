@@ -16,14 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "browser/chrome.h"
-
-static double now_s(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return ts.tv_sec + ts.tv_nsec / 1e9;
-}
 
 static int cmp_double(const void *a, const void *b)
 {
@@ -68,13 +62,13 @@ int main(int argc, char **argv)
                 par_tab_call(t, "Runtime.evaluate", params, 5000, NULL, &err);
         for (int i = 0; i < n; i++) {
                 json_t *r = NULL;
-                double t0 = now_s();
+                double t0 = par_clock_mono_s();
                 if (par_tab_call(t, "Runtime.evaluate", params, 5000, &r,
                                  &err) ||
                     json_integer_value(json_object_get(
                         json_object_get(r, "result"), "value")) != 2)
                         bad++;
-                lat[i] = (now_s() - t0) * 1e6;
+                lat[i] = (par_clock_mono_s() - t0) * 1e6;
                 sum += lat[i];
                 json_decref(r);
         }

@@ -17,17 +17,12 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
+#include "net/httpc.h"
 #include "obs/http.h"
 #include "obs/metrics.h"
 
 #define OPS 5000000
-
-static double tu_now(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static par_hist_t *hist;
 static par_counter_t *counter;
@@ -52,53 +47,39 @@ static void *rec_counter(void *arg)
 static double run(void *(*fn)(void *), int threads)
 {
         pthread_t t[64];
-        double t0 = tu_now();
+        double t0 = par_clock_mono_s();
 
         for (int i = 0; i < threads; i++)
                 pthread_create(&t[i], NULL, fn, (void *)(uintptr_t)i);
         for (int i = 0; i < threads; i++)
                 pthread_join(t[i], NULL);
-        return (tu_now() - t0) * 1e9 / ((double)OPS * threads);
+        return (par_clock_mono_s() - t0) * 1e9 / ((double)OPS * threads);
 }
 
 /* Scrapes path `n` times over one keep-alive connection; returns req/s. */
 static double scrape(int port, const char *path, int n, size_t *bytes)
 {
-        struct sockaddr_in a = {0};
-        int fd = socket(AF_INET, SOCK_STREAM, 0);
-        char req[256], *buf = malloc(1 << 20);
+        char endpoint[32];
+        par_httpc_t *c = NULL;
+        par_error_t err;
         double t0;
 
-        a.sin_family = AF_INET;
-        a.sin_port = htons((uint16_t)port);
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (connect(fd, (struct sockaddr *)&a, sizeof(a)))
+        snprintf(endpoint, sizeof(endpoint), "127.0.0.1:%d", port);
+        if (par_httpc_open(&c, endpoint, 5000, &err))
                 return 0;
-        snprintf(req, sizeof(req), "GET %s HTTP/1.1\r\nHost: x\r\n\r\n", path);
-        t0 = tu_now();
+        t0 = par_clock_mono_s();
         for (int i = 0; i < n; i++) {
-                size_t len = 0, hdr = 0;
-                long cl = -1;
-                if (write(fd, req, strlen(req)) < 0)
+                par_httpc_reply_t r;
+                if (par_httpc_request(c, "GET", path, 0, 5000, &r, &err)) {
+                        fprintf(stderr, "%s\n", err.msg);
+                        par_httpc_close(c);
                         return 0;
-                while (!hdr || len - hdr < (size_t)cl) {
-                        ssize_t r = read(fd, buf + len, (1 << 20) - 1 - len);
-                        if (r <= 0)
-                                return 0;
-                        len += (size_t)r;
-                        buf[len] = 0;
-                        char *e = hdr ? NULL : strstr(buf, "\r\n\r\n");
-                        if (e) {
-                                hdr = (size_t)(e - buf) + 4;
-                                char *c = strcasestr(buf, "content-length:");
-                                cl = c ? strtol(c + 15, NULL, 10) : 0;
-                        }
                 }
-                *bytes = len - hdr;
+                *bytes = r.body_len;
+                par_httpc_reply_free(&r);
         }
-        close(fd);
-        free(buf);
-        return n / (tu_now() - t0);
+        par_httpc_close(c);
+        return n / (par_clock_mono_s() - t0);
 }
 
 int main(int argc, char **argv)
@@ -128,11 +109,11 @@ int main(int argc, char **argv)
                "shared counter)\n",
                threads, run(rec_counter, threads));
 
-        t0 = tu_now();
+        t0 = par_clock_mono_s();
         for (int i = 0; i < 1000; i++)
                 (void)par_hist_percentile(hist, 0.99);
         printf("par_hist_percentile          : %6.1f µs (2752 buckets)\n",
-               (tu_now() - t0) * 1e6 / 1000);
+               (par_clock_mono_s() - t0) * 1e6 / 1000);
 
         /* a node-sized registry: 4 priorities × (5 counters + 3 summaries)
          * + 10 gauges */
@@ -158,26 +139,22 @@ int main(int argc, char **argv)
                 snprintf(n, sizeof(n), "g_%d", i);
                 par_gauge_set(par_metrics_gauge(m, n, NULL, "G."), i);
         }
-        t0 = tu_now();
+        t0 = par_clock_mono_s();
         for (int i = 0; i < 200; i++) {
                 par_metrics_render(m, &text, &len, &err);
                 free(text);
         }
         printf("par_metrics_render (%zu bytes): %6.1f µs\n", len,
-               (tu_now() - t0) * 1e6 / 200);
+               (par_clock_mono_s() - t0) * 1e6 / 200);
 
         par_http_new(&h, "127.0.0.1:0", &err);
         par_http_route(h, "/metrics", par_http_metrics_handler, m, &err);
-        par_http_route(h, "/", par_http_dashboard_handler, NULL, &err);
         if (par_http_start(h, &err)) {
                 fprintf(stderr, "%s\n", err.msg);
                 return 1;
         }
         rate = scrape(par_http_port(h), "/metrics", 2000, &bytes);
         printf("GET /metrics keep-alive      : %6.0f req/s (%zu bytes)\n", rate,
-               bytes);
-        rate = scrape(par_http_port(h), "/", 2000, &bytes);
-        printf("GET / (dashboard) keep-alive : %6.0f req/s (%zu bytes)\n", rate,
                bytes);
         par_http_destroy(h);
         par_metrics_destroy(m);

@@ -17,6 +17,7 @@
  *   producer CPU      utime+stime of the producer process (from
  *                     /proc/<pid>/stat) over the run, per 10k signals.
  */
+#include "base/clock.h"
 #include "obs/metrics.h"
 #include "stack_util.h"
 
@@ -78,17 +79,17 @@ int main(int argc, char **argv)
                         p.log);
                 goto out;
         }
-        su_sleep_ms(500);
+        par_clock_sleep_ms(500);
         cpu0 = cpu_seconds(p.pid);
-        t0 = tu_now();
+        t0 = par_clock_mono_s();
         if (su_insert(ctx.signals, &l, n, 200, bulk, 0) != n)
                 goto out;
-        t_ins = tu_now() - t0;
+        t_ins = par_clock_mono_s() - t0;
 
         /* Read everything back; lag = broker append time − created_at. */
         if (su_reader_new(&ctx, &r, 0))
                 goto out;
-        while (got < n && tu_now() - t0 < 600) {
+        while (got < n && par_clock_mono_s() - t0 < 600) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r.rk, 500);
                 rd_kafka_timestamp_type_t tt;
                 json_t *v = NULL;

@@ -45,18 +45,12 @@
 
 #include <jansson.h>
 
+#include "base/clock.h"
 #include "msg/codec.h"
 #include "base/config.h"
 #include "msg/kafka.h"
 
 #define MAXPART 256
-
-static double now_s(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
 
 static rd_kafka_t *client(par_config_t *cfg)
 {
@@ -270,13 +264,14 @@ static int cmd_wait(par_config_t *cfg, int argc, char **argv)
                 fprintf(stderr, "bench-results: assign failed\n");
                 goto out;
         }
-        t0 = now_s();
+        t0 = par_clock_mono_s();
         if (ready) {
                 FILE *f = fopen(ready, "w");
                 if (f)
                         fclose(f);
         }
-        while ((long)seen.n < want && now_s() - t0 < (double)timeout) {
+        while ((long)seen.n < want &&
+               par_clock_mono_s() - t0 < (double)timeout) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 500);
                 json_t *r = NULL;
                 const char *st, *id;
@@ -310,7 +305,7 @@ static int cmd_wait(par_config_t *cfg, int argc, char **argv)
                         json_decref(r);
                         continue;
                 }
-                t_last = now_s();
+                t_last = par_clock_mono_s();
                 done += !strcmp(st, "done");
                 expired += !strcmp(st, "expired");
                 failed += strcmp(st, "done") && strcmp(st, "expired");

@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <sys/wait.h>
 
+#include "base/clock.h"
 #include "browser/chrome.h"
 #include "fixture_server.h"
 #include "base/log.h"
@@ -420,26 +421,26 @@ static void mid_spin(void (*kill_it)(bg_t *), const char *what)
         REQUIRE(b.r);
         REQUIRE(!pthread_create(&t, NULL, bg_spin, &b));
         for (i = 0; i < 200 && !b.started; i++)
-                fx__sleep_ms(50);
+                par_clock_sleep_ms(50);
         /* until the page was fetched, then a little: usually the spin is
          * in its waitForExpression by then (step 1), on a loaded machine
          * maybe still in navigate (step 0); either is mid-spin */
         for (i = 0; i < 200 && atomic_load(&fx.requests) == reqs; i++)
-                fx__sleep_ms(50);
-        fx__sleep_ms(800);
-        t0 = tu_now();
+                par_clock_sleep_ms(50);
+        par_clock_sleep_ms(800);
+        t0 = par_clock_mono_s();
         if (b.started == 1)
                 kill_it(&b);
         pthread_join(t, NULL);
         fprintf(stderr, "   %s: spin ended %.0f ms after the kill: %s\n", what,
-                (tu_now() - t0) * 1000, b.res.err_msg);
+                (par_clock_mono_s() - t0) * 1000, b.res.err_msg);
         CHECK(b.started == 1);
         CHECKF(b.rc == PAR_ERR_TRANSIENT, "%s: rc %d", what, b.rc);
         CHECK(b.res.err_class == PAR_SPIN_TRANSIENT);
         CHECKF(b.res.err_step == 1 || b.res.err_step == 0, "step %d",
                b.res.err_step);
         CHECK(b.res.tab_broken);
-        CHECK(tu_now() - t0 < 10); /* not the 15 s step timeout */
+        CHECK(par_clock_mono_s() - t0 < 10); /* not the 15 s step timeout */
         par_spin_result_clear(&b.res);
         par_recipe_destroy(b.r);
         json_decref(b.p);
@@ -617,7 +618,7 @@ static void test_200_spins_recycled(void)
                 rmdir(dir);
                 return;
         }
-        t0 = tu_now();
+        t0 = par_clock_mono_s();
         for (i = 0; i < 2; i++) {
                 m[i].c = c;
                 started[i] = !pthread_create(&t[i], NULL, many_spins, &m[i]);
@@ -627,12 +628,13 @@ static void test_200_spins_recycled(void)
                 if (started[i])
                         pthread_join(t[i], NULL);
         par_chrome_stats(c, &st);
-        fprintf(
-            stderr,
-            "   200 spins in %.1f s: ok %d+%d, launches %llu, recycles "
-            "%llu, restarts %llu\n",
-            tu_now() - t0, m[0].ok, m[1].ok, (unsigned long long)st.launches,
-            (unsigned long long)st.recycles, (unsigned long long)st.restarts);
+        fprintf(stderr,
+                "   200 spins in %.1f s: ok %d+%d, launches %llu, recycles "
+                "%llu, restarts %llu\n",
+                par_clock_mono_s() - t0, m[0].ok, m[1].ok,
+                (unsigned long long)st.launches,
+                (unsigned long long)st.recycles,
+                (unsigned long long)st.restarts);
         CHECK(m[0].ok + m[1].ok == 200);
         CHECK(st.recycles >= 4);
         CHECK(procs_mentioning(dir) > 0);

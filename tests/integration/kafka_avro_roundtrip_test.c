@@ -18,6 +18,7 @@
 #include <jansson.h>
 #include <librdkafka/rdkafka.h>
 
+#include "base/clock.h"
 #include "msg/codec.h"
 #include "testutil.h"
 
@@ -184,7 +185,7 @@ static void test_consume(void)
         rd_kafka_t *c = client(RD_KAFKA_CONSUMER);
         rd_kafka_topic_partition_list_t *parts;
         int got = 0;
-        double t0 = tu_now();
+        double t0 = par_clock_mono_s();
 
         REQUIRE(c);
         rd_kafka_poll_set_consumer(c);
@@ -195,7 +196,7 @@ static void test_consume(void)
             RD_KAFKA_OFFSET_BEGINNING;
         CHECK(rd_kafka_assign(c, parts) == RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_topic_partition_list_destroy(parts);
-        while (got < 3 && tu_now() - t0 < 30) {
+        while (got < 3 && par_clock_mono_s() - t0 < 30) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(c, 200);
                 if (!m)
                         continue;

@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/config.h"
 #include "msg/kafka.h"
 #include "testutil.h"
@@ -181,8 +182,8 @@ static void test_trace_header(void)
             RD_KAFKA_OFFSET_BEGINNING;
         CHECK(rd_kafka_assign(cons, tp) == RD_KAFKA_RESP_ERR_NO_ERROR);
         rd_kafka_topic_partition_list_destroy(tp);
-        deadline = tu_now() + 30;
-        while (!msg && tu_now() < deadline) {
+        deadline = par_clock_mono_s() + 30;
+        while (!msg && par_clock_mono_s() < deadline) {
                 msg = rd_kafka_consumer_poll(cons, 500);
                 if (msg && msg->err) {
                         rd_kafka_message_destroy(msg);
@@ -211,7 +212,8 @@ static void test_delete(void)
         CHECK(run_ctl(out, sizeof(out), "delete --yes") == 0);
         CHECK(strstr(out, "8 deleted, 0 absent, 0 failed") != NULL);
         /* deletion propagates to metadata asynchronously */
-        for (double end = tu_now() + 30; left && tu_now() < end;) {
+        for (double end = par_clock_mono_s() + 30;
+             left && par_clock_mono_s() < end;) {
                 left = partitions(name) >= 0;
                 if (left)
                         usleep(200000);

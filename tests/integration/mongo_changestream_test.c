@@ -23,6 +23,7 @@
 #include <mongoc/mongoc.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "testutil.h"
 
 #define DB     "parallel_test"
@@ -40,12 +41,6 @@ static void quiet_log(mongoc_log_level_t level, const char *domain,
 {
         if (level <= MONGOC_LOG_LEVEL_WARNING)
                 mongoc_log_default_handler(level, domain, message, data);
-}
-
-static void sleep_s(double s)
-{
-        struct timespec ts = {(time_t)s, (long)((s - (time_t)s) * 1e9)};
-        nanosleep(&ts, NULL);
 }
 
 static mongoc_collection_t *coll_get(mongoc_client_t *c)
@@ -157,10 +152,10 @@ static bool watcher_open(watcher_t *w, const bson_t *resume_after)
  */
 static int watcher_read(watcher_t *w, int *seqs, int want, double wait_s)
 {
-        double deadline = tu_now() + wait_s, backoff = 0.01;
+        double deadline = par_clock_mono_s() + wait_s, backoff = 0.01;
         int n = 0;
 
-        while (n < want && tu_now() < deadline) {
+        while (n < want && par_clock_mono_s() < deadline) {
                 const bson_t *ev, *reply;
                 bson_error_t error;
                 bson_iter_t it, seq;
@@ -172,7 +167,7 @@ static int watcher_read(watcher_t *w, int *seqs, int want, double wait_s)
                                         error.message);
                                 return -1;
                         }
-                        sleep_s(backoff);
+                        par_clock_sleep_ms((int64_t)(backoff * 1000));
                         backoff = backoff * 2 > 0.2 ? 0.2 : backoff * 2;
                         continue;
                 }
@@ -287,10 +282,10 @@ static void test_resume_across_restart(void)
         REQUIRE(live.token);
         token_after_5 = bson_copy(live.token);
 
-        sleep_s(1.2);
+        par_clock_sleep_ms(1200);
         restarted = restart_server();
         REQUIRE(restarted);
-        sleep_s(1.2);
+        par_clock_sleep_ms(1200);
 
         ndocs = count_docs();
         CHECKF(ndocs == 5, "documents after restart: %lld, want 5",

@@ -12,6 +12,7 @@
  */
 #include <math.h>
 
+#include "base/clock.h"
 #include "stack_consumer_util.h"
 
 #define N             10000
@@ -57,33 +58,34 @@ static void test_crash(void)
          * it, until every signal has a final result; the next wave of
          * signals WAVE_LEAD_S before each of the first kills. */
         int kills = 0;
-        double t0 = tu_now(), next_kill = t0 + KILL_EVERY_S;
-        while (tu_now() < t0 + RUN_TIMEOUT_S) {
+        double t0 = par_clock_mono_s(), next_kill = t0 + KILL_EVERY_S;
+        while (par_clock_mono_s() < t0 + RUN_TIMEOUT_S) {
                 double next_wave = waves < WAVES
                                        ? t0 + waves * KILL_EVERY_S - WAVE_LEAD_S
                                        : INFINITY;
                 double next = next_wave < next_kill ? next_wave : next_kill;
-                sc_read_until(&c, &r, &l, N, next - tu_now());
+                sc_read_until(&c, &r, &l, N, next - par_clock_mono_s());
                 if (sc_finals(&r) >= N)
                         break;
-                if (tu_now() >= next_wave) {
+                if (par_clock_mono_s() >= next_wave) {
                         ins += insert_wave(&c, &l);
                         waves++;
                         fprintf(stderr,
                                 "   wave %d at +%.1f s: %zu inserted, %zu "
                                 "final\n",
-                                waves, tu_now() - t0, ins, sc_finals(&r));
+                                waves, par_clock_mono_s() - t0, ins,
+                                sc_finals(&r));
                         continue;
                 }
-                if (tu_now() < next_kill)
+                if (par_clock_mono_s() < next_kill)
                         continue;
                 int victim = (1 + kills) % 3; /* n2, n3, n1, n2, … */
                 fprintf(stderr, "   kill -9 %s at +%.1f s, %zu final\n",
-                        tags[victim], tu_now() - t0, sc_finals(&r));
+                        tags[victim], par_clock_mono_s() - t0, sc_finals(&r));
                 CHECK(su_producer_stop(&nodes[victim], SIGKILL, 10) ==
                       128 + SIGKILL);
                 kills++;
-                su_sleep_ms(500);
+                par_clock_sleep_ms(500);
                 CHECK(sc_node_start(&c, &nodes[victim], tags[victim], wmax,
                                     "workers.min=2", "claim.lease=3s",
                                     NULL) == 0);
@@ -91,7 +93,7 @@ static void test_crash(void)
         }
         CHECKF(ins == N, "%zu signals inserted", ins);
         fprintf(stderr, "   run of %d signals: %d kills in %.1f s\n", N, kills,
-                tu_now() - t0);
+                par_clock_mono_s() - t0);
         CHECKF(kills >= MIN_KILLS, "only %d kills before the run ended", kills);
 
         size_t missing = sc_read(&c, &r, &l, N, 240, 3000);

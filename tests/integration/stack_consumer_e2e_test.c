@@ -8,6 +8,7 @@
  * (done result) — no signal runs twice without a crash; the nodes' HTTP
  * endpoints answer; every node exits 0 on SIGTERM.
  */
+#include "base/clock.h"
 #include "stack_consumer_util.h"
 
 #define N 5000
@@ -40,8 +41,8 @@ static void check_side_topics(su_ctx_t *c)
         }
         rd_kafka_assign(rk, tp);
         rd_kafka_topic_partition_list_destroy(tp);
-        double end = tu_now() + 5;
-        while (tu_now() < end) {
+        double end = par_clock_mono_s() + 5;
+        while (par_clock_mono_s() < end) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(rk, 100);
                 if (!m)
                         continue;
@@ -131,7 +132,7 @@ static void test_e2e(void)
         CHECK(ins == N);
 
         REQUIRE(sc_reader_new(&c, &r, N) == 0);
-        double t0 = tu_now();
+        double t0 = par_clock_mono_s();
         REQUIRE(sc_node_start(&c, &nodes[0], "n1", "workers.max=4", NULL) == 0);
         REQUIRE(sc_node_start(&c, &nodes[1], "n2", "workers.max=4", NULL) == 0);
         sc_read_until(&c, &r, &l, N / 5, 120);
@@ -145,7 +146,7 @@ static void test_e2e(void)
                 sc_finals(&r));
 
         size_t missing = sc_read(&c, &r, &l, N, 240, 2000);
-        double secs = tu_now() - t0;
+        double secs = par_clock_mono_s() - t0;
         CHECKF(missing == 0, "%zu signals without a final result", missing);
 
         size_t extra = 0, skipped = 0, zero = 0;
@@ -179,6 +180,10 @@ static void test_e2e(void)
         json_decref(st);
         CHECK(su_metric_sum(nodes[2].port,
                             "parallel_spins_total{status=\"done\"") > 0);
+        /* The one dashboard: the page the node ships, which reads /status. */
+        CHECK(su_http_get(nodes[1].port, "/", buf, sizeof(buf)) == 200);
+        CHECK(strstr(buf, "<title>parallel-consumer</title>") != NULL);
+        CHECK(strstr(buf, "fetch('/status')") != NULL);
         /* Graceful stops: exit 0. */
         for (int i = 1; i < 3; i++) {
                 int rc = su_producer_stop(&nodes[i], SIGTERM, 40);

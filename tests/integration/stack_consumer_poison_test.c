@@ -13,6 +13,7 @@
  */
 #include <sys/stat.h>
 
+#include "base/clock.h"
 #include "fixture_server.h"
 #include "stack_consumer_util.h"
 
@@ -95,8 +96,8 @@ static void test_poison(void)
         int seen_claimed = 0, lapsed = 0;
         bson_oid_t soid;
         bson_oid_init_from_string(&soid, l.e[N - NBAD - 1].id);
-        double until = tu_now() + 40;
-        while (tu_now() < until) {
+        double until = par_clock_mono_s() + 40;
+        while (par_clock_mono_s() < until) {
                 bson_t *q = BCON_NEW("_id", BCON_OID(&soid));
                 mongoc_cursor_t *cur =
                     mongoc_collection_find_with_opts(c.signals, q, NULL, NULL);
@@ -112,7 +113,7 @@ static void test_poison(void)
                                 if (bson_iter_init_find(&it, d,
                                                         "lease_until") &&
                                     bson_iter_date_time(&it) <
-                                        su_wall_ms() - 500)
+                                        par_clock_wall_ms() - 500)
                                         lapsed++;
                         }
                         finished = sc_is_final(st);
@@ -121,7 +122,7 @@ static void test_poison(void)
                 bson_destroy(q);
                 if (finished)
                         break;
-                su_sleep_ms(100);
+                par_clock_sleep_ms(100);
         }
         fprintf(stderr, "   slow spin: lease seen live %d times, lapsed %d\n",
                 seen_claimed, lapsed);
@@ -201,7 +202,7 @@ static void test_poison(void)
 
         /* Nothing left uncommitted once the poison is dead. */
         char buf[8192];
-        su_sleep_ms(1500);
+        par_clock_sleep_ms(1500);
         CHECK(su_http_get(node.port, "/status", buf, sizeof(buf)) == 200);
         CHECKF(strstr(buf, "\"uncommitted\":0") != NULL, "%s", buf);
         fprintf(stderr,

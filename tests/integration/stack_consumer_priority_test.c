@@ -9,6 +9,7 @@
  *
  * Then SIGTERM under load: the node drains its in-flight work and exits 0.
  */
+#include "base/clock.h"
 #include "stack_consumer_util.h"
 
 #define BACKLOG 20000
@@ -24,8 +25,8 @@ static size_t dones_at(sc_reader_t *r, size_t from, size_t to)
 
 static void pump(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l, double secs)
 {
-        double end = tu_now() + secs;
-        while (tu_now() < end) {
+        double end = par_clock_mono_s() + secs;
+        while (par_clock_mono_s() < end) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 50);
                 if (!m)
                         continue;
@@ -46,10 +47,10 @@ static void test_priority(void)
 
         REQUIRE(sc_init(&c, "cprio") == 0);
         REQUIRE(su_ledger_init(&l, BACKLOG + P4, 1) == 0);
-        double t_ins = tu_now();
+        double t_ins = par_clock_mono_s();
         REQUIRE(sc_insert(&c, &l, BACKLOG, 1, "noop", 0, 0) == BACKLOG);
         fprintf(stderr, "   %d p1 signals inserted and published in %.1f s\n",
-                BACKLOG, tu_now() - t_ins);
+                BACKLOG, par_clock_mono_s() - t_ins);
         REQUIRE(sc_reader_new(&c, &r, BACKLOG + P4) == 0);
         REQUIRE(sc_node_start(&c, &node, "solo", "workers.min=2",
                               "workers.max=2", "sched.aging=0",
@@ -58,8 +59,8 @@ static void test_priority(void)
         /* Let the backlog saturate the workers (and fill the local p1
          * queue: with up to 3000 p1 signals queued in the node, a p4 signal
          * served in arrival order would wait ~1500 spins). */
-        double deadline = tu_now() + 120;
-        while (dones_at(&r, 0, BACKLOG) < 300 && tu_now() < deadline)
+        double deadline = par_clock_mono_s() + 120;
+        while (dones_at(&r, 0, BACKLOG) < 300 && par_clock_mono_s() < deadline)
                 pump(&c, &r, &l, 0.2);
         REQUIRE(dones_at(&r, 0, BACKLOG) >= 300);
 
@@ -68,8 +69,9 @@ static void test_priority(void)
                 REQUIRE(sc_insert(&c, &l, 1, 4, "noop", 0, 0) == 1);
                 pump(&c, &r, &l, 0.1);
         }
-        deadline = tu_now() + 120;
-        while (dones_at(&r, BACKLOG, BACKLOG + P4) < P4 && tu_now() < deadline)
+        deadline = par_clock_mono_s() + 120;
+        while (dones_at(&r, BACKLOG, BACKLOG + P4) < P4 &&
+               par_clock_mono_s() < deadline)
                 pump(&c, &r, &l, 0.2);
         size_t p1_done = dones_at(&r, 0, BACKLOG);
         CHECKF(p1_done < BACKLOG,
@@ -111,15 +113,15 @@ static void test_priority(void)
         CHECK(q50 > 10 * (p50 + 1));
 
         /* Graceful stop under load. */
-        double t0 = tu_now();
+        double t0 = par_clock_mono_s();
         CHECK(su_producer_stop(&node, SIGTERM, 40) == 0);
         fprintf(stderr, "   SIGTERM with a backlog: exited 0 in %.2f s\n",
-                tu_now() - t0);
+                par_clock_mono_s() - t0);
         sc_reader_destroy(&r);
         su_ledger_free(&l);
-        double t_clean = tu_now();
+        double t_clean = par_clock_mono_s();
         sc_cleanup(&c);
-        fprintf(stderr, "   cleanup in %.1f s\n", tu_now() - t_clean);
+        fprintf(stderr, "   cleanup in %.1f s\n", par_clock_mono_s() - t_clean);
 }
 
 int main(void)

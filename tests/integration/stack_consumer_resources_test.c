@@ -5,6 +5,7 @@
  * timings: per resource, executions (claimed_at .. finished_at) sorted by
  * claim never overlap and follow insertion order.
  */
+#include "base/clock.h"
 #include "stack_consumer_util.h"
 
 #define N    1000
@@ -40,7 +41,7 @@ static void test_resources(void)
         REQUIRE(sc_reader_new(&c, &r, N) == 0);
         REQUIRE(sc_node_start(&c, &nodes[0], "r1", "workers.max=4", NULL) == 0);
         REQUIRE(sc_node_start(&c, &nodes[1], "r2", "workers.max=4", NULL) == 0);
-        su_sleep_ms(1000);
+        par_clock_sleep_ms(1000);
         REQUIRE(sc_node_start(&c, &nodes[2], "r3", "workers.max=4", NULL) == 0);
         size_t missing = sc_read(&c, &r, &l, N, 180, 2000);
         CHECKF(missing == 0, "%zu signals without a final result", missing);

@@ -13,6 +13,7 @@
 #ifndef PAR_STACK_CONSUMER_UTIL_H
 #define PAR_STACK_CONSUMER_UTIL_H
 
+#include "base/clock.h"
 #include "msg/kafka.h"
 #include "stack_util.h"
 
@@ -191,7 +192,7 @@ static inline size_t sc_insert(su_ctx_t *c, su_ledger_t *l, size_t n,
                         snprintf(res, sizeof(res), "res-%d", x->resource);
                         if (sc_publish(c, x->id, priority, recipe,
                                        x->resource >= 0 ? res : NULL,
-                                       su_wall_ms()))
+                                       par_clock_wall_ms()))
                                 return done;
                 }
                 sc_flush();
@@ -251,8 +252,8 @@ static inline int sc_node_start(su_ctx_t *c, su_proc_t *p, const char *tag, ...)
                 execv(bin, argv);
                 _exit(127);
         }
-        double deadline = tu_now() + 20;
-        while (tu_now() < deadline && !p->port) {
+        double deadline = par_clock_mono_s() + 20;
+        while (par_clock_mono_s() < deadline && !p->port) {
                 FILE *f = fopen(p->log, "r");
                 char line[1024];
                 while (f && fgets(line, sizeof(line), f)) {
@@ -271,7 +272,7 @@ static inline int sc_node_start(su_ctx_t *c, su_proc_t *p, const char *tag, ...)
                         return -1;
                 }
                 if (!p->port)
-                        su_sleep_ms(50);
+                        par_clock_sleep_ms(50);
         }
         return p->port ? 0 : -1;
 }
@@ -423,18 +424,19 @@ static inline size_t sc_missing(sc_reader_t *r, size_t upto)
 static inline size_t sc_read(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
                              size_t upto, double timeout_s, int settle_ms)
 {
-        double deadline = tu_now() + timeout_s, last = tu_now();
-        while (tu_now() < deadline) {
+        double deadline = par_clock_mono_s() + timeout_s,
+               last = par_clock_mono_s();
+        while (par_clock_mono_s() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 100);
                 if (!m) {
-                        if ((tu_now() - last) * 1000 > settle_ms &&
+                        if ((par_clock_mono_s() - last) * 1000 > settle_ms &&
                             !sc_missing(r, upto))
                                 break;
                         continue;
                 }
                 if (!m->err) {
                         sc_take(c, r, l, m);
-                        last = tu_now();
+                        last = par_clock_mono_s();
                 }
                 rd_kafka_message_destroy(m);
         }
@@ -454,8 +456,8 @@ static inline size_t sc_finals(sc_reader_t *r)
 static inline void sc_read_until(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
                                  size_t want, double timeout_s)
 {
-        double deadline = tu_now() + timeout_s;
-        while (sc_finals(r) < want && tu_now() < deadline) {
+        double deadline = par_clock_mono_s() + timeout_s;
+        while (sc_finals(r) < want && par_clock_mono_s() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 100);
                 if (!m)
                         continue;

@@ -6,6 +6,7 @@
  * again) and are counted in the output. A short lease (2 s) lets each
  * restarted producer take over quickly from its killed predecessor.
  */
+#include "base/clock.h"
 #include "stack_util.h"
 
 #define N    20000
@@ -36,25 +37,26 @@ static void test_crash(void)
         REQUIRE(su_producer_start(&ctx, &p, "crash0", "producer.lease.ttl=2s",
                                   NULL) == 0);
         REQUIRE(su_wait_log(&p, "event=pipeline.started", 30) == 0);
-        t0 = tu_now();
+        t0 = par_clock_mono_s();
         /* Small bulks with pauses so the kills land mid-stream. */
         REQUIRE(su_insert_start(&ins, &ctx, &ledger, N, NRES, 200, 5) == 0);
         for (int k = 0; k < 3; k++) {
-                while (inserted() < kill_at[k] && tu_now() - t0 < 120)
-                        su_sleep_ms(20);
+                while (inserted() < kill_at[k] && par_clock_mono_s() - t0 < 120)
+                        par_clock_sleep_ms(20);
                 CHECK(su_producer_stop(&p, SIGKILL, 5) == 128 + SIGKILL);
                 kills++;
                 fprintf(stderr, "kill -9 #%d after %zu inserted (%.1f s)\n",
-                        kills, inserted(), tu_now() - t0);
+                        kills, inserted(), par_clock_mono_s() - t0);
                 /* The stand-in commits each second: leave it a moment. */
-                su_sleep_ms(1200);
+                par_clock_sleep_ms(1200);
                 snprintf(tag, sizeof(tag), "crash%d", k + 1);
                 REQUIRE(su_producer_start(&ctx, &p, tag,
                                           "producer.lease.ttl=2s", NULL) == 0);
         }
         done = su_insert_join(&ins);
         CHECK(done == N);
-        fprintf(stderr, "inserted %zu in %.1f s\n", done, tu_now() - t0);
+        fprintf(stderr, "inserted %zu in %.1f s\n", done,
+                par_clock_mono_s() - t0);
 
         REQUIRE(su_reader_new(&ctx, &r, 0) == 0);
         su_read(&ctx, &r, &ledger, 180, 2000, &bad_headers, NULL, NULL);
@@ -64,7 +66,8 @@ static void test_crash(void)
                 "wrong topic %zu, wrong key %zu, out of order %ld, bad "
                 "headers %ld (%.1f s)\n",
                 kills, t.inserted, t.missing, t.duplicates, t.bad_topic,
-                t.bad_key, ledger.out_of_order, bad_headers, tu_now() - t0);
+                t.bad_key, ledger.out_of_order, bad_headers,
+                par_clock_mono_s() - t0);
         CHECK(kills == 3);
         CHECK(t.missing == 0);
         CHECK(t.bad_topic == 0 && t.bad_key == 0 && bad_headers == 0);

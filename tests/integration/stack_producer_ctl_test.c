@@ -8,6 +8,7 @@
  *   - status counts by status and prints one signal as JSON;
  *   - every inserted signal reaches its priority topic.
  */
+#include "base/clock.h"
 #include "stack_util.h"
 
 static su_ctx_t ctx;
@@ -127,8 +128,8 @@ static void test_ctl(void)
         /* The producer publishes all of them (backfill: no checkpoint). */
         REQUIRE(su_producer_start(&ctx, &p, "ctl", NULL) == 0);
         REQUIRE(su_reader_new(&ctx, &r, 0) == 0);
-        deadline = tu_now() + 60;
-        while (total < 1503 && tu_now() < deadline) {
+        deadline = par_clock_mono_s() + 60;
+        while (total < 1503 && par_clock_mono_s() < deadline) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r.rk, 200);
                 if (!m)
                         continue;

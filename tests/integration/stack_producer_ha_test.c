@@ -6,6 +6,7 @@
  * busy stand-in can make slow), resumes from the
  * checkpoint, and nothing inserted is missing from Kafka.
  */
+#include "base/clock.h"
 #include "stack_util.h"
 
 #define N     4000
@@ -32,23 +33,24 @@ static void test_ha(void)
         REQUIRE(su_wait_log(&a, "event=pipeline.started", 30) == 0);
         REQUIRE(su_producer_start(&ctx, &b, "ha-b", "node.id=producer-b",
                                   NULL) == 0);
-        su_sleep_ms(1500);
+        par_clock_sleep_ms(1500);
         ra = su_active(a.port);
         rb = su_active(b.port);
         CHECKF(ra == 1 && rb == 0, "roles before: a=%d b=%d", ra, rb);
         active = &a;
         standby = &b;
 
-        t0 = tu_now();
+        t0 = par_clock_mono_s();
         REQUIRE(su_insert_start(&ins, &ctx, &ledger, N, NRES, 100, 20) == 0);
-        while (su_ledger_tally(&ledger).inserted < N / 3 && tu_now() - t0 < 60)
-                su_sleep_ms(20);
+        while (su_ledger_tally(&ledger).inserted < N / 3 &&
+               par_clock_mono_s() - t0 < 60)
+                par_clock_sleep_ms(20);
         /* Let the active one publish and checkpoint, so the standby has a
          * checkpoint to resume from (the stand-in can lag on a busy box). */
-        while (tu_now() - t0 < 60 &&
+        while (par_clock_mono_s() - t0 < 60 &&
                su_metric(active->port, "parallel_producer_checkpoints_total") <
                    1)
-                su_sleep_ms(50);
+                par_clock_sleep_ms(50);
         /* Exactly one active, and only it has published anything. */
         ra = su_active(active->port);
         rb = su_active(standby->port);
@@ -65,21 +67,21 @@ static void test_ha(void)
                 mongoc_collection_t *st = mongoc_client_get_collection(
                     ctx.client, ctx.name, "parallel_state");
                 bson_t *f = bson_new();
-                double q0 = tu_now();
+                double q0 = par_clock_mono_s();
                 mongoc_collection_count_documents(st, f, NULL, NULL, NULL,
                                                   NULL);
-                rtt = tu_now() - q0;
+                rtt = par_clock_mono_s() - q0;
                 bson_destroy(f);
                 mongoc_collection_destroy(st);
         }
         CHECK(su_producer_stop(active, SIGKILL, 5) == 128 + SIGKILL);
-        killed_at = tu_now();
-        while (tu_now() - killed_at < 6 * TTL_S) {
+        killed_at = par_clock_mono_s();
+        while (par_clock_mono_s() - killed_at < 6 * TTL_S) {
                 if (su_active(standby->port) == 1) {
-                        took = tu_now() - killed_at;
+                        took = par_clock_mono_s() - killed_at;
                         break;
                 }
-                su_sleep_ms(50);
+                par_clock_sleep_ms(50);
         }
         fprintf(stderr,
                 "standby took over %.2f s after the kill (ttl %d s, MongoDB "
@@ -97,7 +99,7 @@ static void test_ha(void)
                 "inserted %zu, missing %zu, duplicates %zu, out of order %ld "
                 "(%.1f s)\n",
                 t.inserted, t.missing, t.duplicates, ledger.out_of_order,
-                tu_now() - t0);
+                par_clock_mono_s() - t0);
         CHECK(t.missing == 0);
         CHECK(t.bad_topic == 0 && t.bad_key == 0 && bad_headers == 0);
         CHECK(ledger.out_of_order == 0);

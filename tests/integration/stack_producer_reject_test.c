@@ -6,6 +6,7 @@
  * the original document) on <prefix>.dlq; every valid one is published as
  * usual and none is rejected.
  */
+#include "base/clock.h"
 #include "stack_util.h"
 
 static su_ctx_t ctx;
@@ -128,7 +129,7 @@ static void build(size_t i, bson_t **out, char *id)
         BSON_APPEND_OID(*out, "_id", &oid);
         BSON_APPEND_INT32(*out, "priority", 2);
         BSON_APPEND_UTF8(*out, "recipe", "noop");
-        BSON_APPEND_DATE_TIME(*out, "created_at", su_wall_ms());
+        BSON_APPEND_DATE_TIME(*out, "created_at", par_clock_wall_ms());
         BSON_APPEND_UTF8(*out, "status", "pending");
         if (strstr(kinds[i].reason, "resource")) {
                 char res[301];
@@ -225,8 +226,8 @@ static void test_reject(void)
         }
 
         /* Every malformed document ends rejected with its reason. */
-        deadline = tu_now() + 60;
-        while (tu_now() < deadline && rejected < NKINDS) {
+        deadline = par_clock_mono_s() + 60;
+        while (par_clock_mono_s() < deadline && rejected < NKINDS) {
                 char st[32], er[300];
                 rejected = 0;
                 for (size_t i = 0; i < NKINDS; i++) {
@@ -234,7 +235,7 @@ static void test_reject(void)
                         rejected += !strcmp(st, "rejected");
                 }
                 if (rejected < NKINDS)
-                        su_sleep_ms(200);
+                        par_clock_sleep_ms(200);
         }
         for (size_t i = 0; i < NKINDS; i++) {
                 char st[32], er[300];

@@ -8,6 +8,7 @@
  *      publishes nothing twice; an already expired signal is marked
  *      "expired" instead of being published.
  */
+#include "base/clock.h"
 #include "stack_util.h"
 
 static su_ctx_t ctx;
@@ -68,7 +69,7 @@ static void test_resume(void)
         CHECK(su_insert(ctx.signals, &l, 500, 50, 100, 0) == 500);
         {
                 bson_t d = BSON_INITIALIZER;
-                int64_t now = su_wall_ms();
+                int64_t now = par_clock_wall_ms();
                 bson_oid_init(&expired, NULL);
                 BSON_APPEND_OID(&d, "_id", &expired);
                 BSON_APPEND_INT32(&d, "priority", 2);

@@ -4,6 +4,7 @@
  * kept, and the change stream publishes it again (with that attempt); a
  * signal whose lease is still live, or that is done, is left alone.
  */
+#include "base/clock.h"
 #include "stack_util.h"
 
 static su_ctx_t ctx;
@@ -18,7 +19,7 @@ static void insert_claimed(bson_oid_t *oid, const char *status,
         BSON_APPEND_INT32(&d, "priority", 3);
         BSON_APPEND_UTF8(&d, "recipe", "noop");
         BSON_APPEND_UTF8(&d, "resource", "sweep");
-        BSON_APPEND_DATE_TIME(&d, "created_at", su_wall_ms() - 60000);
+        BSON_APPEND_DATE_TIME(&d, "created_at", par_clock_wall_ms() - 60000);
         BSON_APPEND_UTF8(&d, "status", status);
         BSON_APPEND_UTF8(&d, "claimed_by", "dead-node/w1");
         BSON_APPEND_DATE_TIME(&d, "lease_until", lease_until);
@@ -55,9 +56,9 @@ static char expired_id[25];
 
 static void scan(su_reader_t *r, double timeout_s)
 {
-        double deadline = tu_now() + timeout_s;
+        double deadline = par_clock_mono_s() + timeout_s;
 
-        while (tu_now() < deadline && republished_attempt < 0) {
+        while (par_clock_mono_s() < deadline && republished_attempt < 0) {
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(r->rk, 200);
                 json_t *v = NULL;
                 if (!m)
@@ -85,19 +86,19 @@ static void test_sweeper(void)
         int attempt, has_lease;
         double deadline;
 
-        insert_claimed(&expired, "claimed", su_wall_ms() - 5000);
-        insert_claimed(&live, "claimed", su_wall_ms() + 600000);
-        insert_claimed(&done, "done", su_wall_ms() - 5000);
+        insert_claimed(&expired, "claimed", par_clock_wall_ms() - 5000);
+        insert_claimed(&live, "claimed", par_clock_wall_ms() + 600000);
+        insert_claimed(&done, "done", par_clock_wall_ms() - 5000);
         bson_oid_to_string(&expired, expired_id);
 
         REQUIRE(su_producer_start(&ctx, &p, "sweeper",
                                   "producer.sweeper.interval=300ms",
                                   NULL) == 0);
-        deadline = tu_now() + 20;
+        deadline = par_clock_mono_s() + 20;
         do {
-                su_sleep_ms(100);
+                par_clock_sleep_ms(100);
                 get(&expired, st, &attempt, &has_lease);
-        } while (strcmp(st, "pending") && tu_now() < deadline);
+        } while (strcmp(st, "pending") && par_clock_mono_s() < deadline);
         CHECK_STR(st, "pending");
         CHECK(attempt == 2);
         CHECK(!has_lease);

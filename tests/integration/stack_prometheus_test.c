@@ -40,6 +40,7 @@
 #include <sys/socket.h>
 #include <netinet/in.h>
 
+#include "base/clock.h"
 #include "obs/metrics.h"
 #include "stack_consumer_util.h"
 
@@ -104,9 +105,9 @@ static int prom_start(prom_t *p, const su_ctx_t *c, const su_proc_t *prod,
                 execlp("prometheus", "prometheus", a1, a2, a3, (char *)NULL);
                 _exit(127);
         }
-        double deadline = tu_now() + 30;
+        double deadline = par_clock_mono_s() + 30;
         char buf[256];
-        while (tu_now() < deadline) {
+        while (par_clock_mono_s() < deadline) {
                 if (su_http_get(p->port, "/-/ready", buf, sizeof(buf)) == 200)
                         return 0;
                 int st;
@@ -115,7 +116,7 @@ static int prom_start(prom_t *p, const su_ctx_t *c, const su_proc_t *prod,
                         p->pid = 0;
                         return -1;
                 }
-                su_sleep_ms(200);
+                par_clock_sleep_ms(200);
         }
         return -1;
 }
@@ -508,10 +509,11 @@ static void run(world_t *w)
         REQUIRE(prom_start(&w->prom, c, &w->prod, w->nodes, 2) == 0);
         /* every target scraped once before the work starts, so counters
          * are seen at 0 */
-        double v[5], deadline = tu_now() + 20;
+        double v[5], deadline = par_clock_mono_s() + 20;
         json_t *d = NULL;
-        while (tu_now() < deadline) {
-                d = prom_api(&w->prom, "query", "sum(up)", su_wall_ms() / 1e3);
+        while (par_clock_mono_s() < deadline) {
+                d = prom_api(&w->prom, "query", "sum(up)",
+                             par_clock_wall_ms() / 1e3);
                 const char *s = json_string_value(json_array_get(
                     json_object_get(
                         json_array_get(json_object_get(d, "result"), 0),
@@ -521,18 +523,19 @@ static void run(world_t *w)
                 json_decref(d);
                 if (up == 3)
                         break;
-                su_sleep_ms(250);
+                par_clock_sleep_ms(250);
         }
-        REQUIRE(tu_now() < deadline); /* every target scraped */
-        su_sleep_ms(1500);
-        double t0 = su_wall_ms() / 1e3;
+        REQUIRE(par_clock_mono_s() < deadline); /* every target scraped */
+        par_clock_sleep_ms(1500);
+        double t0 = par_clock_wall_ms() / 1e3;
         /* in 4 bulks, 0.5 s apart: a run of a few seconds to take a rate of */
         REQUIRE(su_insert(c->signals, &w->l, N, 50, N / 4, 500) == N);
         size_t missing = sc_read(c, &w->r, &w->l, N, 150, 500);
         REQUIRE(missing == 0);
-        double t1 = su_wall_ms() / 1e3;
-        su_sleep_ms(3000); /* the final figures scraped and rules evaluated */
-        double at = su_wall_ms() / 1e3;
+        double t1 = par_clock_wall_ms() / 1e3;
+        par_clock_sleep_ms(
+            3000); /* the final figures scraped and rules evaluated */
+        double at = par_clock_wall_ms() / 1e3;
 
         /* the ledger: done per priority, waits, finish times */
         int done[5] = {0};

@@ -28,6 +28,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "testutil.h"
 
 #define RUN_TIMEOUT_S 10
@@ -104,7 +105,7 @@ static void run(result_t *r, const char *prog, const char *const *env,
         char path[512], outp[128], errp[128];
         char *argv[MAX_ARGS + 2];
         int ofd, efd, n = 0, st = 0;
-        double t0 = tu_now();
+        double t0 = par_clock_mono_s();
         pid_t pid;
 
         memset(r, 0, sizeof(*r));
@@ -150,16 +151,16 @@ static void run(result_t *r, const char *prog, const char *const *env,
                 pid_t w = waitpid(pid, &st, WNOHANG);
                 if (w == pid)
                         break;
-                if (tu_now() - t0 > RUN_TIMEOUT_S) {
+                if (par_clock_mono_s() - t0 > RUN_TIMEOUT_S) {
                         kill(-pid, SIGKILL);
                         kill(pid, SIGKILL);
                         waitpid(pid, &st, 0);
                         r->timed_out = 1;
                         break;
                 }
-                nanosleep(&(struct timespec){0, 10 * 1000 * 1000}, NULL);
+                par_clock_sleep_ms(10);
         }
-        r->secs = tu_now() - t0;
+        r->secs = par_clock_mono_s() - t0;
         if (!r->timed_out && WIFEXITED(st))
                 r->status = WEXITSTATUS(st);
         r->out = slurp(ofd);

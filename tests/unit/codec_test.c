@@ -14,6 +14,7 @@
 #include <pthread.h>
 #include <stdint.h>
 
+#include "base/clock.h"
 #include "msg/codec.h"
 #include "testutil.h"
 
@@ -683,7 +684,7 @@ static void test_threads(void)
 {
         pthread_t t[4];
         long bad[4];
-        double t0 = tu_now();
+        double t0 = par_clock_mono_s();
 
         for (int i = 0; i < 4; i++)
                 pthread_create(&t[i], NULL, hammer, &bad[i]);
@@ -692,7 +693,7 @@ static void test_threads(void)
                 CHECKF(bad[i] == 0, "thread %d: %ld bad", i, bad[i]);
         }
         fprintf(stderr, "   8000 Signal encode+decode in %.3f s\n",
-                tu_now() - t0);
+                par_clock_mono_s() - t0);
 }
 
 int main(void)
