@@ -17,6 +17,7 @@
 #include <string.h>
 
 #include "ctl.h"
+#include "msg/admin.h"
 #include "msg/kafka.h"
 
 #define ADMIN_TIMEOUT_MS 30000
@@ -78,102 +79,16 @@ static rd_kafka_t *admin_client(par_config_t *cfg)
 {
         rd_kafka_conf_t *conf = NULL;
         par_error_t err = {0};
-        char errstr[512], servers[512];
-        const struct rd_kafka_metadata *md = NULL;
-        rd_kafka_resp_err_t e;
-        rd_kafka_t *rk;
+        rd_kafka_t *rk = NULL;
 
-        if (par_kafka_conf_new(&conf, cfg, "parallel-ctl", &err)) {
+        /* Fail in seconds, not after the admin timeout, when no broker
+         * answers at all. */
+        if (par_kafka_conf_new(&conf, cfg, "parallel-ctl", &err) ||
+            par_admin_client_new(&rk, conf, 10000, &err)) {
                 fprintf(stderr, "parallel-ctl topics: %s\n", err.msg);
                 return NULL;
         }
-        /* Metadata requests for one topic must never create it. */
-        if (rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", errstr,
-                              sizeof(errstr))) {
-                rd_kafka_conf_destroy(conf);
-                fprintf(stderr, "parallel-ctl topics: %s\n", errstr);
-                return NULL;
-        }
-        size_t sz = sizeof(servers);
-        if (rd_kafka_conf_get(conf, "bootstrap.servers", servers, &sz))
-                strcpy(servers, "?");
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-        if (!rk) {
-                rd_kafka_conf_destroy(conf);
-                fprintf(stderr, "parallel-ctl topics: %s\n", errstr);
-                return NULL;
-        }
-        /* Fail in seconds, not after the admin timeout, when no broker
-         * answers at all. */
-        if ((e = rd_kafka_metadata(rk, 0, NULL, &md, 10000))) {
-                fprintf(stderr,
-                        "parallel-ctl topics: cannot reach Kafka at %s "
-                        "(kafka.bootstrap.servers): %s\n",
-                        servers, rd_kafka_err2str(e));
-                rd_kafka_destroy(rk);
-                return NULL;
-        }
-        rd_kafka_metadata_destroy(md);
         return rk;
-}
-
-static rd_kafka_AdminOptions_t *admin_options(rd_kafka_t *rk,
-                                              rd_kafka_admin_op_t op)
-{
-        rd_kafka_AdminOptions_t *o = rd_kafka_AdminOptions_new(rk, op);
-        char errstr[256];
-
-        /* Wait for the controller to finish, not just to accept. */
-        rd_kafka_AdminOptions_set_request_timeout(o, ADMIN_TIMEOUT_MS, errstr,
-                                                  sizeof(errstr));
-        rd_kafka_AdminOptions_set_operation_timeout(o, ADMIN_TIMEOUT_MS, errstr,
-                                                    sizeof(errstr));
-        return o;
-}
-
-/* Waits for the result event of one admin call; prints and returns NULL on
- * a request-level error (broker unreachable, timeout, …). */
-static rd_kafka_event_t *wait_result(rd_kafka_t *rk, rd_kafka_queue_t *q,
-                                     const char *what)
-{
-        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, ADMIN_TIMEOUT_MS + 5000);
-
-        if (!ev) {
-                fprintf(stderr,
-                        "parallel-ctl topics %s: no answer from the "
-                        "cluster\n",
-                        what);
-                return NULL;
-        }
-        if (rd_kafka_event_error(ev)) {
-                fprintf(stderr,
-                        "parallel-ctl topics %s: %s (is Kafka reachable at "
-                        "kafka.bootstrap.servers?)\n",
-                        what, rd_kafka_event_error_string(ev));
-                rd_kafka_event_destroy(ev);
-                return NULL;
-        }
-        return ev;
-}
-
-/* Partition count of a topic from fresh metadata, -1 if it does not exist
- * (yet), -2 if metadata could not be fetched. */
-static int partitions_of(rd_kafka_t *rk, const char *name)
-{
-        rd_kafka_topic_t *t = rd_kafka_topic_new(rk, name, NULL);
-        const struct rd_kafka_metadata *md = NULL;
-        int n = -2;
-
-        if (!t)
-                return -2;
-        if (rd_kafka_metadata(rk, 0, t, &md, 10000) ==
-                RD_KAFKA_RESP_ERR_NO_ERROR &&
-            md->topic_cnt == 1)
-                n = md->topics[0].err ? -1 : md->topics[0].partition_cnt;
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(t);
-        return n;
 }
 
 /* --partitions N / --partitions=N → sets config key `key` (validated by
@@ -212,77 +127,57 @@ static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
         int partitions = (int)par_config_int(cfg, "topics.partitions");
         int replication = (int)par_config_int(cfg, "topics.replication.factor");
         char retention[32], maxmsg[32];
-        rd_kafka_NewTopic_t *nt[MAX_TOPICS] = {0};
-        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-        rd_kafka_AdminOptions_t *opts = NULL;
-        rd_kafka_event_t *ev = NULL;
-        const rd_kafka_topic_result_t **res;
-        size_t nres = 0;
-        int rc = 1, created = 0, existed = 0, failed = 0;
-        char errstr[256];
+        par_admin_topic_t topics[MAX_TOPICS];
+        par_admin_result_t res[MAX_TOPICS];
+        par_error_t err = {0};
+        int created = 0, existed = 0, failed = 0;
 
         snprintf(retention, sizeof(retention), "%" PRId64,
                  par_config_int(cfg, "topics.retention.ms"));
         snprintf(maxmsg, sizeof(maxmsg), "%" PRId64,
                  par_config_int(cfg, "topics.message.max.bytes"));
         for (int i = 0; i < s->n; i++) {
-                nt[i] =
-                    rd_kafka_NewTopic_new(s->names[i], partitions, replication,
-                                          errstr, sizeof(errstr));
-                if (!nt[i]) {
-                        fprintf(stderr, "parallel-ctl topics create: %s: %s\n",
-                                s->names[i], errstr);
-                        goto out;
-                }
-                /* The size every program sizes its messages against. */
-                rd_kafka_NewTopic_set_config(nt[i], "max.message.bytes",
-                                             maxmsg);
-                if (s->compacted[i])
-                        rd_kafka_NewTopic_set_config(nt[i], "cleanup.policy",
-                                                     "compact");
-                else
-                        rd_kafka_NewTopic_set_config(nt[i], "retention.ms",
-                                                     retention);
+                topics[i] = (par_admin_topic_t){
+                    .name = s->names[i],
+                    .partitions = partitions,
+                    .replication = replication,
+                    /* max.message.bytes: the size every program sizes its
+                     * messages against. */
+                    .config = {"max.message.bytes", maxmsg,
+                               s->compacted[i] ? "cleanup.policy"
+                                               : "retention.ms",
+                               s->compacted[i] ? "compact" : retention, NULL},
+                };
         }
-        opts = admin_options(rk, RD_KAFKA_ADMIN_OP_CREATETOPICS);
-        rd_kafka_CreateTopics(rk, nt, (size_t)s->n, opts, q);
-        if (!(ev = wait_result(rk, q, "create")))
-                goto out;
-        res = rd_kafka_CreateTopics_result_topics(
-            rd_kafka_event_CreateTopics_result(ev), &nres);
-        for (size_t i = 0; i < nres; i++) {
-                const char *name = rd_kafka_topic_result_name(res[i]);
-                rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
-                if (e == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        if (par_admin_create(rk, topics, (size_t)s->n, ADMIN_TIMEOUT_MS, res,
+                             &err)) {
+                fprintf(stderr, "parallel-ctl topics create: %s\n", err.msg);
+                return 1;
+        }
+        for (int i = 0; i < s->n; i++) {
+                const char *name = res[i].name;
+                switch (res[i].outcome) {
+                case PAR_ADMIN_DONE:
                         printf("created  %-40s partitions=%d replication=%d"
                                "%s\n",
                                name, partitions, replication,
                                is_compacted(s, name) ? " compacted" : "");
                         created++;
-                } else if (e == RD_KAFKA_RESP_ERR_TOPIC_ALREADY_EXISTS) {
+                        break;
+                case PAR_ADMIN_EXISTED:
                         printf("exists   %-40s partitions=%d\n", name,
-                               partitions_of(rk, name));
+                               par_admin_partitions(rk, name, 10000));
                         existed++;
-                } else {
-                        const char *m =
-                            rd_kafka_topic_result_error_string(res[i]);
+                        break;
+                default:
                         fprintf(stderr, "failed   %-40s %s\n", name,
-                                m ? m : rd_kafka_err2str(e));
+                                res[i].msg);
                         failed++;
                 }
         }
         printf("%d created, %d already existed, %d failed\n", created, existed,
                failed);
-        rc = failed || (size_t)s->n != nres ? 1 : 0;
-out:
-        if (ev)
-                rd_kafka_event_destroy(ev);
-        rd_kafka_AdminOptions_destroy(opts);
-        for (int i = 0; i < s->n; i++)
-                if (nt[i])
-                        rd_kafka_NewTopic_destroy(nt[i]);
-        rd_kafka_queue_destroy(q);
-        return rc;
+        return failed ? 1 : 0;
 }
 
 static int cmd_list(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
@@ -336,48 +231,36 @@ static int cmd_list(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
 
 static int cmd_delete(rd_kafka_t *rk, topic_set_t *s)
 {
-        rd_kafka_DeleteTopic_t *dt[MAX_TOPICS];
-        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-        rd_kafka_AdminOptions_t *opts =
-            admin_options(rk, RD_KAFKA_ADMIN_OP_DELETETOPICS);
-        rd_kafka_event_t *ev;
-        const rd_kafka_topic_result_t **res;
-        size_t nres = 0;
-        int rc = 1, deleted = 0, absent = 0, failed = 0;
+        const char *names[MAX_TOPICS];
+        par_admin_result_t res[MAX_TOPICS];
+        par_error_t err = {0};
+        int deleted = 0, absent = 0, failed = 0;
 
         for (int i = 0; i < s->n; i++)
-                dt[i] = rd_kafka_DeleteTopic_new(s->names[i]);
-        rd_kafka_DeleteTopics(rk, dt, (size_t)s->n, opts, q);
-        if (!(ev = wait_result(rk, q, "delete")))
-                goto out;
-        res = rd_kafka_DeleteTopics_result_topics(
-            rd_kafka_event_DeleteTopics_result(ev), &nres);
-        for (size_t i = 0; i < nres; i++) {
-                const char *name = rd_kafka_topic_result_name(res[i]);
-                rd_kafka_resp_err_t e = rd_kafka_topic_result_error(res[i]);
-                if (!e) {
-                        printf("deleted  %s\n", name);
+                names[i] = s->names[i];
+        if (par_admin_delete(rk, names, (size_t)s->n, ADMIN_TIMEOUT_MS, res,
+                             &err)) {
+                fprintf(stderr, "parallel-ctl topics delete: %s\n", err.msg);
+                return 1;
+        }
+        for (int i = 0; i < s->n; i++) {
+                switch (res[i].outcome) {
+                case PAR_ADMIN_DONE:
+                        printf("deleted  %s\n", res[i].name);
                         deleted++;
-                } else if (e == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-                        printf("absent   %s\n", name);
+                        break;
+                case PAR_ADMIN_ABSENT:
+                        printf("absent   %s\n", res[i].name);
                         absent++;
-                } else {
-                        const char *m =
-                            rd_kafka_topic_result_error_string(res[i]);
-                        fprintf(stderr, "failed   %-40s %s\n", name,
-                                m ? m : rd_kafka_err2str(e));
+                        break;
+                default:
+                        fprintf(stderr, "failed   %-40s %s\n", res[i].name,
+                                res[i].msg);
                         failed++;
                 }
         }
         printf("%d deleted, %d absent, %d failed\n", deleted, absent, failed);
-        rc = failed || (size_t)s->n != nres ? 1 : 0;
-        rd_kafka_event_destroy(ev);
-out:
-        for (int i = 0; i < s->n; i++)
-                rd_kafka_DeleteTopic_destroy(dt[i]);
-        rd_kafka_AdminOptions_destroy(opts);
-        rd_kafka_queue_destroy(q);
-        return rc;
+        return failed ? 1 : 0;
 }
 
 int par_ctl_topics(par_config_t *cfg, int argc, char **argv)

@@ -30,6 +30,7 @@
 #include <mongoc/mongoc.h>
 
 #include "base/clock.h"
+#include "msg/admin.h"
 #include "msg/codec.h"
 #include "net/httpc.h"
 #include "testutil.h"
@@ -52,56 +53,56 @@ typedef struct su_ctx {
 
 /* ---------------------------------------------------------------- topics */
 
+/* Creates (create=1) or deletes the topics <world>.<suffix> for
+ * suffixes[0..n) through msg/admin, SU_PARTITIONS partitions each, with
+ * the world's timestamp type. */
+static inline int su_topics(su_ctx_t *c, const char *const *suffixes, size_t n,
+                            int create)
+{
+        char names[8][128];
+        const char *pnames[8];
+        par_admin_topic_t topics[8];
+        rd_kafka_conf_t *conf = rd_kafka_conf_new();
+        rd_kafka_t *rk = NULL;
+        par_error_t err = {0};
+        par_err_t rc;
+        char es[512];
+
+        if (n > 8)
+                return -1;
+        for (size_t i = 0; i < n; i++) {
+                snprintf(names[i], sizeof(names[i]), "%s.%s", c->name,
+                         suffixes[i]);
+                pnames[i] = names[i];
+                topics[i] = (par_admin_topic_t){
+                    .name = names[i],
+                    .partitions = SU_PARTITIONS,
+                    .replication = 1,
+                    .config = {"message.timestamp.type",
+                               c->log_append_time ? "LogAppendTime"
+                                                  : "CreateTime",
+                               NULL}};
+        }
+        rd_kafka_conf_set(conf, "bootstrap.servers", c->kafka, es, sizeof(es));
+        rc = par_admin_client_new(&rk, conf, 30000, &err);
+        if (!rc)
+                rc = create
+                         ? par_admin_create(rk, topics, n, 30000, NULL, &err)
+                         : par_admin_delete(rk, pnames, n, 30000, NULL, &err);
+        if (rc)
+                fprintf(stderr, "stack_util: %s topics: %s\n",
+                        create ? "creating" : "deleting", err.msg);
+        if (rk)
+                rd_kafka_destroy(rk);
+        return rc ? -1 : 0;
+}
+
+/* The producer's topics: four priorities and the dead letters. */
 static inline int su_admin(su_ctx_t *c, int create)
 {
-        const char *ts_type =
-            c->log_append_time ? "LogAppendTime" : "CreateTime";
-        char es[512], name[128];
-        const char *sfx[] = {"signals.p1", "signals.p2", "signals.p3",
-                             "signals.p4", "dlq"};
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_t *rk;
-        rd_kafka_queue_t *q;
-        rd_kafka_event_t *ev;
-        int rc = 0;
-
-        rd_kafka_conf_set(conf, "bootstrap.servers", c->kafka, es, sizeof(es));
-        rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof(es));
-        if (!rk)
-                return -1;
-        q = rd_kafka_queue_new(rk);
-        if (create) {
-                rd_kafka_NewTopic_t *nt[5];
-                for (int i = 0; i < 5; i++) {
-                        snprintf(name, sizeof(name), "%s.%s", c->name, sfx[i]);
-                        nt[i] = rd_kafka_NewTopic_new(name, SU_PARTITIONS, 1,
-                                                      es, sizeof(es));
-                        rd_kafka_NewTopic_set_config(
-                            nt[i], "message.timestamp.type", ts_type);
-                }
-                rd_kafka_CreateTopics(rk, nt, 5, NULL, q);
-                rd_kafka_NewTopic_destroy_array(nt, 5);
-        } else {
-                rd_kafka_DeleteTopic_t *dt[5];
-                for (int i = 0; i < 5; i++) {
-                        snprintf(name, sizeof(name), "%s.%s", c->name, sfx[i]);
-                        dt[i] = rd_kafka_DeleteTopic_new(name);
-                }
-                rd_kafka_DeleteTopics(rk, dt, 5, NULL, q);
-                rd_kafka_DeleteTopic_destroy_array(dt, 5);
-        }
-        ev = rd_kafka_queue_poll(q, 30000);
-        if (!ev || rd_kafka_event_error(ev)) {
-                fprintf(stderr, "stack_util: %s topics: %s\n",
-                        create ? "creating" : "deleting",
-                        ev ? rd_kafka_event_error_string(ev) : "timeout");
-                rc = -1;
-        }
-        if (ev)
-                rd_kafka_event_destroy(ev);
-        rd_kafka_queue_destroy(q);
-        rd_kafka_destroy(rk);
-        return rc;
+        static const char *const sfx[] = {"signals.p1", "signals.p2",
+                                          "signals.p3", "signals.p4", "dlq"};
+        return su_topics(c, sfx, 5, create);
 }
 
 /* ------------------------------------------------------------ life cycle */

@@ -19,6 +19,7 @@
 #include <librdkafka/rdkafka.h>
 
 #include "base/clock.h"
+#include "msg/admin.h"
 #include "msg/codec.h"
 #include "testutil.h"
 
@@ -50,44 +51,16 @@ static rd_kafka_t *client(rd_kafka_type_t type)
         return rk;
 }
 
-/* Runs an admin request's result event and returns the topic's error. */
-static rd_kafka_resp_err_t admin_topic(rd_kafka_t *rk, bool create)
+/* Creates or deletes the test's topic (2 partitions) through msg/admin;
+ * a topic-level failure is an error. */
+static par_err_t admin_topic(rd_kafka_t *rk, bool create, par_error_t *err)
 {
-        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-        rd_kafka_event_t *ev;
-        rd_kafka_resp_err_t e = RD_KAFKA_RESP_ERR__TIMED_OUT;
-        char errstr[256];
+        par_admin_topic_t t = {
+            .name = topic, .partitions = 2, .replication = 1};
+        const char *name = topic;
 
-        if (create) {
-                rd_kafka_NewTopic_t *nt =
-                    rd_kafka_NewTopic_new(topic, 2, 1, errstr, sizeof(errstr));
-                rd_kafka_CreateTopics(rk, &nt, 1, NULL, q);
-                rd_kafka_NewTopic_destroy(nt);
-        } else {
-                rd_kafka_DeleteTopic_t *dt = rd_kafka_DeleteTopic_new(topic);
-                rd_kafka_DeleteTopics(rk, &dt, 1, NULL, q);
-                rd_kafka_DeleteTopic_destroy(dt);
-        }
-        if ((ev = rd_kafka_queue_poll(q, 30000))) {
-                const rd_kafka_topic_result_t **res;
-                size_t n = 0;
-
-                e = rd_kafka_event_error(ev);
-                if (!e) {
-                        res = create
-                                  ? rd_kafka_CreateTopics_result_topics(
-                                        rd_kafka_event_CreateTopics_result(ev),
-                                        &n)
-                                  : rd_kafka_DeleteTopics_result_topics(
-                                        rd_kafka_event_DeleteTopics_result(ev),
-                                        &n);
-                        e = n == 1 ? rd_kafka_topic_result_error(res[0])
-                                   : RD_KAFKA_RESP_ERR__FAIL;
-                }
-                rd_kafka_event_destroy(ev);
-        }
-        rd_kafka_queue_destroy(q);
-        return e;
+        return create ? par_admin_create(rk, &t, 1, 30000, NULL, err)
+                      : par_admin_delete(rk, &name, 1, 30000, NULL, err);
 }
 
 static void produce(rd_kafka_t *p, int partition, const char *key,
@@ -290,7 +263,6 @@ int main(void)
 {
         par_error_t err = {0};
         rd_kafka_t *admin;
-        rd_kafka_resp_err_t e;
         unsigned char orig[64];
 
         brokers = tu_env("PARALLEL_TEST_KAFKA", "127.0.0.1:9092");
@@ -334,19 +306,17 @@ int main(void)
         admin = client(RD_KAFKA_PRODUCER);
         if (!admin)
                 return 1;
-        e = admin_topic(admin, true);
-        if (e) {
+        if (admin_topic(admin, true, &err)) {
                 fprintf(stderr, "create topic %s on %s: %s\n", topic, brokers,
-                        rd_kafka_err2str(e));
+                        err.msg);
                 rd_kafka_destroy(admin);
                 return 1;
         }
         RUN(test_produce);
         RUN(test_consume);
         RUN(test_ctl_decode);
-        e = admin_topic(admin, false);
-        CHECKF(e == RD_KAFKA_RESP_ERR_NO_ERROR, "delete topic: %s",
-               rd_kafka_err2str(e));
+        CHECKF(admin_topic(admin, false, &err) == PAR_OK, "delete topic: %s",
+               err.msg);
         rd_kafka_destroy(admin);
         json_decref(dead);
         json_decref(result);

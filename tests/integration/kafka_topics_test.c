@@ -13,6 +13,7 @@
 
 #include "base/clock.h"
 #include "base/config.h"
+#include "msg/admin.h"
 #include "msg/kafka.h"
 #include "testutil.h"
 
@@ -50,20 +51,10 @@ static int run_ctl(char *out, size_t n, const char *fmt, ...)
         return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-/* Partition count from fresh metadata; -1 when missing. */
+/* Partition count from fresh metadata; negative when missing. */
 static int partitions(const char *topic)
 {
-        rd_kafka_topic_t *t = rd_kafka_topic_new(admin, topic, NULL);
-        const struct rd_kafka_metadata *md = NULL;
-        int n = -1;
-
-        if (rd_kafka_metadata(admin, 0, t, &md, 10000) == 0 &&
-            md->topic_cnt == 1 && !md->topics[0].err)
-                n = md->topics[0].partition_cnt;
-        if (md)
-                rd_kafka_metadata_destroy(md);
-        rd_kafka_topic_destroy(t);
-        return n;
+        return par_admin_partitions(admin, topic, 10000);
 }
 
 /* One topic config value via DescribeConfigs, into buf ("" if absent). */
@@ -227,7 +218,7 @@ int main(void)
 {
         par_error_t err;
         rd_kafka_conf_t *conf = NULL;
-        char errstr[512], out[4096];
+        char out[4096];
 
         bootstrap = tu_env("PARALLEL_TEST_KAFKA", "127.0.0.1:9092");
         snprintf(ctl, sizeof(ctl), "%s/parallel-ctl",
@@ -237,16 +228,10 @@ int main(void)
         if (par_config_new(&cfg, &err) ||
             par_config_set(cfg, "topic.prefix", prefix, &err) ||
             par_config_set(cfg, "kafka.bootstrap.servers", bootstrap, &err) ||
-            par_kafka_conf_new(&conf, cfg, "it-admin", &err)) {
+            par_kafka_conf_new(&conf, cfg, "it-admin", &err) ||
+            /* probing a deleted topic must not re-create it */
+            par_admin_client_new(&admin, conf, 10000, &err)) {
                 fprintf(stderr, "setup: %s\n", err.msg);
-                return 1;
-        }
-        /* probing a deleted topic must not re-create it */
-        rd_kafka_conf_set(conf, "allow.auto.create.topics", "false", errstr,
-                          sizeof(errstr));
-        admin = rd_kafka_new(RD_KAFKA_PRODUCER, conf, errstr, sizeof(errstr));
-        if (!admin) {
-                fprintf(stderr, "setup: %s\n", errstr);
                 return 1;
         }
         RUN(test_create_twice);

@@ -19,46 +19,11 @@
 
 #define SC_MAX_RESULTS 8 /* per signal, kept for inspection */
 
+/* The consumer's own topics of the world. */
 static inline int sc_topics(su_ctx_t *c, int create)
 {
-        char es[512], name[128];
-        const char *sfx[] = {"results", "metrics", "workers"};
-        rd_kafka_conf_t *conf = rd_kafka_conf_new();
-        rd_kafka_t *rk;
-        rd_kafka_queue_t *q;
-        rd_kafka_event_t *ev;
-        int rc = 0;
-
-        rd_kafka_conf_set(conf, "bootstrap.servers", c->kafka, es, sizeof(es));
-        if (!(rk = rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof(es))))
-                return -1;
-        q = rd_kafka_queue_new(rk);
-        if (create) {
-                rd_kafka_NewTopic_t *nt[3];
-                for (int i = 0; i < 3; i++) {
-                        snprintf(name, sizeof(name), "%s.%s", c->name, sfx[i]);
-                        nt[i] = rd_kafka_NewTopic_new(name, SU_PARTITIONS, 1,
-                                                      es, sizeof(es));
-                }
-                rd_kafka_CreateTopics(rk, nt, 3, NULL, q);
-                rd_kafka_NewTopic_destroy_array(nt, 3);
-        } else {
-                rd_kafka_DeleteTopic_t *dt[3];
-                for (int i = 0; i < 3; i++) {
-                        snprintf(name, sizeof(name), "%s.%s", c->name, sfx[i]);
-                        dt[i] = rd_kafka_DeleteTopic_new(name);
-                }
-                rd_kafka_DeleteTopics(rk, dt, 3, NULL, q);
-                rd_kafka_DeleteTopic_destroy_array(dt, 3);
-        }
-        ev = rd_kafka_queue_poll(q, 30000);
-        if (!ev || rd_kafka_event_error(ev))
-                rc = -1;
-        if (ev)
-                rd_kafka_event_destroy(ev);
-        rd_kafka_queue_destroy(q);
-        rd_kafka_destroy(rk);
-        return rc;
+        static const char *const sfx[] = {"results", "metrics", "workers"};
+        return su_topics(c, sfx, 3, create);
 }
 
 static inline int sc_init(su_ctx_t *c, const char *what)
