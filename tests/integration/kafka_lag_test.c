@@ -22,6 +22,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "msg/admin.h"
 #include "msg/lag.h"
 #include "testutil.h"
 
@@ -46,34 +47,22 @@ static rd_kafka_t *client(rd_kafka_type_t type, const char *grp)
         return rd_kafka_new(type, c, es, sizeof(es));
 }
 
+/* Creates or deletes the two test topics through msg/admin. */
 static int admin_topics(rd_kafka_t *rk, int create)
 {
-        char es[256];
-        rd_kafka_queue_t *q = rd_kafka_queue_new(rk);
-        rd_kafka_event_t *ev;
-        int rc = 0;
+        const char *names[2] = {topics[0], topics[1]};
+        par_admin_topic_t t[2] = {
+            {.name = topics[0], .partitions = NPART, .replication = 1},
+            {.name = topics[1], .partitions = NPART, .replication = 1},
+        };
+        par_error_t err = {0};
+        par_err_t rc = create
+                           ? par_admin_create(rk, t, 2, 30000, NULL, &err)
+                           : par_admin_delete(rk, names, 2, 30000, NULL, &err);
 
-        if (create) {
-                rd_kafka_NewTopic_t *nt[2];
-                for (int i = 0; i < 2; i++)
-                        nt[i] = rd_kafka_NewTopic_new(topics[i], NPART, 1, es,
-                                                      sizeof(es));
-                rd_kafka_CreateTopics(rk, nt, 2, NULL, q);
-                rd_kafka_NewTopic_destroy_array(nt, 2);
-        } else {
-                rd_kafka_DeleteTopic_t *dt[2];
-                for (int i = 0; i < 2; i++)
-                        dt[i] = rd_kafka_DeleteTopic_new(topics[i]);
-                rd_kafka_DeleteTopics(rk, dt, 2, NULL, q);
-                rd_kafka_DeleteTopic_destroy_array(dt, 2);
-        }
-        ev = rd_kafka_queue_poll(q, 30000);
-        if (!ev || rd_kafka_event_error(ev))
-                rc = -1;
-        if (ev)
-                rd_kafka_event_destroy(ev);
-        rd_kafka_queue_destroy(q);
-        return rc;
+        if (rc)
+                fprintf(stderr, "admin: %s\n", err.msg);
+        return rc ? -1 : 0;
 }
 
 /* The tool's LAG per (topic, partition), -2 where it lists no row, -1 for

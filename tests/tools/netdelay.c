@@ -29,6 +29,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "base/clock.h"
+
 #define RING (1u << 16)
 
 static volatile sig_atomic_t stop;
@@ -44,13 +46,6 @@ static void on_signal(int sig)
         stop = 1;
 }
 
-static int64_t now_ms(void)
-{
-        struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
-        return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg,
                      struct nfq_data *nfa, void *data)
 {
@@ -63,14 +58,14 @@ static int on_packet(struct nfq_q_handle *qh, struct nfgenmsg *msg,
         if (head - tail >= RING) /* full: let it through now */
                 return nfq_set_verdict(qh, id, NF_ACCEPT, 0, NULL);
         ids[head % RING] = id;
-        due[head % RING] = now_ms() + delay_ms;
+        due[head % RING] = par_clock_mono_ms() + delay_ms;
         head++;
         return 0;
 }
 
 static void release_due(struct nfq_q_handle *qh, bool all)
 {
-        int64_t t = now_ms();
+        int64_t t = par_clock_mono_ms();
         while (tail != head && (all || due[tail % RING] <= t)) {
                 bool drop = !all && loss > 0 &&
                             (double)rand() / RAND_MAX * 100.0 < loss;
@@ -90,7 +85,7 @@ int main(int argc, char **argv)
         int queue = atoi(argv[1]);
         delay_ms = atoll(argv[2]);
         loss = atof(argv[3]);
-        srand((unsigned)now_ms());
+        srand((unsigned)par_clock_mono_ms());
 
         struct sigaction sa;
         memset(&sa, 0, sizeof(sa));
@@ -121,7 +116,7 @@ int main(int argc, char **argv)
         while (!stop) {
                 int timeout = -1;
                 if (tail != head) {
-                        int64_t left = due[tail % RING] - now_ms();
+                        int64_t left = due[tail % RING] - par_clock_mono_ms();
                         timeout = left < 0 ? 0 : (int)left;
                 }
                 struct pollfd p = {.fd = fd, .events = POLLIN};
