@@ -431,7 +431,7 @@ static void check_page(world_t *w)
         }
         int port = 0;
         char buf[4096];
-        for (double d = tu_now() + 30; tu_now() < d;) {
+        for (double d = par_clock_mono_s() + 30; par_clock_mono_s() < d;) {
                 char *o = slurp(outf, NULL), *p;
                 if (o && (p = strstr(o, "serving http://127.0.0.1:")))
                         port = atoi(p + strlen("serving http://127.0.0.1:"));
@@ -439,7 +439,7 @@ static void check_page(world_t *w)
                 if (port &&
                     su_http_get(port, "/cluster.json", buf, sizeof(buf)) == 200)
                         break;
-                su_sleep_ms(200);
+                par_clock_sleep_ms(200);
         }
         CHECKF(port > 0, "parallel-ctl status --http did not start");
         if (port) {
