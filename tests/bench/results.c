@@ -46,8 +46,8 @@
 #include <jansson.h>
 
 #include "base/clock.h"
-#include "msg/codec.h"
 #include "base/config.h"
+#include "msg/codec.h"
 #include "msg/kafka.h"
 
 #define MAXPART 256

@@ -7,6 +7,7 @@
  * into the next, and checks at the end that no process of any browser
  * group it saw is left and no temp dir remains.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <pthread.h>
@@ -18,7 +19,6 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
-#include <dirent.h>
 #include <unistd.h>
 
 #include "base/clock.h"

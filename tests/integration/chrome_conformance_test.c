@@ -159,8 +159,4 @@ static void test_conformance(void)
                 free(names[i]);
 }
 
-int main(void)
-{
-        RUN(test_conformance);
-        TEST_DONE();
-}
+TEST_MAIN(test_conformance)

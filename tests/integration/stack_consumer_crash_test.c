@@ -144,8 +144,4 @@ static void test_crash(void)
         sc_cleanup(&c);
 }
 
-int main(void)
-{
-        RUN(test_crash);
-        TEST_DONE();
-}
+TEST_MAIN(test_crash)

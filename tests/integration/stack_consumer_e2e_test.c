@@ -195,8 +195,4 @@ static void test_e2e(void)
         sc_cleanup(&c);
 }
 
-int main(void)
-{
-        RUN(test_e2e);
-        TEST_DONE();
-}
+TEST_MAIN(test_e2e)

@@ -225,8 +225,4 @@ static void test_poison(void)
         rmdir(dir);
 }
 
-int main(void)
-{
-        RUN(test_poison);
-        TEST_DONE();
-}
+TEST_MAIN(test_poison)

@@ -124,8 +124,4 @@ static void test_priority(void)
         fprintf(stderr, "   cleanup in %.1f s\n", par_clock_mono_s() - t_clean);
 }
 
-int main(void)
-{
-        RUN(test_priority);
-        TEST_DONE();
-}
+TEST_MAIN(test_priority)

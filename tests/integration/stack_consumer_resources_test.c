@@ -93,8 +93,4 @@ static void test_resources(void)
         sc_cleanup(&c);
 }
 
-int main(void)
-{
-        RUN(test_resources);
-        TEST_DONE();
-}
+TEST_MAIN(test_resources)

@@ -213,8 +213,4 @@ static void test_xprio(void)
         rmdir(dir);
 }
 
-int main(void)
-{
-        RUN(test_xprio);
-        TEST_DONE();
-}
+TEST_MAIN(test_xprio)

@@ -329,8 +329,4 @@ static void test_e2e(void)
         teardown(&w);
 }
 
-int main(void)
-{
-        RUN(test_e2e);
-        TEST_DONE();
-}
+TEST_MAIN(test_e2e)

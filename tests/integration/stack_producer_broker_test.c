@@ -73,14 +73,4 @@ static void test_broker_restart(void)
         su_ledger_free(&ledger);
 }
 
-int main(void)
-{
-        if (su_init(&ctx, "broker")) {
-                fprintf(stderr, "FAIL: the stack is not reachable "
-                                "(deploy/dev/stack up)\n");
-                return 1;
-        }
-        RUN(test_broker_restart);
-        su_cleanup(&ctx);
-        TEST_DONE();
-}
+SU_TEST_MAIN(ctx, "broker", test_broker_restart)

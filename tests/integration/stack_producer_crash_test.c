@@ -78,14 +78,4 @@ static void test_crash(void)
         su_ledger_free(&ledger);
 }
 
-int main(void)
-{
-        if (su_init(&ctx, "crash")) {
-                fprintf(stderr, "FAIL: the stack is not reachable "
-                                "(deploy/dev/stack up)\n");
-                return 1;
-        }
-        RUN(test_crash);
-        su_cleanup(&ctx);
-        TEST_DONE();
-}
+SU_TEST_MAIN(ctx, "crash", test_crash)

@@ -146,14 +146,4 @@ static void test_ctl(void)
         su_reader_destroy(&r);
 }
 
-int main(void)
-{
-        if (su_init(&ctx, "ctl")) {
-                fprintf(stderr, "FAIL: the stack is not reachable "
-                                "(deploy/dev/stack up)\n");
-                return 1;
-        }
-        RUN(test_ctl);
-        su_cleanup(&ctx);
-        TEST_DONE();
-}
+SU_TEST_MAIN(ctx, "ctl", test_ctl)

@@ -85,14 +85,4 @@ static void test_flow(void)
         su_ledger_free(&l);
 }
 
-int main(void)
-{
-        if (su_init(&ctx, "flow")) {
-                fprintf(stderr, "FAIL: the stack is not reachable "
-                                "(deploy/dev/stack up)\n");
-                return 1;
-        }
-        RUN(test_flow);
-        su_cleanup(&ctx);
-        TEST_DONE();
-}
+SU_TEST_MAIN(ctx, "flow", test_flow)

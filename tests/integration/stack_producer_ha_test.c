@@ -109,14 +109,4 @@ static void test_ha(void)
         su_ledger_free(&ledger);
 }
 
-int main(void)
-{
-        if (su_init(&ctx, "ha")) {
-                fprintf(stderr, "FAIL: the stack is not reachable "
-                                "(deploy/dev/stack up)\n");
-                return 1;
-        }
-        RUN(test_ha);
-        su_cleanup(&ctx);
-        TEST_DONE();
-}
+SU_TEST_MAIN(ctx, "ha", test_ha)

@@ -265,14 +265,4 @@ static void test_reject(void)
         su_ledger_free(&l);
 }
 
-int main(void)
-{
-        if (su_init(&ctx, "reject")) {
-                fprintf(stderr, "FAIL: the stack is not reachable "
-                                "(deploy/dev/stack up)\n");
-                return 1;
-        }
-        RUN(test_reject);
-        su_cleanup(&ctx);
-        TEST_DONE();
-}
+SU_TEST_MAIN(ctx, "reject", test_reject)

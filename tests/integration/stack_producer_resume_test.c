@@ -103,14 +103,4 @@ static void test_resume(void)
         su_ledger_free(&l);
 }
 
-int main(void)
-{
-        if (su_init(&ctx, "resume")) {
-                fprintf(stderr, "FAIL: the stack is not reachable "
-                                "(deploy/dev/stack up)\n");
-                return 1;
-        }
-        RUN(test_resume);
-        su_cleanup(&ctx);
-        TEST_DONE();
-}
+SU_TEST_MAIN(ctx, "resume", test_resume)

@@ -118,14 +118,4 @@ static void test_sweeper(void)
         su_reader_destroy(&r);
 }
 
-int main(void)
-{
-        if (su_init(&ctx, "sweeper")) {
-                fprintf(stderr, "FAIL: the stack is not reachable "
-                                "(deploy/dev/stack up)\n");
-                return 1;
-        }
-        RUN(test_sweeper);
-        su_cleanup(&ctx);
-        TEST_DONE();
-}
+SU_TEST_MAIN(ctx, "sweeper", test_sweeper)

@@ -40,8 +40,4 @@ static void test_table(void)
         }
 }
 
-int main(void)
-{
-        RUN(test_table);
-        TEST_DONE();
-}
+TEST_MAIN(test_table)

@@ -79,10 +79,4 @@ static void test_connect_needs_endpoints(void)
         CHECK(par_chrome_tab_acquire(NULL, 0, NULL, &err) == PAR_ERR_INVALID);
 }
 
-int main(void)
-{
-        RUN(test_defaults);
-        RUN(test_values);
-        RUN(test_connect_needs_endpoints);
-        TEST_DONE();
-}
+TEST_MAIN(test_defaults, test_values, test_connect_needs_endpoints)

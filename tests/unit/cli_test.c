@@ -286,35 +286,27 @@ static void test_bad_config(void)
         snprintf(envfile, sizeof(envfile), "PARALLEL_CONFIG=%s/nope.properties",
                  tmpdir);
 
+        /* -X values every program refuses: argument, then what the one
+         * error line must name. */
+        static const struct {
+                const char *arg, *want1, *want2;
+        } bad_x[] = {
+            {"no.such.key=1", "no.such.key", "unknown key"},
+            {"priority.levels=0", "priority.levels", "1..16"},
+            {"chrome.mode=x", "chrome.mode", "launch|connect"},
+            {"workers.max=lots", "workers.max", NULL},
+            {"log.level=loud", "log.level", "debug|info"},
+            {"claim.lease=soon", "claim.lease", NULL},
+            {"novalue", "novalue", "key=value"},
+        };
+
         for (size_t i = 0; i < 3; i++) {
                 const char *p = progs[i];
-                expect_rejected(
-                    p, NULL,
-                    ARGS(DEAD_KAFKA, DEAD_MONGO, "-X", "no.such.key=1"),
-                    "no.such.key", "unknown key");
-                expect_rejected(
-                    p, NULL,
-                    ARGS(DEAD_KAFKA, DEAD_MONGO, "-X", "priority.levels=0"),
-                    "priority.levels", "1..16");
-                expect_rejected(
-                    p, NULL,
-                    ARGS(DEAD_KAFKA, DEAD_MONGO, "-X", "chrome.mode=x"),
-                    "chrome.mode", "launch|connect");
-                expect_rejected(
-                    p, NULL,
-                    ARGS(DEAD_KAFKA, DEAD_MONGO, "-X", "workers.max=lots"),
-                    "workers.max", NULL);
-                expect_rejected(
-                    p, NULL,
-                    ARGS(DEAD_KAFKA, DEAD_MONGO, "-X", "log.level=loud"),
-                    "log.level", "debug|info");
-                expect_rejected(
-                    p, NULL,
-                    ARGS(DEAD_KAFKA, DEAD_MONGO, "-X", "claim.lease=soon"),
-                    "claim.lease", NULL);
-                expect_rejected(p, NULL,
-                                ARGS(DEAD_KAFKA, DEAD_MONGO, "-X", "novalue"),
-                                "novalue", "key=value");
+                for (size_t k = 0; k < sizeof(bad_x) / sizeof(bad_x[0]); k++)
+                        expect_rejected(
+                            p, NULL,
+                            ARGS(DEAD_KAFKA, DEAD_MONGO, "-X", bad_x[k].arg),
+                            bad_x[k].want1, bad_x[k].want2);
                 expect_rejected(p, NULL, ARGS(DEAD_KAFKA, DEAD_MONGO, "-X"),
                                 "-X", NULL);
                 expect_rejected(

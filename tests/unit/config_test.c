@@ -228,14 +228,6 @@ static void test_docs_current(void)
         free(have);
 }
 
-int main(void)
-{
-        RUN(test_defaults);
-        RUN(test_errors_name_key);
-        RUN(test_layers);
-        RUN(test_kafka_and_redaction);
-        RUN(test_redaction_patterns);
-        RUN(test_rejects_empty_and_non_files);
-        RUN(test_docs_current);
-        TEST_DONE();
-}
+TEST_MAIN(test_defaults, test_errors_name_key, test_layers,
+          test_kafka_and_redaction, test_redaction_patterns,
+          test_rejects_empty_and_non_files, test_docs_current)

@@ -220,11 +220,4 @@ static void test_sizes(void)
         par_config_destroy(cfg);
 }
 
-int main(void)
-{
-        RUN(test_conf);
-        RUN(test_topic_names);
-        RUN(test_traceparent);
-        RUN(test_sizes);
-        TEST_DONE();
-}
+TEST_MAIN(test_conf, test_topic_names, test_traceparent, test_sizes)

@@ -479,14 +479,5 @@ static void test_buckets(void)
         par_metrics_destroy(m);
 }
 
-int main(void)
-{
-        RUN(test_percentiles);
-        RUN(test_edges);
-        RUN(test_take_merge);
-        RUN(test_concurrency);
-        RUN(test_registry);
-        RUN(test_render);
-        RUN(test_buckets);
-        TEST_DONE();
-}
+TEST_MAIN(test_percentiles, test_edges, test_take_merge, test_concurrency,
+          test_registry, test_render, test_buckets)

@@ -141,9 +141,4 @@ static void test_partitions_collect_revoke(void)
         par_offsets_destroy(NULL);
 }
 
-int main(void)
-{
-        RUN(test_random_orders);
-        RUN(test_partitions_collect_revoke);
-        TEST_DONE();
-}
+TEST_MAIN(test_random_orders, test_partitions_collect_revoke)

@@ -367,14 +367,5 @@ static void test_fixture_recipes(void)
         par_recipe_set_destroy(set);
 }
 
-int main(void)
-{
-        RUN(test_recorder_export);
-        RUN(test_defaults);
-        RUN(test_validation_errors);
-        RUN(test_subst);
-        RUN(test_keys);
-        RUN(test_load_dir);
-        RUN(test_fixture_recipes);
-        TEST_DONE();
-}
+TEST_MAIN(test_recorder_export, test_defaults, test_validation_errors,
+          test_subst, test_keys, test_load_dir, test_fixture_recipes)

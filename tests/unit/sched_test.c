@@ -320,14 +320,5 @@ static void test_threads(void)
         par_sched_destroy(m.s);
 }
 
-int main(void)
-{
-        RUN(test_priority_order);
-        RUN(test_resource_exclusive_and_ordered);
-        RUN(test_aging);
-        RUN(test_watermarks);
-        RUN(test_revoke);
-        RUN(test_defer);
-        RUN(test_threads);
-        TEST_DONE();
-}
+TEST_MAIN(test_priority_order, test_resource_exclusive_and_ordered, test_aging,
+          test_watermarks, test_revoke, test_defer, test_threads)

@@ -99,9 +99,4 @@ static void test_scrambled(void)
         free(seqs);
 }
 
-int main(void)
-{
-        RUN(test_order);
-        RUN(test_scrambled);
-        TEST_DONE();
-}
+TEST_MAIN(test_order, test_scrambled)

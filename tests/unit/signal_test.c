@@ -5,8 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "store/signal.h"
 #include "base/text.h"
+#include "store/signal.h"
 #include "testutil.h"
 
 #define OID "65a1b2c3d4e5f60718293a4b"
@@ -278,6 +278,22 @@ static void test_reasons_utf8(void)
         }
 }
 
+/* A pending signal whose one parameter "blob" holds `blob`. */
+static bson_t *blob_doc(const bson_oid_t *oid, const char *blob)
+{
+        bson_t *d = bson_new(), params;
+
+        BSON_APPEND_OID(d, "_id", oid);
+        BSON_APPEND_INT32(d, "priority", 2);
+        BSON_APPEND_UTF8(d, "recipe", "noop");
+        BSON_APPEND_DATE_TIME(d, "created_at", 1000);
+        BSON_APPEND_UTF8(d, "status", "pending");
+        BSON_APPEND_DOCUMENT_BEGIN(d, "params", &params);
+        BSON_APPEND_UTF8(&params, "blob", blob);
+        bson_append_document_end(d, &params);
+        return d;
+}
+
 /* Cases that JSON cannot express: sizes and bytes. */
 static void test_built(void)
 {
@@ -296,15 +312,7 @@ static void test_built(void)
         /* 1 MB of params. */
         memset(big, 'x', (1 << 20) - 1);
         big[(1 << 20) - 1] = '\0';
-        d = bson_new();
-        BSON_APPEND_OID(d, "_id", &oid);
-        BSON_APPEND_INT32(d, "priority", 2);
-        BSON_APPEND_UTF8(d, "recipe", "noop");
-        BSON_APPEND_DATE_TIME(d, "created_at", 1000);
-        BSON_APPEND_UTF8(d, "status", "pending");
-        BSON_APPEND_DOCUMENT_BEGIN(d, "params", &params);
-        BSON_APPEND_UTF8(&params, "blob", big);
-        bson_append_document_end(d, &params);
+        d = blob_doc(&oid, big);
         CHECK(par_signal_parse(&s, d, &lim, &err) == PAR_ERR_INVALID);
         CHECK_STR(err.msg, "signal " OID ": params larger than 65536 bytes");
         bson_destroy(d);
@@ -313,15 +321,7 @@ static void test_built(void)
         {
                 par_signal_limits_t big_lim = lim;
                 big_lim.max_params_bytes = 2 << 20;
-                d = bson_new();
-                BSON_APPEND_OID(d, "_id", &oid);
-                BSON_APPEND_INT32(d, "priority", 2);
-                BSON_APPEND_UTF8(d, "recipe", "noop");
-                BSON_APPEND_DATE_TIME(d, "created_at", 1000);
-                BSON_APPEND_UTF8(d, "status", "pending");
-                BSON_APPEND_DOCUMENT_BEGIN(d, "params", &params);
-                BSON_APPEND_UTF8(&params, "blob", big);
-                bson_append_document_end(d, &params);
+                d = blob_doc(&oid, big);
                 CHECKF(par_signal_parse(&s, d, &big_lim, &err) == PAR_OK, "%s",
                        err.msg);
                 CHECK(s.n_params == 1 &&

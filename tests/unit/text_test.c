@@ -109,13 +109,5 @@ static void test_log_one_line(void)
         unlink(path);
 }
 
-int main(void)
-{
-        RUN(test_seq_len);
-        RUN(test_clip);
-        RUN(test_scrub);
-        RUN(test_error_set_valid);
-        RUN(test_logfmt);
-        RUN(test_log_one_line);
-        TEST_DONE();
-}
+TEST_MAIN(test_seq_len, test_clip, test_scrub, test_error_set_valid,
+          test_logfmt, test_log_one_line)

@@ -1,63 +1,7 @@
-/*
- * fixture_server.h — a tiny static HTTP/1.1 server for tests and the demo,
- * header-only.
- *
- *   fx_server_t fx;
- *   if (fx_server_start(&fx, "/path/to/tests/fixtures/pages") != 0) …
- *   … "http://127.0.0.1:%d/late.html", fx.port …
- *   fx_server_stop(&fx);
- *
- * It listens on 127.0.0.1 on an ephemeral port (fx_server_start_at: any
- * IPv4 address and port, e.g. a test network namespace's) and serves files
- * under root with one detached thread per connection (so a request that never
- * ends does not block the others), answering with "Connection: close". Special
- * paths, for the failure cases a browser test needs:
- *   /slow            headers and half a page, then nothing until stop: the
- *                    page never finishes loading.
- *   /delay/<ms>/<f>  serves file <f> after <ms> milliseconds.
- *   /status/<code>   an empty response with that status code.
- * Anything with ".." in the path is a 404. fx.requests counts requests.
- *
- * Threads: start and stop from one thread; the server's threads touch only
- * the fx_server_t. Why not lws? Tests need a server that can misbehave on
- * purpose (stall mid-body) with no event-loop plumbing; a blocking
- * thread-per-connection server is the smallest thing that does that.
- */
-#ifndef PAR_FIXTURE_SERVER_H
-#define PAR_FIXTURE_SERVER_H
+/* fixture_server.c — see fixture_server.h. */
+#include "fixture_server.h"
 
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <pthread.h>
-#include <stdatomic.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <sys/stat.h>
-#include <time.h>
-#include <unistd.h>
-
-#include "base/clock.h"
-
-typedef struct fx_server {
-        int fd;
-        int port;
-        char root[1024];
-        pthread_t thread;
-        atomic_int stop;
-        atomic_int active; /* connection threads alive */
-        atomic_int requests;
-} fx_server_t;
-
-typedef struct fx_conn {
-        fx_server_t *s;
-        int fd;
-} fx_conn_t;
-
-static inline void fx__send(int fd, const void *buf, size_t n)
+static void fx__send(int fd, const void *buf, size_t n)
 {
         const char *p = (const char *)buf;
 
@@ -71,7 +15,7 @@ static inline void fx__send(int fd, const void *buf, size_t n)
         }
 }
 
-static inline void fx__status(int fd, int code)
+static void fx__status(int fd, int code)
 {
         char h[160];
         int n = snprintf(h, sizeof(h),
@@ -82,7 +26,7 @@ static inline void fx__status(int fd, int code)
         fx__send(fd, h, (size_t)n);
 }
 
-static inline const char *fx__type(const char *path)
+static const char *fx__type(const char *path)
 {
         const char *dot = strrchr(path, '.');
 
@@ -103,7 +47,7 @@ static inline const char *fx__type(const char *path)
         return "application/octet-stream";
 }
 
-static inline void fx__file(fx_server_t *s, int fd, const char *rel)
+static void fx__file(fx_server_t *s, int fd, const char *rel)
 {
         char path[2048], h[256];
         struct stat st;
@@ -129,7 +73,7 @@ static inline void fx__file(fx_server_t *s, int fd, const char *rel)
         fclose(f);
 }
 
-static inline void *fx__conn(void *arg)
+static void *fx__conn(void *arg)
 {
         fx_conn_t *c = (fx_conn_t *)arg;
         fx_server_t *s = c->s;
@@ -194,7 +138,7 @@ done:
         return NULL;
 }
 
-static inline void *fx__accept(void *arg)
+static void *fx__accept(void *arg)
 {
         fx_server_t *s = (fx_server_t *)arg;
 
@@ -231,8 +175,8 @@ static inline void *fx__accept(void *arg)
 /* Starts serving root (copied) on addr:port (IPv4, network order not
  * needed: addr is dotted text; port 0 picks one). Returns 0, or -1 with
  * errno set. */
-static inline int fx_server_start_at(fx_server_t *s, const char *root,
-                                     const char *addr, int port)
+int fx_server_start_at(fx_server_t *s, const char *root, const char *addr,
+                       int port)
 {
         struct sockaddr_in a;
         socklen_t al = sizeof(a);
@@ -268,14 +212,14 @@ fail:
 }
 
 /* Starts serving root on 127.0.0.1 on an ephemeral port. */
-static inline int fx_server_start(fx_server_t *s, const char *root)
+int fx_server_start(fx_server_t *s, const char *root)
 {
         return fx_server_start_at(s, root, "127.0.0.1", 0);
 }
 
 /* Stops accepting, ends stalled responses, waits for connection threads
  * (up to 5 s) and closes the socket. */
-static inline void fx_server_stop(fx_server_t *s)
+void fx_server_stop(fx_server_t *s)
 {
         int i;
 
@@ -288,5 +232,3 @@ static inline void fx_server_stop(fx_server_t *s)
         close(s->fd);
         s->fd = -1;
 }
-
-#endif

@@ -1,63 +1,10 @@
-/*
- * stack_util.h — shared helpers for the producer's stack tests (label
- * `stack`: they need the local Kafka and the MongoDB stand-in).
- *
- * Each test gets a private world: a unique MongoDB database and a unique
- * topic prefix (created here with the Admin API, deleted at the end), so
- * tests can run beside each other and beside anyone else's. The producer is
- * the real binary ($PARALLEL_BINARY_DIR/parallel-producer), spawned with -X
- * options and killed by pid. A ledger records every signal id inserted and
- * counts how often each is read back from Kafka.
- *
- * Header-only, single-threaded unless a function says otherwise.
- */
-#ifndef PAR_STACK_UTIL_H
-#define PAR_STACK_UTIL_H
-
-#include <errno.h>
-#include <pthread.h>
-#include <signal.h>
-#include <stdarg.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/types.h>
-#include <sys/wait.h>
-#include <time.h>
-#include <unistd.h>
-
-#include <librdkafka/rdkafka.h>
-#include <mongoc/mongoc.h>
-
-#include "base/clock.h"
-#include "msg/admin.h"
-#include "msg/codec.h"
-#include "net/httpc.h"
-#include "testutil.h"
-
-#define SU_PARTITIONS 3
-
-typedef struct su_ctx {
-        char name[64]; /* database name and topic prefix */
-        const char *mongo_uri;
-        const char *kafka;
-        mongoc_client_t *client;
-        mongoc_collection_t *signals;
-        par_codec_t *codec;
-        char bin[512];
-        char logdir[256];
-        int log_append_time; /* topics stamp messages when appended */
-} su_ctx_t;
-
-/* ------------------------------------------------------------------ misc */
-
-/* ---------------------------------------------------------------- topics */
+/* stack_util.c — see stack_util.h. */
+#include "stack_util.h"
 
 /* Creates (create=1) or deletes the topics <world>.<suffix> for
  * suffixes[0..n) through msg/admin, SU_PARTITIONS partitions each, with
  * the world's timestamp type. */
-static inline int su_topics(su_ctx_t *c, const char *const *suffixes, size_t n,
-                            int create)
+int su_topics(su_ctx_t *c, const char *const *suffixes, size_t n, int create)
 {
         char names[8][128];
         const char *pnames[8];
@@ -98,17 +45,15 @@ static inline int su_topics(su_ctx_t *c, const char *const *suffixes, size_t n,
 }
 
 /* The producer's topics: four priorities and the dead letters. */
-static inline int su_admin(su_ctx_t *c, int create)
+static int su_admin(su_ctx_t *c, int create)
 {
         static const char *const sfx[] = {"signals.p1", "signals.p2",
                                           "signals.p3", "signals.p4", "dlq"};
         return su_topics(c, sfx, 5, create);
 }
 
-/* ------------------------------------------------------------ life cycle */
-
 /* A {ping: 1} command document (static storage; single-threaded use). */
-static inline const bson_t *tmp_bson_ping(void)
+static const bson_t *tmp_bson_ping(void)
 {
         static bson_t doc;
         bson_init(&doc); /* small: inline storage, nothing to free */
@@ -119,7 +64,7 @@ static inline const bson_t *tmp_bson_ping(void)
 /* Creates the private world for test `what`; with log_append_time its
  * topics use message.timestamp.type=LogAppendTime (the broker's append time
  * is then each message's timestamp). Returns 0 or -1. */
-static inline int su_init_ex(su_ctx_t *c, const char *what, int log_append_time)
+int su_init_ex(su_ctx_t *c, const char *what, int log_append_time)
 {
         bson_error_t e;
         par_error_t err;
@@ -158,12 +103,12 @@ static inline int su_init_ex(su_ctx_t *c, const char *what, int log_append_time)
         return 0;
 }
 
-static inline int su_init(su_ctx_t *c, const char *what)
+int su_init(su_ctx_t *c, const char *what)
 {
         return su_init_ex(c, what, 0);
 }
 
-static inline void su_cleanup(su_ctx_t *c)
+void su_cleanup(su_ctx_t *c)
 {
         mongoc_database_t *db;
 
@@ -194,21 +139,12 @@ static inline void su_cleanup(su_ctx_t *c)
         par_codec_destroy(c->codec);
 }
 
-/* ------------------------------------------------------------- producers */
-
-typedef struct su_proc {
-        pid_t pid;
-        int port; /* its HTTP port (0 if unknown) */
-        char log[512];
-} su_proc_t;
-
 /*
  * Spawns the producer for this world with -X options (NULL-terminated list
  * of "key=value"), HTTP on an ephemeral port, output to <logdir>/<tag>.log.
  * Waits (up to 15 s) for its "started" line to learn the port.
  */
-static inline int su_producer_start(su_ctx_t *c, su_proc_t *p, const char *tag,
-                                    ...)
+int su_producer_start(su_ctx_t *c, su_proc_t *p, const char *tag, ...)
 {
         char *argv[64], xs[16][160];
         int n = 0, k = 0;
@@ -265,8 +201,7 @@ static inline int su_producer_start(su_ctx_t *c, su_proc_t *p, const char *tag,
 }
 
 /* Waits up to timeout_s for a log line containing what; 0 when found. */
-static inline int su_wait_log(const su_proc_t *p, const char *what,
-                              double timeout_s)
+int su_wait_log(const su_proc_t *p, const char *what, double timeout_s)
 {
         double deadline = par_clock_mono_s() + timeout_s;
         char line[2048];
@@ -288,7 +223,7 @@ static inline int su_wait_log(const su_proc_t *p, const char *what,
 
 /* Sends sig and waits up to timeout_s; returns the exit status (or 128 +
  * signal), -1 on timeout (then SIGKILLs it). */
-static inline int su_producer_stop(su_proc_t *p, int sig, double timeout_s)
+int su_producer_stop(su_proc_t *p, int sig, double timeout_s)
 {
         double deadline = par_clock_mono_s() + timeout_s;
         int st;
@@ -313,7 +248,7 @@ static inline int su_producer_stop(su_proc_t *p, int sig, double timeout_s)
 
 /* GETs path from a local HTTP port (a producer's or a node's) into buf,
  * cut to n - 1 bytes; returns the status, 0 when nothing answered in 2 s. */
-static inline int su_http_get(int port, const char *path, char *buf, size_t n)
+int su_http_get(int port, const char *path, char *buf, size_t n)
 {
         char endpoint[32];
         par_httpc_reply_t r;
@@ -330,7 +265,7 @@ static inline int su_http_get(int port, const char *path, char *buf, size_t n)
 }
 
 /* A metric's value from /metrics, or -1. */
-static inline double su_metric(int port, const char *name)
+double su_metric(int port, const char *name)
 {
         static char buf[1 << 18];
         char *s;
@@ -346,10 +281,8 @@ static inline double su_metric(int port, const char *name)
         return -1;
 }
 
-/* The sum of every series whose text starts with `prefix` (e.g.
- * `parallel_spins_total{status="done"` adds up all priorities and
- * recipes), or -1 when /metrics cannot be read or nothing matches. */
-static inline double su_metric_sum(int port, const char *prefix)
+/* The sum of every series whose text starts with `prefix`, or -1. */
+double su_metric_sum(int port, const char *prefix)
 {
         static char buf[1 << 18];
         size_t l = strlen(prefix);
@@ -373,7 +306,7 @@ static inline double su_metric_sum(int port, const char *prefix)
 }
 
 /* 1 active, 0 standby, -1 unreachable. */
-static inline int su_active(int port)
+int su_active(int port)
 {
         char buf[1024];
         if (su_http_get(port, "/health", buf, sizeof(buf)) <= 0)
@@ -381,30 +314,7 @@ static inline int su_active(int port)
         return strstr(buf, "\"role\":\"active\"") ? 1 : 0;
 }
 
-/* ---------------------------------------------------------------- ledger */
-
-typedef struct su_entry {
-        char id[25];
-        int priority;
-        int resource;  /* index; the key is "res-<n>" */
-        size_t idx;    /* insertion order */
-        int seen;      /* times read from Kafka */
-        int bad_topic; /* read from a topic not of its priority */
-        int bad_key;
-} su_entry_t;
-
-typedef struct su_ledger {
-        su_entry_t *e;
-        size_t n, cap;
-        size_t *slots; /* open addressing: index+1, 0 = empty */
-        size_t nslots;
-        pthread_mutex_t lock;
-        size_t *last_idx; /* per resource and priority: last index read */
-        int nres;
-        long out_of_order, unknown, read;
-} su_ledger_t;
-
-static inline int su_ledger_init(su_ledger_t *l, size_t cap, int nres)
+int su_ledger_init(su_ledger_t *l, size_t cap, int nres)
 {
         memset(l, 0, sizeof(*l));
         l->cap = cap;
@@ -418,7 +328,7 @@ static inline int su_ledger_init(su_ledger_t *l, size_t cap, int nres)
         return l->e && l->slots && l->last_idx ? 0 : -1;
 }
 
-static inline void su_ledger_free(su_ledger_t *l)
+void su_ledger_free(su_ledger_t *l)
 {
         free(l->e);
         free(l->slots);
@@ -426,7 +336,7 @@ static inline void su_ledger_free(su_ledger_t *l)
         pthread_mutex_destroy(&l->lock);
 }
 
-static inline size_t su_hash(const char *id)
+static size_t su_hash(const char *id)
 {
         size_t h = 1469598103934665603ULL;
         for (; *id; id++)
@@ -435,8 +345,8 @@ static inline size_t su_hash(const char *id)
 }
 
 /* Thread-safe. */
-static inline su_entry_t *su_ledger_add(su_ledger_t *l, const char *id,
-                                        int priority, int resource)
+su_entry_t *su_ledger_add(su_ledger_t *l, const char *id, int priority,
+                          int resource)
 {
         su_entry_t *e = NULL;
         pthread_mutex_lock(&l->lock);
@@ -455,7 +365,7 @@ static inline su_entry_t *su_ledger_add(su_ledger_t *l, const char *id,
         return e;
 }
 
-static inline su_entry_t *su_ledger_find(su_ledger_t *l, const char *id)
+su_entry_t *su_ledger_find(su_ledger_t *l, const char *id)
 {
         su_entry_t *e = NULL;
         pthread_mutex_lock(&l->lock);
@@ -469,11 +379,7 @@ static inline su_entry_t *su_ledger_find(su_ledger_t *l, const char *id)
         return e;
 }
 
-typedef struct su_tally {
-        size_t inserted, missing, duplicates, bad_topic, bad_key;
-} su_tally_t;
-
-static inline su_tally_t su_ledger_tally(su_ledger_t *l)
+su_tally_t su_ledger_tally(su_ledger_t *l)
 {
         su_tally_t t = {0};
         pthread_mutex_lock(&l->lock);
@@ -490,11 +396,9 @@ static inline su_tally_t su_ledger_tally(su_ledger_t *l)
         return t;
 }
 
-/* ------------------------------------------------------------- inserting */
-
 /* Builds one valid pending signal document. */
-static inline void su_signal_doc(bson_t *d, bson_oid_t *oid, int priority,
-                                 int resource, const char *recipe)
+void su_signal_doc(bson_t *d, bson_oid_t *oid, int priority, int resource,
+                   const char *recipe)
 {
         char res[32];
         bson_t params;
@@ -520,8 +424,8 @@ static inline void su_signal_doc(bson_t *d, bson_oid_t *oid, int priority,
  * from another thread (pass a collection from that client). Returns the
  * number inserted.
  */
-static inline size_t su_insert(mongoc_collection_t *coll, su_ledger_t *l,
-                               size_t n, int nres, size_t batch, int pause_ms)
+size_t su_insert(mongoc_collection_t *coll, su_ledger_t *l, size_t n, int nres,
+                 size_t batch, int pause_ms)
 {
         size_t done = 0;
 
@@ -564,18 +468,7 @@ static inline size_t su_insert(mongoc_collection_t *coll, su_ledger_t *l,
         return done;
 }
 
-/* su_insert on a thread with its own MongoDB client, for tests that kill or
- * restart things while signals arrive. su_insert_join returns the count
- * inserted. */
-typedef struct su_inserter {
-        pthread_t th;
-        const su_ctx_t *ctx;
-        su_ledger_t *ledger;
-        size_t n, batch, done;
-        int nres, pause_ms;
-} su_inserter_t;
-
-static inline void *su_inserter_main(void *arg)
+static void *su_inserter_main(void *arg)
 {
         su_inserter_t *in = arg;
         mongoc_client_t *c = mongoc_client_new(in->ctx->mongo_uri);
@@ -589,9 +482,8 @@ static inline void *su_inserter_main(void *arg)
         return NULL;
 }
 
-static inline int su_insert_start(su_inserter_t *in, const su_ctx_t *c,
-                                  su_ledger_t *l, size_t n, int nres,
-                                  size_t batch, int pause_ms)
+int su_insert_start(su_inserter_t *in, const su_ctx_t *c, su_ledger_t *l,
+                    size_t n, int nres, size_t batch, int pause_ms)
 {
         *in = (su_inserter_t){.ctx = c,
                               .ledger = l,
@@ -602,21 +494,15 @@ static inline int su_insert_start(su_inserter_t *in, const su_ctx_t *c,
         return pthread_create(&in->th, NULL, su_inserter_main, in);
 }
 
-static inline size_t su_insert_join(su_inserter_t *in)
+size_t su_insert_join(su_inserter_t *in)
 {
         pthread_join(in->th, NULL);
         return in->done;
 }
 
-/* --------------------------------------------------------------- reading */
-
-typedef struct su_reader {
-        rd_kafka_t *rk;
-} su_reader_t;
-
 /* Assigns every partition of the world's signal topics (and the DLQ when
  * dlq) from the beginning. */
-static inline int su_reader_new(su_ctx_t *c, su_reader_t *r, int dlq)
+int su_reader_new(su_ctx_t *c, su_reader_t *r, int dlq)
 {
         char es[512], name[128];
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -644,7 +530,7 @@ static inline int su_reader_new(su_ctx_t *c, su_reader_t *r, int dlq)
         return 0;
 }
 
-static inline void su_reader_destroy(su_reader_t *r)
+void su_reader_destroy(su_reader_t *r)
 {
         if (r->rk) {
                 rd_kafka_consumer_close(r->rk);
@@ -652,13 +538,9 @@ static inline void su_reader_destroy(su_reader_t *r)
         }
 }
 
-/* Called for every DLQ message (decoded DeadLetter). */
-typedef void (*su_dlq_fn)(void *opaque, json_t *dead_letter,
-                          const rd_kafka_message_t *m);
-
 /* Accounts one signal message against the ledger. */
-static inline void su_account(su_ctx_t *c, su_ledger_t *l,
-                              const rd_kafka_message_t *m, json_t *v)
+static void su_account(su_ctx_t *c, su_ledger_t *l, const rd_kafka_message_t *m,
+                       json_t *v)
 {
         const char *id = json_string_value(json_object_get(v, "id"));
         const char *res = json_string_value(json_object_get(v, "resource"));
@@ -700,9 +582,8 @@ static inline void su_account(su_ctx_t *c, su_ledger_t *l,
  * traceparent and a signal-id equal to the value's id (bad ones counted in
  * *bad_headers). Returns the number of messages read.
  */
-static inline long su_read(su_ctx_t *c, su_reader_t *r, su_ledger_t *l,
-                           double timeout_s, int settle_ms, long *bad_headers,
-                           su_dlq_fn on_dlq, void *opaque)
+long su_read(su_ctx_t *c, su_reader_t *r, su_ledger_t *l, double timeout_s,
+             int settle_ms, long *bad_headers, su_dlq_fn on_dlq, void *opaque)
 {
         double deadline = par_clock_mono_s() + timeout_s,
                last_new = par_clock_mono_s();
@@ -756,4 +637,12 @@ static inline long su_read(su_ctx_t *c, su_reader_t *r, su_ledger_t *l,
         return n;
 }
 
-#endif
+int su_setup(su_ctx_t *c, const char *what)
+{
+        if (su_init(c, what)) {
+                fprintf(stderr, "FAIL: the stack is not reachable "
+                                "(deploy/dev/stack up)\n");
+                return -1;
+        }
+        return 0;
+}

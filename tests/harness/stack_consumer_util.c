@@ -1,32 +1,14 @@
-/*
- * stack_consumer_util.h — helpers for the consumer's stack tests, on top of
- * tests/stack_util.h (the private world: unique database and topic prefix,
- * the real producer, the ledger of inserted signals).
- *
- * Adds: the results/metrics/workers topics of the world, inserting signals
- * with a chosen priority, resource and recipe, spawning real
- * parallel-consumer nodes, reading <prefix>.results and <prefix>.dlq back
- * into per-signal records, and checking every document's final status.
- *
- * Header-only; single-threaded.
- */
-#ifndef PAR_STACK_CONSUMER_UTIL_H
-#define PAR_STACK_CONSUMER_UTIL_H
-
-#include "base/clock.h"
-#include "msg/kafka.h"
-#include "stack_util.h"
-
-#define SC_MAX_RESULTS 8 /* per signal, kept for inspection */
+/* stack_consumer_util.c — see stack_consumer_util.h. */
+#include "stack_consumer_util.h"
 
 /* The consumer's own topics of the world. */
-static inline int sc_topics(su_ctx_t *c, int create)
+static int sc_topics(su_ctx_t *c, int create)
 {
         static const char *const sfx[] = {"results", "metrics", "workers"};
         return su_topics(c, sfx, 3, create);
 }
 
-static inline int sc_init(su_ctx_t *c, const char *what)
+int sc_init(su_ctx_t *c, const char *what)
 {
         if (su_init(c, what) || sc_topics(c, 1))
                 return -1;
@@ -39,9 +21,9 @@ static rd_kafka_t *sc_prod;
 /* Publishes one signal as parallel-producer would (Avro Signal, key =
  * resource or id, traceparent header) — so consumer tests do not depend on
  * the producer. */
-static inline int sc_publish(su_ctx_t *c, const char *id, int priority,
-                             const char *recipe, const char *resource,
-                             int64_t created_at)
+static int sc_publish(su_ctx_t *c, const char *id, int priority,
+                      const char *recipe, const char *resource,
+                      int64_t created_at)
 {
         char es[512], topic[160], tp[PAR_TRACEPARENT_LEN + 1];
         par_trace_t t;
@@ -92,13 +74,13 @@ static inline int sc_publish(su_ctx_t *c, const char *id, int priority,
         return 0;
 }
 
-static inline void sc_flush(void)
+static void sc_flush(void)
 {
         if (sc_prod)
                 rd_kafka_flush(sc_prod, 30000);
 }
 
-static inline void sc_prod_destroy(void)
+static void sc_prod_destroy(void)
 {
         if (sc_prod) {
                 rd_kafka_flush(sc_prod, 30000);
@@ -107,7 +89,7 @@ static inline void sc_prod_destroy(void)
         }
 }
 
-static inline void sc_cleanup(su_ctx_t *c)
+void sc_cleanup(su_ctx_t *c)
 {
         sc_prod_destroy();
         sc_topics(c, 0);
@@ -120,9 +102,8 @@ static inline void sc_cleanup(su_ctx_t *c)
  * signal topic in insertion order. Each is added to the ledger (its idx is
  * the insertion order). Returns how many.
  */
-static inline size_t sc_insert(su_ctx_t *c, su_ledger_t *l, size_t n,
-                               int priority, const char *recipe, int nres,
-                               int res_base)
+size_t sc_insert(su_ctx_t *c, su_ledger_t *l, size_t n, int priority,
+                 const char *recipe, int nres, int res_base)
 {
         size_t done = 0;
         while (done < n) {
@@ -166,14 +147,12 @@ static inline size_t sc_insert(su_ctx_t *c, su_ledger_t *l, size_t n,
         return done;
 }
 
-/* ------------------------------------------------------------- consumers */
-
 /*
  * Spawns a consumer node named tag for this world (its own HTTP port,
  * fast failure detection, 1 s metrics), with extra -X "key=value" options
  * (NULL-terminated). Waits up to 20 s for its "started" line.
  */
-static inline int sc_node_start(su_ctx_t *c, su_proc_t *p, const char *tag, ...)
+int sc_node_start(su_ctx_t *c, su_proc_t *p, const char *tag, ...)
 {
         char *argv[80], xs[32][256], bin[512];
         int n = 0, k = 0;
@@ -242,29 +221,7 @@ static inline int sc_node_start(su_ctx_t *c, su_proc_t *p, const char *tag, ...)
         return p->port ? 0 : -1;
 }
 
-/* ----------------------------------------------------------------- results */
-
-typedef struct sc_result {
-        char status[12];
-        int attempt;
-        int64_t created_at, queued_at, claimed_at, started_at, finished_at;
-        char node[64];
-        char value[64]; /* the first extracted value, "name=value" */
-} sc_result_t;
-
-typedef struct sc_rec {
-        int finals, dones, retrying, skipped, dlq, nres;
-        sc_result_t r[SC_MAX_RESULTS];
-} sc_rec_t;
-
-typedef struct sc_reader {
-        rd_kafka_t *rk;
-        sc_rec_t *recs; /* indexed by ledger idx - 1 */
-        size_t cap;
-        long results, unknown, dead_letters;
-} sc_reader_t;
-
-static inline int sc_reader_new(su_ctx_t *c, sc_reader_t *r, size_t cap)
+int sc_reader_new(su_ctx_t *c, sc_reader_t *r, size_t cap)
 {
         char es[512], name[128];
         rd_kafka_conf_t *conf = rd_kafka_conf_new();
@@ -292,7 +249,7 @@ static inline int sc_reader_new(su_ctx_t *c, sc_reader_t *r, size_t cap)
         return r->recs ? 0 : -1;
 }
 
-static inline void sc_reader_destroy(sc_reader_t *r)
+void sc_reader_destroy(sc_reader_t *r)
 {
         if (r->rk) {
                 rd_kafka_consumer_close(r->rk);
@@ -301,19 +258,18 @@ static inline void sc_reader_destroy(sc_reader_t *r)
         free(r->recs);
 }
 
-static inline int64_t sc_ts(json_t *v, const char *k)
+static int64_t sc_ts(json_t *v, const char *k)
 {
         return json_integer_value(json_object_get(v, k));
 }
 
-static inline int sc_is_final(const char *s)
+int sc_is_final(const char *s)
 {
         return !strcmp(s, "done") || !strcmp(s, "failed") ||
                !strcmp(s, "dead") || !strcmp(s, "expired");
 }
 
-static inline void sc_take(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
-                           rd_kafka_message_t *m)
+void sc_take(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l, rd_kafka_message_t *m)
 {
         json_t *v = NULL;
         const char *schema = NULL;
@@ -376,7 +332,7 @@ static inline void sc_take(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
 }
 
 /* Signals (of the first `upto` ledger entries) without a final result. */
-static inline size_t sc_missing(sc_reader_t *r, size_t upto)
+static size_t sc_missing(sc_reader_t *r, size_t upto)
 {
         size_t miss = 0;
         for (size_t i = 0; i < upto && i < r->cap; i++)
@@ -386,8 +342,8 @@ static inline size_t sc_missing(sc_reader_t *r, size_t upto)
 
 /* Reads results until the first `upto` signals all have a final result and
  * settle_ms passed without news, or timeout_s. Returns signals missing. */
-static inline size_t sc_read(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
-                             size_t upto, double timeout_s, int settle_ms)
+size_t sc_read(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l, size_t upto,
+               double timeout_s, int settle_ms)
 {
         double deadline = par_clock_mono_s() + timeout_s,
                last = par_clock_mono_s();
@@ -409,7 +365,7 @@ static inline size_t sc_read(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
 }
 
 /* Signals with at least one final result so far. */
-static inline size_t sc_finals(sc_reader_t *r)
+size_t sc_finals(sc_reader_t *r)
 {
         size_t f = 0;
         for (size_t i = 0; i < r->cap; i++)
@@ -418,8 +374,8 @@ static inline size_t sc_finals(sc_reader_t *r)
 }
 
 /* Reads results until at least want signals are final (or timeout_s). */
-static inline void sc_read_until(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
-                                 size_t want, double timeout_s)
+void sc_read_until(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l, size_t want,
+                   double timeout_s)
 {
         double deadline = par_clock_mono_s() + timeout_s;
         while (sc_finals(r) < want && par_clock_mono_s() < deadline) {
@@ -433,7 +389,7 @@ static inline void sc_read_until(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l,
 }
 
 /* Counts documents by final/non-final status; *nonfinal gets the rest. */
-static inline size_t sc_docs_final(su_ctx_t *c, size_t *nonfinal)
+size_t sc_docs_final(su_ctx_t *c, size_t *nonfinal)
 {
         size_t fin = 0, other = 0;
         bson_t q = BSON_INITIALIZER;
@@ -458,7 +414,7 @@ static inline size_t sc_docs_final(su_ctx_t *c, size_t *nonfinal)
 }
 
 /* Prints up to max documents that are not final (diagnostics). */
-static inline void sc_dump_nonfinal(su_ctx_t *c, int max)
+void sc_dump_nonfinal(su_ctx_t *c, int max)
 {
         bson_t *q = BCON_NEW("status", "{", "$nin", "[", BCON_UTF8("done"),
                              BCON_UTF8("failed"), BCON_UTF8("dead"),
@@ -482,7 +438,7 @@ static int sc_cmp_i64(const void *a, const void *b)
 }
 
 /* The q-quantile (nearest rank) of v[0..n) (sorted in place). */
-static inline int64_t sc_quantile(int64_t *v, size_t n, double q)
+int64_t sc_quantile(int64_t *v, size_t n, double q)
 {
         if (!n)
                 return 0;
@@ -494,5 +450,3 @@ static inline int64_t sc_quantile(int64_t *v, size_t n, double q)
                 k = n;
         return v[k - 1];
 }
-
-#endif

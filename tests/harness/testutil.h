@@ -1,9 +1,14 @@
 /*
- * testutil.h — the few assertions our tests need, header-only.
+ * testutil.h — the few assertions our tests need, and the one way a test
+ * program's main() is written; part of the test harness (par_harness,
+ * tests/harness/), compiled once and linked by every test.
  *
  * CHECK(cond) records a failure with file:line and goes on; REQUIRE(cond)
- * records it and returns from the test function. TEST_MAIN runs the listed
- * functions and exits 1 if any check failed, so every test can fail.
+ * records it and returns from the test function. TEST_MAIN(a, b, …) is a
+ * test program's main(): it runs the listed functions in order and exits 1
+ * if any check failed, so every test can fail. TEST_MAIN_WITH(setup,
+ * teardown, a, b, …) runs setup first (nonzero: the program fails at once)
+ * and teardown after the last test.
  */
 #ifndef PAR_TESTUTIL_H
 #define PAR_TESTUTIL_H
@@ -13,8 +18,9 @@
 #include <string.h>
 #include <time.h>
 
-static int tu_failures;
-static int tu_checks;
+/* Counts over the whole program (shared by the harness's helpers). */
+extern int tu_failures;
+extern int tu_checks;
 
 #define CHECK(c)                                                               \
         do {                                                                   \
@@ -49,15 +55,11 @@ static int tu_checks;
                 }                                                              \
         } while (0)
 
-static inline int tu_streq(const char *a, const char *b)
-{
-        return a && b && !strcmp(a, b);
-}
+/* Both non-NULL and equal. */
+int tu_streq(const char *a, const char *b);
 
-static inline const char *tu_str(const char *s)
-{
-        return s ? s : "(null)";
-}
+/* s, or "(null)" for printing. */
+const char *tu_str(const char *s);
 
 #define CHECK_STR(a, b)                                                        \
         CHECKF(tu_streq((a), (b)), "'%s' != '%s'", tu_str(a), tu_str(b))
@@ -79,10 +81,25 @@ static inline const char *tu_str(const char *s)
         } while (0)
 
 /* An env var or a default (e.g. the stack's addresses). */
-static inline const char *tu_env(const char *name, const char *def)
-{
-        const char *v = getenv(name);
-        return v && *v ? v : def;
-}
+const char *tu_env(const char *name, const char *def);
+
+typedef void (*tu_test_fn)(void);
+
+/* Runs setup (may be NULL; nonzero fails the program), every test in
+ * order (names: the stringified list, for the report), then teardown (may
+ * be NULL); returns main()'s exit code. */
+int tu_main(int (*setup)(void), void (*teardown)(void), const tu_test_fn *tests,
+            size_t n, const char *names);
+
+#define TEST_MAIN_WITH(setup, teardown, ...)                                   \
+        int main(void)                                                         \
+        {                                                                      \
+                static const tu_test_fn tu_tests_[] = {__VA_ARGS__};           \
+                return tu_main(setup, teardown, tu_tests_,                     \
+                               sizeof(tu_tests_) / sizeof(tu_tests_[0]),       \
+                               #__VA_ARGS__);                                  \
+        }
+
+#define TEST_MAIN(...) TEST_MAIN_WITH(NULL, NULL, __VA_ARGS__)
 
 #endif
