@@ -3,7 +3,7 @@
  * MongoDB, to test a recipe or measure spins.
  *
  *   parallel-ctl spin --recipe FILE|NAME [--param k=v]... [--repeat N]
- *                     [--concurrency C]
+ *                     [--concurrency C] [--resource KEY]
  *
  * C worker threads share one par_chrome_t (chrome.* config applies, so
  * isolation, recycling and connect mode behave as in a consumer); each
@@ -12,7 +12,15 @@
  * as one JSON line on stdout. A summary line goes to stderr. The latency
  * figures are per spin, end to end in the worker: tab acquire + recipe +
  * release. Before the clock starts every worker opens its tab once
- * (launching the browser), so start-up is not counted.
+ * (launching the browser) and the browsers' stock of prepared contexts is
+ * filled (up to 10 s), so start-up is not counted: the figures are a warm
+ * node's.
+ *
+ * State scope: the recipe's "stateScope", else chrome.state_scope. In
+ * resource scope every spin uses resource KEY ("{worker}" in it is replaced
+ * by the worker's index, e.g. --resource 'acct-{worker}' gives each worker
+ * its own); without --resource the spins run in spin scope. Sessions stay
+ * in memory here: `spin` neither reads nor writes the session store.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -42,6 +50,8 @@ typedef struct run {
         par_spin_opts_t opts;
         par_chrome_t *chrome; /* NULL for recipes without a browser */
         int repeat;
+        par_state_scope_t scope;
+        const char *resource; /* NULL: none */
         atomic_int next;
         atomic_int ok, transient, permanent;
         atomic_int warmed; /* workers whose first tab is ready */
@@ -56,11 +66,32 @@ typedef struct worker {
         pthread_t thread;
 } worker_t;
 
+/* The resource key of worker w: "{worker}" replaced by its index. */
+static void resource_of(const run_t *run, int w, char *buf, size_t n)
+{
+        const char *p = run->resource, *at;
+        size_t len = 0;
+
+        buf[0] = 0;
+        if (!p)
+                return;
+        while ((at = strstr(p, "{worker}")) && len < n) {
+                len += (size_t)snprintf(buf + len, n - len, "%.*s%d",
+                                        (int)(at - p), p, w);
+                p = at + 8;
+        }
+        if (len < n)
+                snprintf(buf + len, n - len, "%s", p);
+}
+
 static void *worker_main(void *arg)
 {
         worker_t *w = arg;
         run_t *run = w->run;
+        char resource[256];
         int i;
+
+        resource_of(run, w->index, resource, sizeof(resource));
 
         /* Warm-up, outside the clock: launch the browser and open this
          * worker's tab, so the figures are about spins, not start-up. */
@@ -68,7 +99,9 @@ static void *worker_main(void *arg)
                 par_error_t err = {0};
                 par_tab_t *tab = NULL;
 
-                if (!par_chrome_tab_acquire(run->chrome, w->index, &tab, &err))
+                if (!par_chrome_tab_acquire_scoped(run->chrome, w->index,
+                                                   run->scope, resource, &tab,
+                                                   &err))
                         par_chrome_tab_release(run->chrome, tab, false);
         }
         atomic_fetch_add(&run->warmed, 1);
@@ -86,8 +119,9 @@ static void *worker_main(void *arg)
                 par_err_t rc = PAR_OK;
 
                 if (run->chrome)
-                        rc = par_chrome_tab_acquire(run->chrome, w->index, &tab,
-                                                    &err);
+                        rc = par_chrome_tab_acquire_scoped(
+                            run->chrome, w->index, run->scope, resource, &tab,
+                            &err);
                 if (rc) {
                         /* No tab: a transient failure before any step. */
                         memset(&res, 0, sizeof(res));
@@ -155,13 +189,18 @@ static double percentile(const double *sorted, int n, double p)
 static void usage(FILE *out)
 {
         fputs("usage: parallel-ctl spin --recipe FILE|NAME [--param k=v]... "
-              "[--repeat N] [--concurrency C]\n\n"
+              "[--repeat N] [--concurrency C]\n"
+              "                    [--resource KEY]\n\n"
               "Runs a recipe locally in Chromium (no Kafka, no MongoDB) and "
               "prints each\nresult as a JSON line; a summary goes to stderr. "
               "FILE is a recipe file;\nNAME a recipe in recipes.dir (or "
               "the built-in noop). chrome.*, recipes.*\nand spin.* keys "
               "apply (-X key=value). Exit status 0 if every spin "
-              "succeeded.\n",
+              "succeeded.\n\nState scope: the recipe's \"stateScope\", "
+              "else chrome.state_scope (spin:\na clean browser context per "
+              "spin). In resource scope the spins share the\ncontext of "
+              "resource KEY; \"{worker}\" in KEY becomes the worker's "
+              "index.\n",
               out);
 }
 
@@ -238,6 +277,9 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
                 } else if (!strcmp(a, "--repeat") && v) {
                         repeat = atoi(v);
                         i++;
+                } else if (!strcmp(a, "--resource") && v) {
+                        run.resource = v;
+                        i++;
                 } else if (!strcmp(a, "--concurrency") && v) {
                         conc = atoi(v);
                         i++;
@@ -270,6 +312,16 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
                 fprintf(stderr, "parallel-ctl spin: out of memory\n");
                 goto out;
         }
+        switch (run.recipe->state_scope) {
+        case PAR_RECIPE_SCOPE_SPIN:
+                run.scope = PAR_STATE_SPIN;
+                break;
+        case PAR_RECIPE_SCOPE_RESOURCE:
+                run.scope = PAR_STATE_RESOURCE;
+                break;
+        default:
+                run.scope = PAR_STATE_DEFAULT;
+        }
         if (run.recipe->uses_browser) {
                 if (par_chrome_opts_from_config(&copts, cfg, &err) ||
                     par_chrome_new(&run.chrome, &copts, conc, &err)) {
@@ -294,6 +346,10 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
                 }
         }
         while (atomic_load(&run.warmed) < nw && !stop_requested)
+                par_clock_sleep_ms(5);
+        for (i = 0; run.chrome && i < 2000 && !stop_requested &&
+                    !par_chrome_stocked(run.chrome);
+             i++)
                 par_clock_sleep_ms(5);
         t0 = par_clock_mono_s();
         atomic_store(&run.go, 1);

@@ -15,5 +15,6 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv);
 int par_ctl_spin(par_config_t *cfg, int argc, char **argv);
 int par_ctl_report(par_config_t *cfg, int argc, char **argv);
 int par_ctl_status(par_config_t *cfg, int argc, char **argv);
+int par_ctl_sessions(par_config_t *cfg, int argc, char **argv);
 
 #endif

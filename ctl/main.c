@@ -38,6 +38,7 @@ static const struct {
     {"spin", par_ctl_spin, "run a recipe locally in Chromium"},
     {"report", par_ctl_report, "summarise outcomes from the results topic"},
     {"status", par_ctl_status, "the cluster: group, lag, nodes, workers, DLQ"},
+    {"sessions", par_ctl_sessions, "list|delete saved browser sessions"},
     {"config", config_cmd, "docs|dump: the configuration reference"},
 };
 

@@ -63,6 +63,10 @@ static const prop_t props[] = {
      "Database holding the signals and Parallel's state."},
     {"mongo.collection", T_STR, "signals", 1, 0, NULL, 0, ALL,
      "Collection of signal documents."},
+    {"sessions.collection", T_STR, "sessions", 0, 0, NULL, 0, C | X,
+     "State scope resource: collection (in mongo.database) of the saved "
+     "browser sessions, one document per resource. They are credentials: "
+     "see OPERATIONS.md on protecting them."},
 
     /* kafka */
     {"topic.prefix", T_STR, "parallel", 1, 0, NULL, 0, ALL,
@@ -220,6 +224,26 @@ static const prop_t props[] = {
     {"chrome.ping_interval", T_MS, "5s", 0, 600000, NULL, 0, C | X,
      "How often the supervisor checks each browser with a CDP round trip; "
      "two misses in a row mean it hung and it is restarted (0: never)."},
+    {"chrome.state_scope", T_ENUM, "spin", 0, 0, "spin|resource", 0, C | X,
+     "What a spin inherits from earlier spins. spin: nothing; every spin "
+     "starts in a browser context no earlier spin used (no cookies, "
+     "storage, IndexedDB, cache, service workers, permissions, pages). "
+     "resource: spins of the same resource share that resource's context "
+     "(a login survives), and the consumer saves its cookies and storage "
+     "to MongoDB (sessions.collection) after each successful spin so "
+     "another node can restore them. A recipe's \"stateScope\" overrides "
+     "it."},
+    {"chrome.ready_contexts", T_INT, "1", 0, 64, NULL, 0, C | X,
+     "Clean browser contexts kept prepared per worker (context + blank "
+     "page, attached) by a background thread, so a spin waits for no "
+     "set-up. 0: every spin makes its own context on its critical path."},
+    {"chrome.resource_contexts", T_INT, "32", 1, 100000, NULL, 0, C | X,
+     "State scope resource: contexts kept in memory per node (least "
+     "recently used ones beyond this are disposed of; their session stays "
+     "in MongoDB)."},
+    {"chrome.resource_idle", T_MS, "10m", 1000, 86400000, NULL, 0, C | X,
+     "State scope resource: a resource's context unused this long is "
+     "disposed of (its session stays in MongoDB)."},
     {"chrome.tmp_dir", T_STR, "", 0, 0, NULL, 0, C | X,
      "Where temporary profiles and HOME directories go (empty: $TMPDIR or "
      "/tmp)."},

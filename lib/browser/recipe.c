@@ -710,6 +710,19 @@ par_err_t par_recipe_parse(par_recipe_t **out, const char *name,
         if ((rc =
                  get_bool(&c, root, "failOnPageError", &r->fail_on_page_error)))
                 goto out;
+        v = json_object_get(root, "stateScope");
+        if (v && (!json_is_string(v) ||
+                  (strcmp(json_string_value(v), "spin") &&
+                   strcmp(json_string_value(v), "resource")))) {
+                rc = bad(&c, "stateScope",
+                         "expected \"spin\" or "
+                         "\"resource\"");
+                goto out;
+        }
+        if (v)
+                r->state_scope = strcmp(json_string_value(v), "spin")
+                                     ? PAR_RECIPE_SCOPE_RESOURCE
+                                     : PAR_RECIPE_SCOPE_SPIN;
         v = json_object_get(root, "selectorAttribute");
         if (v && !json_is_string(v)) {
                 rc = bad(&c, "selectorAttribute", "expected a string");

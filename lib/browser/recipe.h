@@ -134,6 +134,14 @@ typedef struct par_step {
         char *nav_title;
 } par_step_t;
 
+/* A recipe's "stateScope": what its spins inherit from earlier spins (see
+ * chrome.state_scope). UNSET: the node's configuration decides. */
+typedef enum par_recipe_scope {
+        PAR_RECIPE_SCOPE_UNSET = 0,
+        PAR_RECIPE_SCOPE_SPIN,
+        PAR_RECIPE_SCOPE_RESOURCE,
+} par_recipe_scope_t;
+
 typedef struct par_recipe {
         char *name;     /* file name without .json, or "noop" */
         char *title;    /* Recorder title (display only; may equal name) */
@@ -141,6 +149,7 @@ typedef struct par_recipe {
         int timeout_ms; /* default step timeout */
         bool fail_on_page_error; /* an uncaught page exception fails it */
         bool uses_browser;       /* false only for the built-in noop */
+        par_recipe_scope_t state_scope; /* "stateScope" (UNSET: config) */
         par_step_t *steps;
         size_t nsteps;
 } par_recipe_t;

@@ -241,11 +241,24 @@ static void test_roundtrip(void)
                       PAR_ERR_INVALID);
                 CHECK(par_clock_mono_s() - t0 < 2.0);
         }
-        /* reuse: same target after a health round trip */
+        /* spin scope: a new target in a new context every time; resource
+         * scope: the resource's own target again */
         {
-                char target[64];
+                char target[64], ctx[64];
                 snprintf(target, sizeof(target), "%s", par_tab_target_id(t));
+                snprintf(ctx, sizeof(ctx), "%s", par_tab_context_id(t));
                 CHECK(!par_chrome_tab_acquire(c, 0, &t, &err));
+                CHECK(strcmp(par_tab_target_id(t), target) != 0);
+                CHECK(strcmp(par_tab_context_id(t), ctx) != 0);
+                par_chrome_tab_release(c, t, false);
+                CHECK(!par_chrome_tab_acquire_scoped(c, 0, PAR_STATE_RESOURCE,
+                                                     "r", &t, &err));
+                CHECK(par_tab_fresh(t));
+                snprintf(target, sizeof(target), "%s", par_tab_target_id(t));
+                par_chrome_tab_release(c, t, false);
+                CHECK(!par_chrome_tab_acquire_scoped(c, 0, PAR_STATE_RESOURCE,
+                                                     "r", &t, &err));
+                CHECK(!par_tab_fresh(t));
                 CHECK_STR(par_tab_target_id(t), target);
                 par_chrome_tab_release(c, t, false);
         }
@@ -750,7 +763,7 @@ static void test_persistent_profile(void)
         CHECKF(!par_chrome_tab_acquire(c, 0, &t, &err), "%s", err.msg);
         REQUIRE(t);
         remember_pgid(par_tab_browser_pid(t));
-        CHECK(!*par_tab_context_id(t)); /* its own browser: default context */
+        CHECK(*par_tab_context_id(t)); /* its own browser, a fresh context */
         p = json_pack("{s:s,s:b}", "expression", "navigator.userAgent",
                       "returnByValue", 1);
         CHECK(!par_tab_call(t, "Runtime.evaluate", p, 5000, &r, &err));
