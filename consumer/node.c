@@ -206,18 +206,19 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
         mongoc_client_pool_set_appname(n->mpool, "parallel-consumer");
         const char *db = par_config_str(cfg, "mongo.database");
         const char *coll = par_config_str(cfg, "mongo.collection");
-        pool_opts_t po = {.node_id = n->id,
-                          .pipe = &n->pipe,
-                          .sched = n->sched,
-                          .claims = n->claims,
-                          .mpool = n->mpool,
-                          .database = db,
-                          .collection = coll,
-                          .workers_min = n->workers_min,
-                          .workers_max = n->workers_max,
-                          .idle_timeout_ms =
-                              par_config_int(cfg, "workers.idle_timeout"),
-                          .draining = &n->draining};
+        pool_opts_t po = {
+            .node_id = n->id,
+            .pipe = &n->pipe,
+            .sched = n->sched,
+            .claims = n->claims,
+            .mpool = n->mpool,
+            .database = db,
+            .collection = coll,
+            .sessions_collection = par_config_str(cfg, "sessions.collection"),
+            .workers_min = n->workers_min,
+            .workers_max = n->workers_max,
+            .idle_timeout_ms = par_config_int(cfg, "workers.idle_timeout"),
+            .draining = &n->draining};
         if ((rc = holds_new(&n->holds, n->mpool, db, coll, n->id,
                             par_config_int(cfg, "claim.lease"), err)) ||
             (rc = pool_new(&n->pool, &po, err)))

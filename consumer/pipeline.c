@@ -53,6 +53,7 @@
 #include "msg/kafka.h"
 #include "obs.h"
 #include "pipeline.h"
+#include "sessions.h"
 
 const char *pipe_outcome_name(pipe_outcome_t o)
 {
@@ -510,8 +511,9 @@ static void spin(run_t *r)
                         rc = par_error_set(&e, PAR_ERR_INVALID,
                                            "no browser configured");
                 else
-                        rc = par_chrome_tab_acquire(env->chrome, r->w->index,
-                                                    &tab, &e);
+                        rc = par_sessions_acquire(env->chrome, r->w->sessions,
+                                                  r->w->index, r->recipe, j->id,
+                                                  j->resource, &tab, &e);
                 if (rc) {
                         fail(r, PAR_SPIN_TRANSIENT, par_err_name(rc));
                         snprintf(r->err_msg, sizeof(r->err_msg), "browser: %s",
@@ -523,7 +525,8 @@ static void spin(run_t *r)
                      env->spin_opts, &r->sr, &e);
         r->have_sr = true;
         if (tab)
-                par_chrome_tab_release(env->chrome, tab, r->sr.tab_broken);
+                par_sessions_release(env->chrome, r->w->sessions, tab, &r->sr,
+                                     r->w->owner);
         if (r->sr.status != PAR_SPIN_DONE) {
                 fail(r, r->sr.err_class, par_err_name(r->sr.err_code));
                 r->err_step = r->sr.err_step;

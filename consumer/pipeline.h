@@ -29,6 +29,7 @@
 #include "scheduler.h"
 #include "stats.h"
 #include "store/claim.h"
+#include "store/session.h"
 
 /* How a delivery left a worker. The final ones are SignalStatus values
  * (the result's and the document's status). */
@@ -65,9 +66,10 @@ typedef struct pipe_env {
 
 /* The worker running a delivery. */
 typedef struct pipe_worker {
-        int index;         /* Chrome slot */
-        const char *id;    /* "w3" */
-        const char *owner; /* "<node id>/w3": claimed_by */
+        int index;                     /* Chrome slot */
+        const char *id;                /* "w3" */
+        const char *owner;             /* "<node id>/w3": claimed_by */
+        par_session_store_t *sessions; /* the worker's; NULL: none */
 } pipe_worker_t;
 
 /* Runs the delivery sj (taken: it is completed or put back into the

@@ -77,11 +77,15 @@ static void set_state(worker_t *w, int state)
         atomic_store(&w->since, par_clock_wall_ms());
 }
 
-static void run_one(worker_t *w, par_claim_t *claim, par_sched_job_t *sj)
+static void run_one(worker_t *w, par_claim_t *claim,
+                    par_session_store_t *sessions, par_sched_job_t *sj)
 {
         pool_t *p = w->pool;
         const job_t *j = sj->payload;
-        pipe_worker_t who = {.index = w->index, .id = w->id, .owner = w->owner};
+        pipe_worker_t who = {.index = w->index,
+                             .id = w->id,
+                             .owner = w->owner,
+                             .sessions = sessions};
 
         pthread_mutex_lock(&p->lock);
         snprintf(w->signal_id, sizeof(w->signal_id), "%s", j->id);
@@ -111,6 +115,7 @@ static void *worker_main(void *arg)
         worker_t *w = arg;
         pool_t *p = w->pool;
         par_claim_t *claim = NULL;
+        par_session_store_t *sessions = NULL;
         par_error_t e;
         bool counted = true;
 
@@ -121,12 +126,20 @@ static void *worker_main(void *arg)
                 set_state(w, WS_CRASHED);
                 goto out;
         }
+        if (p->o.sessions_collection && p->o.pipe->chrome &&
+            par_session_store_new(&sessions, p->o.mpool, p->o.database,
+                                  p->o.sessions_collection, &e)) {
+                par_log(PAR_LOG_ERROR, "consumer", "worker_failed",
+                        "worker=%s error=\"%s\"", w->id, e.msg);
+                set_state(w, WS_CRASHED);
+                goto out;
+        }
         set_state(w, WS_IDLE);
         int64_t idle_since = par_clock_mono_ms();
         while (!atomic_load(&w->stop)) {
                 par_sched_job_t *sj = par_sched_next(p->o.sched, 200);
                 if (sj) {
-                        run_one(w, claim, sj);
+                        run_one(w, claim, sessions, sj);
                         idle_since = par_clock_mono_ms();
                         continue;
                 }
@@ -148,6 +161,7 @@ static void *worker_main(void *arg)
         }
         set_state(w, WS_STOPPED);
 out:
+        par_session_store_destroy(sessions);
         par_claim_destroy(claim);
         if (counted)
                 atomic_fetch_sub(&p->nworkers, 1);

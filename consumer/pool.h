@@ -48,6 +48,9 @@ typedef struct pool_opts {
         bool claims;
         mongoc_client_pool_t *mpool;
         const char *database, *collection;
+        /* state scope resource: each worker opens a session store on this
+         * collection of database from mpool (NULL: sessions in memory) */
+        const char *sessions_collection;
         int workers_min, workers_max;
         int64_t idle_timeout_ms;
         const atomic_bool *draining; /* set: workers leave when idle */

@@ -1629,6 +1629,11 @@ bool par_tab_fresh(par_tab_t *t)
         return t->fresh;
 }
 
+const char *par_tab_resource(par_tab_t *t)
+{
+        return t->res ? t->res->key : "";
+}
+
 json_t *par_tab_saved_state(par_tab_t *t)
 {
         return t->saved;

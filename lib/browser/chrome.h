@@ -183,6 +183,8 @@ par_state_scope_t par_tab_scope(par_tab_t *t); /* SPIN or RESOURCE */
 /* Resource scope: the context was made for this acquire (the resource had
  * none in memory here): restore its saved session before the spin. */
 bool par_tab_fresh(par_tab_t *t);
+/* Resource scope: the resource's key ("" in spin scope). */
+const char *par_tab_resource(par_tab_t *t);
 /* The session snapshot last saved from or restored into this tab's
  * resource context (borrowed; NULL if none); browser/state.c merges new
  * captures into it. set takes a reference (NULL clears). */

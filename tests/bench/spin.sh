@@ -1,38 +1,45 @@
 #!/usr/bin/env bash
-# spin.sh — spins/s, latency and memory: parallel-ctl spin vs puppeteer-cluster.
+# spin.sh — spins/s and latency, like for like: parallel-ctl spin vs
+# puppeteer-cluster, clean state against clean state, shared state against
+# shared state.
 #
-#   tests/bench/spin.sh [BUILD_DIR]  (env: SPINS=200 CONC="1 2 4 8" PLAIN=1)
+#   tests/bench/spin.sh [BUILD_DIR]
+#   env: SPINS=40 CONC="1 2 4 8" RUNS=3 PAGES="bench bench_wait" PLAIN=1
 #
-# Both sides run tests/fixtures/recipes/bench.json's five steps (navigate,
-# waitForElement, change, click, extract) against the same page served by
-# bench-fixture_serve, on the same /usr/bin/chromium, alternately (parallel,
-# then cluster, per concurrency level) so drifting machine load hits both.
-# Browser launch and one warm-up spin per worker are outside the clock on
-# both sides; latency is per spin, end to end in the worker (tab/page
-# acquire + the five steps + release), queueing excluded.
+# Four implementations, the same steps on the same page served by
+# fixture_serve, on the same /usr/bin/chromium:
+#   parallel-spin      chrome.state_scope=spin: every spin in a browser
+#                      context no earlier spin used (prepared in the
+#                      background, disposed of after)
+#   cluster-context    puppeteer-cluster CONCURRENCY_CONTEXT: a fresh
+#                      incognito context and page per job
+#   parallel-resource  chrome.state_scope=resource, one resource per worker
+#                      (--resource 'w{worker}'): each worker keeps its
+#                      context and tab, state carries over (tab reuse)
+#   cluster-page       puppeteer-cluster CONCURRENCY_PAGE: a new page per
+#                      job in one shared context, state carries over
+# Pages: bench (tests/fixtures/recipes/bench.json: navigate, waitForElement,
+# change, click, extract; nothing on the page makes anyone wait) and
+# bench_wait (bench_wait.json: the field appears 100 ms after load and the
+# answer 150 ms after the click). Concurrency levels CONC, each
+# implementation RUNS times, interleaved (p-spin, c-context, p-resource,
+# c-page, then again) so drifting machine load hits all four; the table
+# shows the median of the runs. Browser launch and one warm-up spin per
+# worker are outside the clock on both sides (parallel-ctl also waits for
+# its stock of prepared contexts: a warm node). Latency is per spin, end
+# to end in the worker (context/page acquire + steps + release).
 #
-# The ratio table compares with the cluster's locator variant, the closest to
-# a Recorder replay; PLAIN=1 adds a "cluster-plain" row per level
-# (page.type/page.click, see spin_cluster.js).
-#
-# Memory, sampled every 250 ms while a run lasts, peak reported:
-#   self_rss_mb   RSS of the controller process alone (parallel-ctl, or
-#                 node): Chrome EXCLUDED.
-#   tree_pss_mb   PSS summed over the controller and every descendant
-#                 (Chromium browser, renderers, GPU/utility processes): Chrome
-#                 INCLUDED. PSS splits shared pages between processes, so the
-#                 sum does not count shared libraries once per renderer.
-#
-# Parallel runs with chrome.isolation=context (one context per worker, tab
-# reused between spins) and, for parity with puppeteer's default launch
-# flags, the three background-throttling switches puppeteer adds.
-# A benchmark prints numbers; it asserts nothing.
+# PLAIN=1 adds cluster-plain (CONCURRENCY_CONTEXT with page.type/click
+# instead of locators, see spin_cluster.js). A benchmark prints numbers;
+# it asserts nothing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${1:-${PARALLEL_BINARY_DIR:-$ROOT/build}}
-SPINS=${SPINS:-200}
+SPINS=${SPINS:-40}
 CONC=${CONC:-"1 2 4 8"}
+RUNS=${RUNS:-3}
+PAGES=${PAGES:-"bench bench_wait"}
 CTL=$BUILD/parallel-ctl
 SERVE=$BUILD/tests/fixture_serve
 PEER=$ROOT/tests/bench/peer
@@ -40,7 +47,7 @@ for f in "$CTL" "$SERVE"; do
   [[ -x $f ]] || { echo "spin.sh: $f not built (cmake --build $BUILD)" >&2; exit 2; }
 done
 if [[ ! -d $PEER/node_modules/puppeteer-cluster ]]; then
-  (cd "$PEER" && npm install --legacy-peer-deps --no-audit --no-fund >&2)
+  (cd "$PEER" && npm ci --no-audit --no-fund >&2)
 fi
 
 WORK=$(mktemp -d /tmp/parallel-bench-spin.XXXXXX)
@@ -65,102 +72,82 @@ SERVER_PID=$!
 for _ in $(seq 50); do [[ -s $WORK/port ]] && break; sleep 0.1; done
 BASE=http://127.0.0.1:$(cat "$WORK/port")
 
-# sample ROOT_PID OUT: peak controller RSS and peak tree PSS, in kB.
-sample() {
-  python3 - "$1" "$2" <<'EOF'
-import os, sys, time
-root, out = int(sys.argv[1]), sys.argv[2]
-def kids():
-    m = {}
-    for p in os.listdir('/proc'):
-        if p.isdigit():
-            try:
-                with open(f'/proc/{p}/stat') as f:
-                    s = f.read()
-                ppid = int(s[s.rindex(')') + 2:].split()[1])
-                m.setdefault(ppid, []).append(int(p))
-            except (OSError, ValueError):
-                pass
-    tree, todo = [], [root]
-    while todo:
-        p = todo.pop()
-        tree.append(p)
-        todo.extend(m.get(p, []))
-    return tree
-def field(path, name):
-    try:
-        with open(path) as f:
-            for line in f:
-                if line.startswith(name):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
-self_peak = tree_peak = 0
-while True:
-    try:
-        with open(f'/proc/{root}/status') as f:
-            if 'zombie' in f.read():
-                break
-    except OSError:
-        break
-    self_peak = max(self_peak, field(f'/proc/{root}/status', 'VmRSS:'))
-    tree_peak = max(tree_peak, sum(field(f'/proc/{p}/smaps_rollup', 'Pss:') for p in kids()))
-    time.sleep(0.25)
-with open(out, 'w') as f:
-    f.write(f'{self_peak} {tree_peak}\n')
-EOF
-}
-
-# run NAME CMD…: runs CMD with the sampler, prints one result row.
+# run NAME PAGE CMD…: runs CMD, appends "NAME PAGE conc spins/s p50 p99 ok count".
 run() {
-  local name=$1; shift
+  local name=$1 page=$2; shift 2
   "$@" >/dev/null 2>"$WORK/err" &
-  local pid=$!
-  RUN_PID=$pid
-  sample "$pid" "$WORK/mem" &
-  local spid=$!
+  RUN_PID=$!
   local rc=0
-  wait "$pid" || rc=$?
-  wait "$spid" || true
+  wait "$RUN_PID" || rc=$?
   RUN_PID=
   local line; line=$(grep '^summary' "$WORK/err" | tail -1 || true)
   if [[ -z $line ]]; then
-    echo "$name: no summary (exit $rc):" >&2; tail -5 "$WORK/err" >&2
+    echo "$name $page: no summary (exit $rc):" >&2; tail -5 "$WORK/err" >&2
     return
   fi
   local v; v() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
-  read -r self tree <"$WORK/mem"
-  printf '%-18s %4s %6s %6s %9s %9s %9s %12s %12s\n' "$name" "$(v concurrency)" \
-    "$(v count)" "$(v ok)" "$(v spins_per_s)" "$(v p50_ms)" "$(v p99_ms)" \
-    "$((self / 1024))" "$((tree / 1024))"
-  echo "$name $(v concurrency) $(v spins_per_s) $(v p50_ms) $(v p99_ms) $((self / 1024)) $((tree / 1024))" >>"$WORK/rows"
+  echo "$name $page $(v concurrency) $(v spins_per_s) $(v p50_ms) $(v p99_ms) $(v ok) $(v count)" | tee -a "$WORK/rows" >&2
 }
 
-echo "# spin benchmark: $SPINS spins per run, bench.json (5 steps), $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)"
-printf '%-18s %4s %6s %6s %9s %9s %9s %12s %12s\n' impl conc spins ok spins/s p50_ms p99_ms self_rss_mb tree_pss_mb
-for c in $CONC; do
-  run parallel "$CTL" -X log.level=warn -X chrome.isolation=context \
-    -X "chrome.extra_args=--disable-background-timer-throttling --disable-backgrounding-occluded-windows --disable-renderer-backgrounding" \
-    spin --recipe "$ROOT/tests/fixtures/recipes/bench.json" \
-    --param "base=$BASE" --param q=42 --repeat "$SPINS" --concurrency "$c"
-  run puppeteer-cluster node "$PEER/spin_cluster.js" "$BASE" "$SPINS" "$c"
-  if [[ -n ${PLAIN:-} ]]; then
-    run cluster-plain env STYLE=plain node "$PEER/spin_cluster.js" "$BASE" "$SPINS" "$c"
-  fi
-done
+FLAGS=(-X log.level=warn -X chrome.isolation=context
+  -X "chrome.extra_args=--disable-background-timer-throttling --disable-backgrounding-occluded-windows --disable-renderer-backgrounding")
 
-echo
-echo "# ratio parallel / puppeteer-cluster"
-printf '%-4s %10s %10s %10s %14s %14s\n' conc spins/s p50 p99 self_rss tree_pss
-awk '
-  $1 == "parallel" { p[$2] = $0 }
-  $1 == "puppeteer-cluster" { q[$2] = $0 }
-  END {
-    for (c in p) if (c in q) {
-      split(p[c], a); split(q[c], b)
-      printf "%-4s %10.2f %10.2f %10.2f %14.2f %14.2f\n", c,
-        a[3] / b[3], a[4] / b[4], a[5] / b[5],
-        (b[6] ? a[6] / b[6] : 0), (b[7] ? a[7] / b[7] : 0)
-    }
-  }' "$WORK/rows" | sort -n
+echo "# spin benchmark: $SPINS spins per run, median of $RUNS runs, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+for page in $PAGES; do
+  for c in $CONC; do
+    for ((r = 1; r <= RUNS; r++)); do
+      run parallel-spin "$page" "$CTL" "${FLAGS[@]}" -X chrome.state_scope=spin \
+        spin --recipe "$ROOT/tests/fixtures/recipes/$page.json" \
+        --param "base=$BASE" --param q=42 --repeat "$SPINS" --concurrency "$c"
+      run cluster-context "$page" env MODEL=context PAGE="$page" \
+        node "$PEER/spin_cluster.js" "$BASE" "$SPINS" "$c"
+      run parallel-resource "$page" "$CTL" "${FLAGS[@]}" -X chrome.state_scope=resource \
+        spin --recipe "$ROOT/tests/fixtures/recipes/$page.json" --resource 'w{worker}' \
+        --param "base=$BASE" --param q=42 --repeat "$SPINS" --concurrency "$c"
+      run cluster-page "$page" env MODEL=page PAGE="$page" \
+        node "$PEER/spin_cluster.js" "$BASE" "$SPINS" "$c"
+      if [[ -n ${PLAIN:-} ]]; then
+        run cluster-plain "$page" env STYLE=plain MODEL=context PAGE="$page" \
+          node "$PEER/spin_cluster.js" "$BASE" "$SPINS" "$c"
+      fi
+    done
+  done
+done
+echo "# load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+
+python3 - "$WORK/rows" <<'EOF_PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    f = line.split()
+    if len(f) < 8:
+        continue
+    key = (f[0], f[1], int(f[2]))
+    rows.setdefault(key, []).append(
+        (float(f[3]), float(f[4]), float(f[5]), int(f[6]), int(f[7])))
+def med(key, i):
+    v = [r[i] for r in rows.get(key, [])]
+    return statistics.median(v) if v else float('nan')
+impls = ['parallel-spin', 'cluster-context', 'parallel-resource', 'cluster-page', 'cluster-plain']
+pages = sorted({k[1] for k in rows}, key=lambda p: (p != 'bench', p))
+concs = sorted({k[2] for k in rows})
+print('\n# medians (spins/s, p50 ms, p99 ms; ok/count summed over runs)')
+print(f"{'page':<11} {'impl':<18} {'conc':>4} {'spins/s':>8} {'p50_ms':>8} {'p99_ms':>8} {'ok/count':>9}")
+for p in pages:
+    for i in impls:
+        for c in concs:
+            k = (i, p, c)
+            if k not in rows:
+                continue
+            ok = sum(r[3] for r in rows[k]); n = sum(r[4] for r in rows[k])
+            print(f"{p:<11} {i:<18} {c:>4} {med(k,0):>8.2f} {med(k,1):>8.1f} {med(k,2):>8.1f} {ok:>4}/{n:<4}")
+print('\n# ratios of medians')
+print(f"{'page':<11} {'conc':>4} {'clean: spin/ctx':>16} {'shared: res/page':>17} {'p50 spin-res ms':>16} {'p50 spin/res':>13}")
+for p in pages:
+    for c in concs:
+        a = med(('parallel-spin', p, c), 0) / med(('cluster-context', p, c), 0)
+        b = med(('parallel-resource', p, c), 0) / med(('cluster-page', p, c), 0)
+        d = med(('parallel-spin', p, c), 1) - med(('parallel-resource', p, c), 1)
+        q = med(('parallel-spin', p, c), 1) / med(('parallel-resource', p, c), 1)
+        print(f"{p:<11} {c:>4} {a:>16.2f} {b:>17.2f} {d:>16.1f} {q:>13.2f}")
+EOF_PY

@@ -1,14 +1,17 @@
 // spin_cluster.js — the puppeteer-cluster peer of `parallel-ctl spin` with
 // tests/fixtures/recipes/bench.json.
 //
-//   [STYLE=locator|plain] node spin_cluster.js <base-url> <spins> <concurrency>
+//   [STYLE=locator|plain] [MODEL=context|page] [PAGE=bench|bench_wait]
+//     node spin_cluster.js <base-url> <spins> <concurrency>
 //
-// Same Chromium (/usr/bin/chromium), same page, same five steps:
-//   navigate bench.html (wait for load) · wait for #q · fill #q ·
-//   click #go · extract #answer's text
-// puppeteer-cluster with CONCURRENCY_CONTEXT gives every task a fresh
-// incognito context and page (its isolation model; the cost is part of a
-// spin). C loops each `await cluster.execute()` one spin at a time, so the
+// Same Chromium (/usr/bin/chromium), same page, same steps as the recipe:
+//   navigate PAGE.html (wait for load) · wait for #q · fill #q ·
+//   click #go · (bench_wait: wait for #answer.ready) · extract #answer
+// MODEL=context (CONCURRENCY_CONTEXT, default) gives every task a fresh
+// incognito context and page: a clean state per job, like Parallel's spin
+// scope (the cost is part of a spin). MODEL=page (CONCURRENCY_PAGE) gives
+// every task a new page in one shared context: state carries over, like
+// Parallel's resource scope. C loops each `await cluster.execute()` one spin at a time, so the
 // latency is end to end per spin like parallel-ctl's (acquire + run +
 // release), without queueing time. Browser launch and one warm-up spin per
 // loop happen before the clock starts, as in parallel-ctl.
@@ -22,9 +25,11 @@ const puppeteer = require('puppeteer-core');
 // STYLE=plain: page.type/page.click after waitForSelector (fewer checks,
 // fewer round trips), to show how much of the time is the locators.
 const STYLE = process.env.STYLE || 'locator';
+const MODEL = process.env.MODEL || 'context';
+const PAGE = process.env.PAGE || 'bench';
 
 async function spin(page, { base, q }) {
-  await page.goto(`${base}/bench.html`, { waitUntil: 'load' });
+  await page.goto(`${base}/${PAGE}.html`, { waitUntil: 'load' });
   await page.waitForSelector('#q');
   if (STYLE === 'plain') {
     await page.type('#q', q);
@@ -33,6 +38,7 @@ async function spin(page, { base, q }) {
     await page.locator('#q').fill(q);
     await page.locator('#go').click();
   }
+  if (PAGE === 'bench_wait') await page.waitForSelector('#answer.ready');
   const answer = await page.$eval('#answer', (e) => e.textContent);
   if (answer !== `answer:${q}`) throw new Error(`unexpected answer ${answer}`);
   return answer;
@@ -53,7 +59,7 @@ async function main() {
   const spins = parseInt(spinsArg || '100', 10);
   const conc = parseInt(concArg || '1', 10);
   const cluster = await Cluster.launch({
-    concurrency: Cluster.CONCURRENCY_CONTEXT,
+    concurrency: MODEL === 'page' ? Cluster.CONCURRENCY_PAGE : Cluster.CONCURRENCY_CONTEXT,
     maxConcurrency: conc,
     puppeteer,
     puppeteerOptions: {
@@ -100,7 +106,7 @@ async function main() {
   await cluster.idle();
   await cluster.close();
   lat.sort((a, b) => a - b);
-  console.error(`summary recipe=bench impl=puppeteer-cluster style=${STYLE} count=${ok + failed} ok=${ok} ` +
+  console.error(`summary recipe=bench impl=puppeteer-cluster model=${MODEL} page=${PAGE} style=${STYLE} count=${ok + failed} ok=${ok} ` +
     `failed=${failed} concurrency=${conc} elapsed_s=${elapsed.toFixed(3)} ` +
     `spins_per_s=${((ok + failed) / elapsed).toFixed(2)} p50_ms=${pct(lat, 50).toFixed(1)} ` +
     `p99_ms=${pct(lat, 99).toFixed(1)}`);
