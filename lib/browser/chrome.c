@@ -571,6 +571,12 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
         argv[argc++] = "--disable-breakpad";
         argv[argc++] = "--password-store=basic";
         argv[argc++] = "--use-mock-keychain";
+        /* Chromium keeps a spare renderer process for the browser context
+         * used last; with a new context per spin it is never the one the
+         * next navigation needs, so it only costs a process start per
+         * spin (measured: 3 renderer starts per clean spin with it, 2
+         * without). */
+        argv[argc++] = "--disable-features=SpareRendererForSitePerProcess";
         argv[argc++] = "--remote-debugging-address=127.0.0.1";
         argv[argc++] = "--remote-debugging-port=0";
         argv[argc++] = a_profile;
@@ -1317,14 +1323,22 @@ static void *stager_main(void *arg)
                         continue;
                 }
                 pthread_mutex_unlock(&c->mu);
-                if (drop)
+                if (drop) {
+                        double t0 = now_s();
                         tab_drop(c, drop);
+                        par_log(PAR_LOG_DEBUG, "chrome", "disposed", "ms=%.0f",
+                                (now_s() - t0) * 1000);
+                }
+                double t1 = now_s();
                 if (fill && tab_create(c, in, &made, &e)) {
                         par_log(PAR_LOG_DEBUG, "chrome", "prepare_failed",
                                 "slot=%d error=\"%s\"", fill->index, e.msg);
                         inst_unref(c, in);
                         made = NULL;
                 }
+                if (fill)
+                        par_log(PAR_LOG_DEBUG, "chrome", "prepared", "ms=%.0f",
+                                (now_s() - t1) * 1000);
                 pthread_mutex_lock(&c->mu);
                 if (fill) {
                         fill->preparing--;

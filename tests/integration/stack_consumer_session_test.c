@@ -59,8 +59,8 @@ static int wait_final(su_ctx_t *c, const char *id, double secs, char *status,
         status[0] = node[0] = value[0] = 0;
         while (tu_now() < end) {
                 bson_t *q = BCON_NEW("_id", BCON_OID(&oid));
-                mongoc_cursor_t *cur = mongoc_collection_find_with_opts(
-                    c->signals, q, NULL, NULL);
+                mongoc_cursor_t *cur =
+                    mongoc_collection_find_with_opts(c->signals, q, NULL, NULL);
                 const bson_t *doc;
                 bson_iter_t it;
 
@@ -73,9 +73,8 @@ static int wait_final(su_ctx_t *c, const char *id, double secs, char *status,
                                 snprintf(node, 64, "%s",
                                          bson_iter_utf8(&it, NULL));
                         if (bson_iter_init(&it, doc) &&
-                            bson_iter_find_descendant(&it,
-                                                      "result.values.status",
-                                                      &it) &&
+                            bson_iter_find_descendant(
+                                &it, "result.values.status", &it) &&
                             BSON_ITER_HOLDS_UTF8(&it))
                                 snprintf(value, 64, "%s",
                                          bson_iter_utf8(&it, NULL));
@@ -94,8 +93,8 @@ static int64_t count_sessions(su_ctx_t *c, const char *resource)
         mongoc_collection_t *s =
             mongoc_client_get_collection(c->client, c->name, "sessions");
         bson_t *q = BCON_NEW("_id", BCON_UTF8(resource));
-        int64_t n = mongoc_collection_count_documents(s, q, NULL, NULL, NULL,
-                                                      NULL);
+        int64_t n =
+            mongoc_collection_count_documents(s, q, NULL, NULL, NULL, NULL);
         bson_destroy(q);
         mongoc_collection_destroy(s);
         return n;
@@ -135,9 +134,8 @@ static void test_session_follows_resource(void)
                 return;
         }
         for (int i = 0; i < 2; i++)
-                if (sc_node_start(&c, &nodes[i], tags[i], rdir,
-                                  "workers.max=1", "spin.timeout=30s",
-                                  "claim.lease=5s", NULL))
+                if (sc_node_start(&c, &nodes[i], tags[i], rdir, "workers.max=1",
+                                  "spin.timeout=30s", "claim.lease=5s", NULL))
                         goto out;
         if (su_producer_start(&c, &prod, "producer", NULL) ||
             su_wait_log(&prod, "event=pipeline.started", 30))
