@@ -145,6 +145,7 @@ struct par_chrome {
         int nslots;
         struct slot *slots;
         par_tab_t *trash;          /* to dispose of (chrome->mu) */
+        int disposing;             /* stager: being disposed of now */
         struct rctx *lru, *mru;    /* resource contexts (chrome->mu) */
         int nres;                  /* chrome->mu */
         pthread_cond_t stage_cond; /* stager: work to do */
@@ -1302,6 +1303,7 @@ static void *stager_main(void *arg)
                 if (c->trash) {
                         drop = c->trash;
                         c->trash = drop->next;
+                        c->disposing++;
                 }
                 for (int k = 0; k < c->nslots && !fill; k++) {
                         struct slot *s = &c->slots[(rr + k) % c->nslots];
@@ -1340,6 +1342,8 @@ static void *stager_main(void *arg)
                         par_log(PAR_LOG_DEBUG, "chrome", "prepared", "ms=%.0f",
                                 (now_s() - t1) * 1000);
                 pthread_mutex_lock(&c->mu);
+                if (drop)
+                        c->disposing--;
                 if (fill) {
                         fill->preparing--;
                         if (!made)
@@ -1623,7 +1627,7 @@ bool par_chrome_stocked(par_chrome_t *c)
         bool ok;
 
         pthread_mutex_lock(&c->mu);
-        ok = !c->trash;
+        ok = !c->trash && !c->disposing;
         for (int i = 0; ok && i < c->nslots; i++) {
                 struct slot *s = &c->slots[i];
                 if (s->wanted && s->nstock < s->stock_target)

@@ -632,6 +632,7 @@ static void test_kill_browser(void)
         fprintf(stderr, "   pending call error: %s\n", h[0].msg);
         par_chrome_tab_release(c, t, true);
         par_chrome_tab_release(c, t1, true);
+        t = NULL;
 
         /* the monitor reaps and relaunches; the next acquire works */
         CHECKF(!par_chrome_tab_acquire(c, 0, &t, &err), "%s", err.msg);
@@ -665,6 +666,9 @@ static void test_hung_browser(void)
 
         opts_for_test(&o);
         o.ping_interval_ms = 500;
+        /* no background preparation competing with the 500 ms pings of a
+         * browser that just started (this test is about hangs) */
+        o.ready_contexts = 0;
         REQUIRE(!par_chrome_new(&c, &o, 1, &err));
         REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &err));
         pid = par_tab_browser_pid(t);
@@ -677,6 +681,7 @@ static void test_hung_browser(void)
         CHECKF(h.rc == PAR_ERR_DISCONNECTED, "rc=%d %s", h.rc, h.msg);
         CHECKF(h.took < 10.0, "stuck call failed after %.2f s", h.took);
         par_chrome_tab_release(c, t, true);
+        t = NULL;
         CHECKF(!par_chrome_tab_acquire(c, 0, &t, &err), "%s", err.msg);
         REQUIRE(t);
         remember_pgid(par_tab_browser_pid(t));
