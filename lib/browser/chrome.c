@@ -1266,7 +1266,7 @@ static void *stager_main(void *arg)
 
         pthread_mutex_lock(&c->mu);
         while (!c->stage_stop) {
-                double now = now_s();
+                double now = par_clock_mono_s();
                 par_tab_t *drop = NULL, *made = NULL;
                 struct slot *fill = NULL;
                 struct inst *in = NULL;
@@ -1326,12 +1326,12 @@ static void *stager_main(void *arg)
                 }
                 pthread_mutex_unlock(&c->mu);
                 if (drop) {
-                        double t0 = now_s();
+                        double t0 = par_clock_mono_s();
                         tab_drop(c, drop);
                         par_log(PAR_LOG_DEBUG, "chrome", "disposed", "ms=%.0f",
-                                (now_s() - t0) * 1000);
+                                (par_clock_mono_s() - t0) * 1000);
                 }
-                double t1 = now_s();
+                double t1 = par_clock_mono_s();
                 if (fill && tab_create(c, in, &made, &e)) {
                         par_log(PAR_LOG_DEBUG, "chrome", "prepare_failed",
                                 "slot=%d error=\"%s\"", fill->index, e.msg);
@@ -1340,14 +1340,14 @@ static void *stager_main(void *arg)
                 }
                 if (fill)
                         par_log(PAR_LOG_DEBUG, "chrome", "prepared", "ms=%.0f",
-                                (now_s() - t1) * 1000);
+                                (par_clock_mono_s() - t1) * 1000);
                 pthread_mutex_lock(&c->mu);
                 if (drop)
                         c->disposing--;
                 if (fill) {
                         fill->preparing--;
                         if (!made)
-                                fill->stock_pause = now_s() + 0.2;
+                                fill->stock_pause = par_clock_mono_s() + 0.2;
                         else if (made->inst != fill->inst) {
                                 trash_locked(c, made);
                         } else {
@@ -1594,7 +1594,7 @@ void par_chrome_tab_release(par_chrome_t *c, par_tab_t *t, bool broken)
                 c->st.tabs_replaced++;
         if (t->res && !dead && !t->res->doomed) {
                 t->res->busy = false;
-                t->res->last_used = now_s();
+                t->res->last_used = par_clock_mono_s();
         } else if (t->res) {
                 t->res->busy = false;
                 rctx_evict_locked(c, t->res); /* queues t */

@@ -17,6 +17,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "base/clock.h"
 #include "base/log.h"
 #include "browser/chrome.h"
 #include "browser/recipe.h"
@@ -295,9 +296,9 @@ static void test_stock(void)
         REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e)); /* launches */
         par_chrome_tab_release(c, t, false);
         for (int i = 0; i < 4; i++) {
-                end = tu_now() + 20;
-                while (!par_chrome_stocked(c) && tu_now() < end)
-                        usleep(10000);
+                end = par_clock_mono_s() + 20;
+                while (!par_chrome_stocked(c) && par_clock_mono_s() < end)
+                        par_clock_sleep_ms(10);
                 CHECK(par_chrome_stocked(c));
                 REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e));
                 par_chrome_tab_release(c, t, false);
@@ -307,9 +308,9 @@ static void test_stock(void)
                (unsigned long long)st.contexts_ready);
         CHECKF(st.contexts_missed == 1, "missed %llu",
                (unsigned long long)st.contexts_missed);
-        end = tu_now() + 20;
-        while (!par_chrome_stocked(c) && tu_now() < end)
-                usleep(10000);
+        end = par_clock_mono_s() + 20;
+        while (!par_chrome_stocked(c) && par_clock_mono_s() < end)
+                par_clock_sleep_ms(10);
         par_chrome_stats(c, &st);
         CHECKF(st.contexts_disposed >= 5, "disposed %llu",
                (unsigned long long)st.contexts_disposed);

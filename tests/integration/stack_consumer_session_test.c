@@ -12,6 +12,7 @@
  */
 #include <signal.h>
 
+#include "base/clock.h"
 #include "fixture_server.h"
 #include "stack_consumer_util.h"
 
@@ -38,7 +39,7 @@ static int insert(su_ctx_t *c, const char *recipe, const char *resource,
         BSON_APPEND_UTF8(&params, "base", base);
         BSON_APPEND_UTF8(&params, "user", user);
         bson_append_document_end(&d, &params);
-        BSON_APPEND_DATE_TIME(&d, "created_at", su_wall_ms());
+        BSON_APPEND_DATE_TIME(&d, "created_at", par_clock_wall_ms());
         BSON_APPEND_UTF8(&d, "status", "pending");
         ok = mongoc_collection_insert_one(c->signals, &d, NULL, NULL, &e);
         if (!ok)
@@ -52,12 +53,12 @@ static int insert(su_ctx_t *c, const char *recipe, const char *resource,
 static int wait_final(su_ctx_t *c, const char *id, double secs, char *status,
                       char *node, char *value)
 {
-        double end = tu_now() + secs;
+        double end = par_clock_mono_s() + secs;
         bson_oid_t oid;
 
         bson_oid_init_from_string(&oid, id);
         status[0] = node[0] = value[0] = 0;
-        while (tu_now() < end) {
+        while (par_clock_mono_s() < end) {
                 bson_t *q = BCON_NEW("_id", BCON_OID(&oid));
                 mongoc_cursor_t *cur =
                     mongoc_collection_find_with_opts(c->signals, q, NULL, NULL);
@@ -83,7 +84,7 @@ static int wait_final(su_ctx_t *c, const char *id, double secs, char *status,
                 bson_destroy(q);
                 if (sc_is_final(status))
                         return 0;
-                su_sleep_ms(200);
+                par_clock_sleep_ms(200);
         }
         return -1;
 }
