@@ -45,6 +45,8 @@ struct node_obs {
         atomic_bool lag_quit;
         atomic_llong lag_total; /* -1 unknown */
         int64_t lag_interval_ms;
+        rd_kafka_t *lag_rk; /* the lag thread's own client */
+        char group[256];
         struct depth_arg {
                 par_sched_t *sched;
                 int level;
@@ -318,6 +320,50 @@ static void counter_to(par_metrics_t *m, const char *name, uint64_t total)
                 par_counter_add(c, total - cur);
 }
 
+/* Sets each element's offset to the group's committed offset (or
+ * RD_KAFKA_OFFSET_INVALID). Returns NULL or what went wrong. */
+static const char *committed(node_obs_t *o, rd_kafka_topic_partition_list_t *a)
+{
+        static _Thread_local char why[256];
+        rd_kafka_queue_t *q = rd_kafka_queue_new(o->lag_rk);
+        rd_kafka_ListConsumerGroupOffsets_t *req =
+            rd_kafka_ListConsumerGroupOffsets_new(o->group, a);
+        rd_kafka_ListConsumerGroupOffsets(o->lag_rk, &req, 1, NULL, q);
+        rd_kafka_ListConsumerGroupOffsets_destroy(req);
+        rd_kafka_event_t *ev = rd_kafka_queue_poll(q, 10000);
+        const rd_kafka_ListConsumerGroupOffsets_result_t *res =
+            ev ? rd_kafka_event_ListConsumerGroupOffsets_result(ev) : NULL;
+        size_t n = 0;
+        const rd_kafka_group_result_t **gr =
+            res ? rd_kafka_ListConsumerGroupOffsets_result_groups(res, &n)
+                : NULL;
+        const char *ret = NULL;
+        if (!n || rd_kafka_group_result_error(gr[0])) {
+                snprintf(why, sizeof(why), "committed offsets: %s",
+                         !ev ? "timed out"
+                         : n ? rd_kafka_error_string(
+                                   rd_kafka_group_result_error(gr[0]))
+                             : rd_kafka_event_error_string(ev));
+                ret = why;
+        } else {
+                const rd_kafka_topic_partition_list_t *c =
+                    rd_kafka_group_result_partitions(gr[0]);
+                for (int i = 0; i < a->cnt; i++) {
+                        const rd_kafka_topic_partition_t *p =
+                            c ? rd_kafka_topic_partition_list_find(
+                                    c, a->elems[i].topic, a->elems[i].partition)
+                              : NULL;
+                        a->elems[i].offset = p && !p->err && p->offset >= 0
+                                                 ? p->offset
+                                                 : RD_KAFKA_OFFSET_INVALID;
+                }
+        }
+        if (ev)
+                rd_kafka_event_destroy(ev);
+        rd_kafka_queue_destroy(q);
+        return ret;
+}
+
 static int64_t refresh_lag(node_obs_t *o)
 {
         node_t *n = o->n;
@@ -328,14 +374,17 @@ static int64_t refresh_lag(node_obs_t *o)
         if (rd_kafka_assignment(n->consumer, &a) || !a)
                 return -1;
         if (a->cnt) {
-                /* the group's committed offsets, from the coordinator */
-                rd_kafka_resp_err_t ke =
-                    rd_kafka_committed(n->consumer, a, 2000);
+                /* The group's committed offsets (Admin API) and the
+                 * watermarks, both through the lag thread's own client: on
+                 * the consumer's connections these requests would queue
+                 * behind its long-poll fetches (a broker answers one request
+                 * per connection at a time) and hold up the next fetch. */
+                const char *ke = committed(o, a);
                 if (ke || !(lag = calloc((size_t)a->cnt, sizeof(*lag))) ||
-                    par_lag_compute(n->consumer, a, lag, 2000, &e)) {
+                    par_lag_compute(o->lag_rk, a, lag, 5000, &e)) {
                         par_log(PAR_LOG_WARN, "consumer", "lag_unknown",
                                 "error=\"%s\"",
-                                ke    ? rd_kafka_err2str(ke)
+                                ke    ? ke
                                 : lag ? e.msg
                                       : "out of memory");
                         total = -1;
@@ -402,10 +451,27 @@ static void *lag_main(void *arg)
 
 par_err_t obs_start(node_obs_t *o, int64_t interval_ms, par_error_t *err)
 {
+        rd_kafka_conf_t *conf = NULL;
+        char cid[200], es[256];
+        par_err_t rc;
+
         o->lag_interval_ms = interval_ms;
-        if (pthread_create(&o->lag_thread, NULL, lag_main, o))
+        snprintf(o->group, sizeof(o->group), "%s",
+                 par_config_str(o->n->cfg, "consumer.group"));
+        snprintf(cid, sizeof(cid), "parallel-consumer-%s-lag", o->n->id);
+        if ((rc = par_kafka_conf_new(&conf, o->n->cfg, cid, err)))
+                return rc;
+        if (!(o->lag_rk =
+                  rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof(es)))) {
+                rd_kafka_conf_destroy(conf);
+                return par_error_set(err, PAR_ERR_KAFKA, "lag client: %s", es);
+        }
+        if (pthread_create(&o->lag_thread, NULL, lag_main, o)) {
+                rd_kafka_destroy(o->lag_rk);
+                o->lag_rk = NULL;
                 return par_error_set(err, PAR_ERR_NOMEM,
                                      "obs: cannot start the lag thread");
+        }
         o->lag_started = true;
         return PAR_OK;
 }
@@ -417,4 +483,6 @@ void obs_stop(node_obs_t *o)
         atomic_store(&o->lag_quit, true);
         pthread_join(o->lag_thread, NULL);
         o->lag_started = false;
+        rd_kafka_destroy(o->lag_rk);
+        o->lag_rk = NULL;
 }
