@@ -3,9 +3,16 @@
  *
  * Rebalances are incremental (cooperative-sticky): on revoke, the revoked
  * partitions' queued jobs are dropped, the finished prefix is committed
- * synchronously, and only then are they unassigned. A job of a revoked
- * partition that is still running finishes normally; its offset is simply
- * not committed by us (the new owner's claim skips or takes over).
+ * synchronously, and only then are they unassigned.
+ *
+ * After an incremental revoke the member rejoins at once, and librdkafka
+ * 2.0.2 treats a commit that meets the new generation meanwhile ("illegal
+ * generation") as a lost assignment: every partition is revoked without a
+ * commit and re-read from the last one, re-running what had finished. So
+ * the periodic commits wait (commit.c asks assign_commits_allowed) from a
+ * revoke until the rejoin's assignment; the revoke itself commits
+ * synchronously, after letting the running jobs of the revoked partitions
+ * finish, so the new owner starts after everything that finished here.
  *
  * Back-pressure is by pausing partitions (per priority level, on the
  * scheduler's watermarks) while polling goes on; librdkafka then stops
@@ -16,6 +23,7 @@
 #include <string.h>
 
 #include "assign.h"
+#include "base/clock.h"
 #include "base/log.h"
 #include "node.h"
 
@@ -118,22 +126,61 @@ static void assigned(node_t *n, rd_kafka_topic_partition_list_t *parts)
         }
 }
 
-/* Drops the revoked partitions' queued jobs and pause state, and commits
- * their finished prefix (unless the assignment was lost: the partitions
- * are someone else's already). */
+/* How long a revoke waits for the running jobs of its partitions. Long
+ * enough for API-like recipes and the noop; far below the rebalance timeout
+ * (max.poll.interval.ms). A spin still running after it is left to the new
+ * owner (a claim defers or skips it; without claims it runs again). */
+#define REVOKE_DRAIN_MS 10000
+
+/* Jobs of the revoked partitions still running: tracked offsets not done,
+ * less the queued ones just dropped (tracked, never to finish). */
+static int running_in(node_t *n, rd_kafka_topic_partition_list_t *parts,
+                      const int *dropped)
+{
+        int running = 0;
+        for (int i = 0; i < parts->cnt; i++) {
+                int pending = 0;
+                par_offsets_committable(n->offsets, parts->elems[i].topic,
+                                        parts->elems[i].partition, &pending);
+                if (pending > dropped[i])
+                        running += pending - dropped[i];
+        }
+        return running;
+}
+
+/* Drops the revoked partitions' queued jobs and pause state, lets their
+ * running jobs finish (bounded), and commits their finished prefix (unless
+ * the assignment was lost: the partitions are someone else's already, and
+ * a commit would be refused). */
 static void revoked(node_t *n, rd_kafka_t *rk,
                     rd_kafka_topic_partition_list_t *parts)
 {
         bool lost = rd_kafka_assignment_lost(rk);
         rd_kafka_topic_partition_list_t *commit =
             rd_kafka_topic_partition_list_new(parts->cnt + 1);
-        int dropped = 0;
+        int *dropped = calloc((size_t)parts->cnt + 1, sizeof(*dropped));
+        int ndropped = 0, waited = 0;
+
+        for (int i = 0; i < parts->cnt; i++) {
+                int L = assign_level(n, parts->elems[i].topic);
+                int d =
+                    L ? par_sched_revoke(n->sched, L, parts->elems[i].partition)
+                      : 0;
+                if (dropped)
+                        dropped[i] = d;
+                ndropped += d;
+        }
+        if (!lost && dropped) {
+                int64_t t0 = par_clock_mono_ms();
+                while (running_in(n, parts, dropped) > 0 &&
+                       par_clock_mono_ms() - t0 < REVOKE_DRAIN_MS)
+                        par_clock_sleep_ms(2);
+                waited = (int)(par_clock_mono_ms() - t0);
+        }
+        int left = dropped && !lost ? running_in(n, parts, dropped) : 0;
         for (int i = 0; i < parts->cnt; i++) {
                 const char *t = parts->elems[i].topic;
                 int32_t p = parts->elems[i].partition;
-                int L = assign_level(n, t);
-                if (L)
-                        dropped += par_sched_revoke(n->sched, L, p);
                 int64_t c = par_offsets_revoke(n->offsets, t, p);
                 if (c >= 0 && !lost)
                         rd_kafka_topic_partition_list_add(commit, t, p)
@@ -148,6 +195,7 @@ static void revoked(node_t *n, rd_kafka_t *rk,
                         *np = n->parts[--n->nparts];
                 }
         }
+        free(dropped);
         if (commit->cnt) {
                 rd_kafka_resp_err_t ce = rd_kafka_commit(rk, commit, 0);
                 if (ce)
@@ -158,8 +206,9 @@ static void revoked(node_t *n, rd_kafka_t *rk,
                                 rd_kafka_err2str(ce));
         }
         par_log(PAR_LOG_INFO, "consumer", "revoked",
-                "partitions=%d dropped=%d committed=%d lost=%d", parts->cnt,
-                dropped, commit->cnt, lost);
+                "partitions=%d dropped=%d committed=%d lost=%d waited_ms=%d "
+                "still_running=%d",
+                parts->cnt, ndropped, commit->cnt, lost, waited, left);
         rd_kafka_topic_partition_list_destroy(commit);
 }
 
@@ -178,8 +227,24 @@ void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 else
                         rd_kafka_assign(rk, parts);
                 assigned(n, parts);
+                /* The assignment that follows a revoke belongs to the same
+                 * round; the next one ends the rejoin. */
+                if (n->rejoin == NODE_REJOIN_REVOKED) {
+                        n->rejoin = NODE_REJOIN_WAITING;
+                } else if (n->rejoin == NODE_REJOIN_WAITING) {
+                        n->rejoin = NODE_REJOIN_NONE;
+                        PAR_DEBUG(
+                            "consumer", "rejoined", "after_ms=%lld",
+                            (long long)(par_clock_mono_ms() - n->rejoin_since));
+                }
         } else {
+                bool lost = rd_kafka_assignment_lost(rk);
                 revoked(n, rk, parts);
+                if (coop) {
+                        n->rejoin =
+                            lost ? NODE_REJOIN_WAITING : NODE_REJOIN_REVOKED;
+                        n->rejoin_since = par_clock_mono_ms();
+                }
                 if (coop)
                         ke = rd_kafka_incremental_unassign(rk, parts);
                 else
@@ -190,4 +255,18 @@ void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         "error=\"%s\"", rd_kafka_error_string(ke));
                 rd_kafka_error_destroy(ke);
         }
+}
+
+bool assign_commits_allowed(node_t *n)
+{
+        if (n->rejoin == NODE_REJOIN_NONE)
+                return true;
+        /* A safety valve should librdkafka skip an assignment callback. */
+        if (par_clock_mono_ms() - n->rejoin_since > 60000) {
+                par_log(PAR_LOG_WARN, "consumer", "rejoin_timeout",
+                        "after_ms=60000");
+                n->rejoin = NODE_REJOIN_NONE;
+                return true;
+        }
+        return false;
 }

@@ -28,6 +28,9 @@ void assign_delivered(node_t *n, const char *topic, int32_t partition,
 void assign_apply_flow(node_t *n);
 /* Pauses every level (shutdown). */
 void assign_pause_all(node_t *n);
+/* False while the member rejoins after a revoke: a commit then would be
+ * taken for a lost assignment (assign.c). */
+bool assign_commits_allowed(node_t *n);
 /* The rebalance callback; opaque is the node. */
 void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);

@@ -3,6 +3,7 @@
  * only once every message before it has finished (offsets.c), which is
  * what makes a restart or a rebalance lose nothing.
  */
+#include "assign.h"
 #include "commit.h"
 #include "base/log.h"
 #include "node.h"
@@ -16,6 +17,8 @@ static void add_commit(const char *topic, int32_t partition, int64_t offset,
 
 void commit_offsets(node_t *n, bool sync, bool all)
 {
+        if (!assign_commits_allowed(n))
+                return; /* what advanced is collected next time */
         rd_kafka_topic_partition_list_t *l =
             rd_kafka_topic_partition_list_new(8);
         if (par_offsets_collect(n->offsets, all, add_commit, l)) {

@@ -14,7 +14,8 @@ typedef struct node node_t;
 
 /* Commits the finished prefixes that advanced; with all, every
  * partition's, so a commit that failed (e.g. during a rebalance) is sent
- * again. sync: wait for the broker's answer. */
+ * again. sync: wait for the broker's answer. Nothing is sent while the
+ * member rejoins after a revoke (assign_commits_allowed). */
 void commit_offsets(node_t *n, bool sync, bool all);
 
 #endif

@@ -105,6 +105,12 @@ struct node {
         uint32_t paused;
         struct npart *parts;
         int nparts, cap_parts;
+        enum {
+                NODE_REJOIN_NONE,    /* steady: periodic commits go out */
+                NODE_REJOIN_REVOKED, /* revoked; this round's assign next */
+                NODE_REJOIN_WAITING, /* rejoining: no commits until assign */
+        } rejoin;
+        int64_t rejoin_since; /* monotonic */
 
         /* worker status last published, main thread (status.c) */
         int published_state[NODE_MAX_WORKERS]; /* -1: none */
