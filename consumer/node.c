@@ -25,6 +25,11 @@
 #include "node.h"
 #include "status.h"
 
+/* Results handed to the producer and not yet acknowledged, per node: enough
+ * to keep the producer's batches full (linger.ms=2) at tens of thousands a
+ * second, small enough that a shutdown waits for them briefly. */
+#define RESULTS_IN_FLIGHT 4096
+
 static par_err_t kset(rd_kafka_conf_t *c, const char *k, const char *v,
                       par_error_t *err)
 {
@@ -57,7 +62,7 @@ static par_err_t make_clients(node_t *n, par_error_t *err)
         if ((rc = kset(pc, "enable.idempotence", "true", err)) ||
             (rc = kset(pc, "linger.ms", "2", err)))
                 goto fail;
-        rc = pub_new(&n->pub, pc, err);
+        rc = pub_new(&n->pub, pc, RESULTS_IN_FLIGHT, err);
         pc = NULL;
         if (rc)
                 goto fail;
@@ -381,7 +386,9 @@ static int shut_down(node_t *n, volatile sig_atomic_t *stop)
         int left;
         for (;;) {
                 left = pool_stop(n->pool, par_clock_mono_ms());
-                if (!left || par_clock_mono_ms() >= deadline || *stop >= 2)
+                /* Results in flight still mark their offsets done. */
+                if ((!left && !pub_inflight(n->pub)) ||
+                    par_clock_mono_ms() >= deadline || *stop >= 2)
                         break;
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(n->consumer, 50);
                 if (m) /* paused: only stragglers; not tracked, refetched */

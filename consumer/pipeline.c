@@ -37,6 +37,14 @@
  * attempt. The lock goes with the claim through retries and is deleted
  * after the document update.
  *
+ * Without claims, a final result that is not a failure is published
+ * asynchronously: the worker hands it to the producer and takes the next
+ * signal; the delivery report marks the offset done and frees the
+ * scheduler slot (and the resource with it). Results in flight are bounded
+ * by the producer (pub_send_async waits beyond the bound). With claims the
+ * document update must follow the acknowledged result on the worker's own
+ * MongoDB client, so the worker waits for the report.
+ *
  * The machine: pipe_run moves a run_t through steps (step_t); each step
  * function does one stage and returns the next step. The outcome is an enum
  * (pipe_outcome_t), turned into the status string only where it is written
@@ -168,6 +176,26 @@ static void child_trace(const job_t *j, char out[PAR_TRACEPARENT_LEN + 1])
         par_kafka_trace_format(&child, out);
 }
 
+/* The result's bytes and its trace context. */
+static par_err_t encode_result(const run_t *r, char tp[PAR_TRACEPARENT_LEN + 1],
+                               void **buf, size_t *len)
+{
+        par_error_t e;
+        par_err_t rc;
+
+        child_trace(r->j, tp);
+        json_t *res = result_json(r, tp);
+        if (!res)
+                return PAR_ERR_NOMEM;
+        rc = par_codec_encode(r->env->codec, PAR_SCHEMA_RESULT, res, buf, len,
+                              &e);
+        json_decref(res);
+        if (rc)
+                par_log(PAR_LOG_ERROR, "consumer", "result_encode",
+                        "signal=%s error=\"%s\"", r->j->id, e.msg);
+        return rc;
+}
+
 /* Produces the result (waiting for delivery, retrying until it is out or
  * the node gives up on shutdown). */
 static par_err_t publish_result(const run_t *r)
@@ -180,18 +208,8 @@ static par_err_t publish_result(const run_t *r)
         par_error_t e;
         par_err_t rc;
 
-        child_trace(j, tp);
-        json_t *res = result_json(r, tp);
-        if (!res)
-                return PAR_ERR_NOMEM;
-        rc = par_codec_encode(env->codec, PAR_SCHEMA_RESULT, res, &buf, &len,
-                              &e);
-        json_decref(res);
-        if (rc) {
-                par_log(PAR_LOG_ERROR, "consumer", "result_encode",
-                        "signal=%s error=\"%s\"", j->id, e.msg);
+        if ((rc = encode_result(r, tp, &buf, &len)))
                 return rc;
-        }
         for (int tries = 0;; tries++) {
                 void *copy = malloc(len);
                 if (!copy) {
@@ -209,6 +227,90 @@ static par_err_t publish_result(const run_t *r)
         }
         free(buf);
         return rc;
+}
+
+/* A result handed to the producer: the rest of its delivery (offset done,
+ * scheduler slot and resource freed) runs from its delivery report. */
+typedef struct inflight {
+        pub_cb_t cb; /* first: the report finds us through it */
+        const pipe_env_t *env;
+        par_sched_job_t *sj;
+        job_t *j;
+        int64_t finished_at;
+        void *buf;
+        size_t len;
+        char tp[PAR_TRACEPARENT_LEN + 1];
+        int tries;
+} inflight_t;
+
+static void inflight_done(inflight_t *f)
+{
+        const pipe_env_t *env = f->env;
+        job_t *j = f->j;
+
+        if (f->finished_at > j->created_at && j->created_at > 0)
+                par_hist_record(env->stats->e2e,
+                                (uint64_t)(f->finished_at - j->created_at) *
+                                    1000);
+        par_offsets_done(env->offsets, j->topic, j->partition, j->offset);
+        par_sched_done(env->sched, f->sj);
+        job_free(j);
+        free(f->buf);
+        free(f);
+}
+
+static par_err_t inflight_send(inflight_t *f, par_error_t *e)
+{
+        void *copy = malloc(f->len);
+        if (!copy)
+                return par_error_set(e, PAR_ERR_NOMEM, "out of memory");
+        memcpy(copy, f->buf, f->len);
+        return pub_send_async(f->env->pub, f->env->t_results, f->j->id, copy,
+                              f->len, f->tp, &f->cb, e);
+}
+
+/* kpoll thread. A failed delivery is sent again (librdkafka already
+ * retried it within message.timeout.ms), up to ten times (three on
+ * shutdown, like the synchronous path); this thread must not sleep, as
+ * every report waits for it. */
+static void inflight_report(pub_cb_t *cb, rd_kafka_resp_err_t err)
+{
+        inflight_t *f = (inflight_t *)cb;
+        par_error_t e;
+
+        while (err && f->tries < 10 &&
+               !(pub_stopping(f->env->pub) && f->tries > 2)) {
+                f->tries++;
+                par_log(PAR_LOG_WARN, "consumer", "result_retry",
+                        "signal=%s error=\"%s\"", f->j->id,
+                        rd_kafka_err2str(err));
+                if (!inflight_send(f, &e))
+                        return; /* the next report decides */
+                err = RD_KAFKA_RESP_ERR__FAIL;
+        }
+        inflight_done(f);
+}
+
+/* Hands the result to the producer; false when that failed (the caller
+ * publishes it synchronously instead). Takes the job on success. */
+static bool publish_result_async(run_t *r)
+{
+        par_error_t e;
+        inflight_t *f = calloc(1, sizeof(*f));
+        if (!f)
+                return false;
+        f->cb.fn = inflight_report;
+        f->env = r->env;
+        f->sj = r->sj;
+        f->j = r->j;
+        f->finished_at = r->finished_at;
+        if (encode_result(r, f->tp, &f->buf, &f->len) || inflight_send(f, &e)) {
+                free(f->buf);
+                free(f);
+                return false;
+        }
+        r->j = NULL; /* the report completes it */
+        return true;
 }
 
 static void publish_dead_letter(const run_t *r)
@@ -589,6 +691,20 @@ static step_t step_skip(run_t *r)
 
 static step_t step_publish(run_t *r)
 {
+        /* Without claims there is no document to finish: the worker moves
+         * on once the result is handed over, and the offset is marked done
+         * from its delivery report (result acknowledged before the offset
+         * is committable; the resource stays taken until then, so per
+         * resource order holds). Failures keep the synchronous path: their
+         * dead letter is sent after the result. */
+        if (!r->claim &&
+            (r->outcome == PIPE_DONE || r->outcome == PIPE_EXPIRED)) {
+                count(r->env->stats, r->outcome);
+                if (publish_result_async(r))
+                        return STEP_END;
+                publish_result(r);
+                return STEP_FINISH;
+        }
         publish_result(r);
         if (r->outcome == PIPE_DEAD || r->outcome == PIPE_FAILED) {
                 publish_dead_letter(r);

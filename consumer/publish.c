@@ -4,8 +4,12 @@
  * librdkafka calls the delivery-report callback only from rd_kafka_poll on
  * the producer, so one thread (kpoll) does nothing else; a sender that must
  * know its message is acknowledged (a result before its document is final)
- * waits on a condition variable the callback signals. A full local queue is
- * waited out rather than reported: the kpoll thread drains it.
+ * waits on a condition variable the callback signals, or hands a callback
+ * that the report runs (pub_send_async: the worker moves on at once). A
+ * full local queue is waited out rather than reported: the kpoll thread
+ * drains it.
+ *
+ * The two kinds of opaque are told apart by a tag in front of each.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -20,6 +24,8 @@
 
 struct pub {
         rd_kafka_t *producer;
+        int max_inflight;
+        int inflight; /* pub_send_async messages unreported (under dlock) */
         pthread_mutex_t dlock; /* delivery waits: one lock for all */
         pthread_cond_t dcond;
         pthread_t kpoll;
@@ -28,23 +34,47 @@ struct pub {
         struct node_obs *obs; /* delivery errors and latency; may be NULL */
 };
 
+enum { OP_WAIT = 1, OP_CB };
+
 typedef struct dwait {
+        int op; /* OP_WAIT */
         bool done;
         rd_kafka_resp_err_t err;
 } dwait_t;
 
+typedef struct dcb {
+        int op; /* OP_CB */
+        pub_cb_t *cb;
+        int64_t t0; /* monotonic, when produced */
+} dcb_t;
+
 static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
 {
         pub_t *p = opaque;
-        dwait_t *w = m->_private;
+        int *op = m->_private;
         if (m->err) {
                 obs_kafka_error(p->obs, "delivery");
                 par_log(PAR_LOG_WARN, "consumer", "delivery_failed",
                         "topic=%s error=\"%s\"", rd_kafka_topic_name(m->rkt),
                         rd_kafka_err2str(m->err));
         }
-        if (!w)
+        if (!op)
                 return;
+        if (*op == OP_CB) {
+                dcb_t *d = m->_private;
+                pub_cb_t *cb = d->cb;
+                if (!m->err)
+                        obs_publish(p->obs,
+                                    (par_clock_mono_ms() - d->t0) / 1e3);
+                free(d);
+                pthread_mutex_lock(&p->dlock);
+                p->inflight--;
+                pthread_cond_broadcast(&p->dcond);
+                pthread_mutex_unlock(&p->dlock);
+                cb->fn(cb, m->err);
+                return;
+        }
+        dwait_t *w = m->_private;
         pthread_mutex_lock(&p->dlock);
         w->err = m->err;
         w->done = true;
@@ -57,7 +87,8 @@ void pub_set_obs(pub_t *p, struct node_obs *obs)
         p->obs = obs;
 }
 
-par_err_t pub_new(pub_t **out, rd_kafka_conf_t *conf, par_error_t *err)
+par_err_t pub_new(pub_t **out, rd_kafka_conf_t *conf, int max_inflight,
+                  par_error_t *err)
 {
         char es[512];
         pub_t *p = calloc(1, sizeof(*p));
@@ -65,6 +96,7 @@ par_err_t pub_new(pub_t **out, rd_kafka_conf_t *conf, par_error_t *err)
                 rd_kafka_conf_destroy(conf);
                 return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
         }
+        p->max_inflight = max_inflight > 0 ? max_inflight : 1;
         pthread_mutex_init(&p->dlock, NULL);
         pthread_cond_init(&p->dcond, NULL);
         rd_kafka_conf_set_dr_msg_cb(conf, dr_cb);
@@ -121,11 +153,11 @@ bool pub_stopping(pub_t *p)
         return atomic_load(&p->quit);
 }
 
-par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
-                   size_t len, const char *traceparent, bool wait,
-                   par_error_t *err)
+/* Produces with opaque as the message's; waits out a full queue. */
+static par_err_t produce(pub_t *p, const char *topic, const char *key,
+                         void *value, size_t len, const char *traceparent,
+                         void *opaque, par_error_t *err)
 {
-        dwait_t w = {0};
         rd_kafka_resp_err_t e;
         int64_t t0 = par_clock_mono_ms();
 
@@ -141,10 +173,10 @@ par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
                     RD_KAFKA_V_KEY(key, key ? strlen(key) : 0),
                     RD_KAFKA_V_VALUE(value, len),
                     RD_KAFKA_V_MSGFLAGS(value ? RD_KAFKA_MSG_F_FREE : 0),
-                    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(wait ? &w : NULL),
+                    RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_OPAQUE(opaque),
                     RD_KAFKA_V_END);
                 if (!e)
-                        break;
+                        return PAR_OK;
                 rd_kafka_headers_destroy(h);
                 if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                         free(value);
@@ -154,8 +186,18 @@ par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
                 }
                 par_clock_sleep_ms(10); /* the kpoll thread drains the queue */
         }
-        if (!wait)
-                return PAR_OK;
+}
+
+par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
+                   size_t len, const char *traceparent, bool wait,
+                   par_error_t *err)
+{
+        dwait_t w = {.op = OP_WAIT};
+        int64_t t0 = par_clock_mono_ms();
+        par_err_t rc = produce(p, topic, key, value, len, traceparent,
+                               wait ? &w : NULL, err);
+        if (rc || !wait)
+                return rc;
         pthread_mutex_lock(&p->dlock);
         while (!w.done)
                 pthread_cond_wait(&p->dcond, &p->dlock);
@@ -166,4 +208,43 @@ par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
                 return par_error_set(err, PAR_ERR_KAFKA, "deliver to %s: %s",
                                      topic, rd_kafka_err2str(w.err));
         return PAR_OK;
+}
+
+par_err_t pub_send_async(pub_t *p, const char *topic, const char *key,
+                         void *value, size_t len, const char *traceparent,
+                         pub_cb_t *cb, par_error_t *err)
+{
+        dcb_t *d = malloc(sizeof(*d));
+        if (!d) {
+                free(value);
+                return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
+        }
+        d->op = OP_CB;
+        d->cb = cb;
+        d->t0 = par_clock_mono_ms();
+        /* The kpoll thread never waits here: a re-send from its callback
+         * would wait for itself. */
+        bool kpoll = p->started && pthread_equal(pthread_self(), p->kpoll);
+        pthread_mutex_lock(&p->dlock);
+        while (!kpoll && p->inflight >= p->max_inflight)
+                pthread_cond_wait(&p->dcond, &p->dlock);
+        p->inflight++;
+        pthread_mutex_unlock(&p->dlock);
+        par_err_t rc = produce(p, topic, key, value, len, traceparent, d, err);
+        if (rc) {
+                free(d);
+                pthread_mutex_lock(&p->dlock);
+                p->inflight--;
+                pthread_cond_broadcast(&p->dcond);
+                pthread_mutex_unlock(&p->dlock);
+        }
+        return rc;
+}
+
+int pub_inflight(pub_t *p)
+{
+        pthread_mutex_lock(&p->dlock);
+        int n = p->inflight;
+        pthread_mutex_unlock(&p->dlock);
+        return n;
 }

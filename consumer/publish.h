@@ -2,9 +2,10 @@
  * publish.h — the node's Kafka producer (internal to consumer/).
  *
  * Owns: the producer handle, its delivery reports (served by the kpoll
- * thread), and waiting for a report. Stays out: what is produced (results
- * and dead letters in pipeline.c, status and metrics in status.c, raw dead
- * letters in intake.c) and the producer's configuration (node.c).
+ * thread), waiting for a report, and the bound on results in flight. Stays out:
+ * what is produced (results and dead letters in pipeline.c, status and metrics
+ * in status.c, raw dead letters in intake.c) and the producer's configuration
+ * (node.c).
  *
  * Threads: pub_send from any thread; pub_start/pub_stop from the main
  * thread.
@@ -21,8 +22,10 @@
 
 typedef struct pub pub_t;
 
-/* Takes conf (destroyed on failure too). */
-par_err_t pub_new(pub_t **out, rd_kafka_conf_t *conf, par_error_t *err);
+/* Takes conf (destroyed on failure too). max_inflight bounds
+ * pub_send_async. */
+par_err_t pub_new(pub_t **out, rd_kafka_conf_t *conf, int max_inflight,
+                  par_error_t *err);
 /* Accepts NULL. pub_stop must have run if pub_start did. */
 void pub_destroy(pub_t *p);
 /* Where delivery errors and acknowledgement times are counted (obs.h);
@@ -37,10 +40,29 @@ void pub_stop(pub_t *p, int flush_ms);
 /* True once pub_stop began: senders give up retrying. */
 bool pub_stopping(pub_t *p);
 
+/* A delivery-report callback: fn runs on the kpoll thread with the
+ * message's error (0: acknowledged), once per pub_send_async that returned
+ * PAR_OK. It may call pub_send_async again (a re-send). */
+typedef struct pub_cb pub_cb_t;
+struct pub_cb {
+        void (*fn)(pub_cb_t *cb, rd_kafka_resp_err_t err);
+};
+
 /* Produces value (taken: malloc'd, freed by librdkafka) with key to topic
  * and, when wait is set, blocks until its delivery report. Any thread. */
 par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
                    size_t len, const char *traceparent, bool wait,
                    par_error_t *err);
+
+/* Produces value (taken) and returns; cb (borrowed until its fn runs)
+ * gets the delivery report. At most max_inflight (pub_new) such messages
+ * are unacknowledged at once: a sender beyond that waits (back-pressure),
+ * except a re-send from a callback. When this returns an error, cb->fn is
+ * never called. Any thread. */
+par_err_t pub_send_async(pub_t *p, const char *topic, const char *key,
+                         void *value, size_t len, const char *traceparent,
+                         pub_cb_t *cb, par_error_t *err);
+/* Messages sent with pub_send_async not yet reported. */
+int pub_inflight(pub_t *p);
 
 #endif

@@ -35,7 +35,7 @@ PARTS=${PARTS:-4}
 WORKERS=${WORKERS:-4}
 TIMEOUT=${TIMEOUT:-600}
 CLAIMS=${CLAIMS:-"true false"}
-KCAT=(kcat -C -b 127.0.0.1:9092)
+KCAT=(kcat -C -b "${PARALLEL_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}")
 
 # best2 KCAT-ARGS…: runs kcat twice; prints the shorter wall time in ns.
 best2() {
