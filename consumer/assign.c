@@ -132,20 +132,31 @@ static void assigned(node_t *n, rd_kafka_topic_partition_list_t *parts)
  * owner (a claim defers or skips it; without claims it runs again). */
 #define REVOKE_DRAIN_MS 10000
 
-/* Jobs of the revoked partitions still running: tracked offsets not done,
- * less the queued ones just dropped (tracked, never to finish). */
-static int running_in(node_t *n, rd_kafka_topic_partition_list_t *parts,
-                      const int *dropped)
+/* Jobs of the revoked partitions still running (a job whose result is in
+ * flight counts: its offset is marked done from the delivery report). */
+static int running_in(node_t *n, rd_kafka_topic_partition_list_t *parts)
 {
         int running = 0;
         for (int i = 0; i < parts->cnt; i++) {
-                int pending = 0;
-                par_offsets_committable(n->offsets, parts->elems[i].topic,
-                                        parts->elems[i].partition, &pending);
-                if (pending > dropped[i])
-                        running += pending - dropped[i];
+                int L = assign_level(n, parts->elems[i].topic);
+                if (L)
+                        running += par_sched_running_in(
+                            n->sched, L, parts->elems[i].partition);
         }
         return running;
+}
+
+/* Drops the queued jobs of the revoked partitions; returns how many. */
+static int drop_queued(node_t *n, rd_kafka_topic_partition_list_t *parts)
+{
+        int dropped = 0;
+        for (int i = 0; i < parts->cnt; i++) {
+                int L = assign_level(n, parts->elems[i].topic);
+                if (L)
+                        dropped += par_sched_revoke(n->sched, L,
+                                                    parts->elems[i].partition);
+        }
+        return dropped;
 }
 
 /* Drops the revoked partitions' queued jobs and pause state, lets their
@@ -158,26 +169,20 @@ static void revoked(node_t *n, rd_kafka_t *rk,
         bool lost = rd_kafka_assignment_lost(rk);
         rd_kafka_topic_partition_list_t *commit =
             rd_kafka_topic_partition_list_new(parts->cnt + 1);
-        int *dropped = calloc((size_t)parts->cnt + 1, sizeof(*dropped));
-        int ndropped = 0, waited = 0;
+        int ndropped = drop_queued(n, parts), waited = 0, left = 0;
 
-        for (int i = 0; i < parts->cnt; i++) {
-                int L = assign_level(n, parts->elems[i].topic);
-                int d =
-                    L ? par_sched_revoke(n->sched, L, parts->elems[i].partition)
-                      : 0;
-                if (dropped)
-                        dropped[i] = d;
-                ndropped += d;
-        }
-        if (!lost && dropped) {
+        /* On shutdown the workers have stopped already (or overran the
+         * grace, and waiting again would only delay the leave). */
+        if (!lost && !atomic_load(&n->draining)) {
                 int64_t t0 = par_clock_mono_ms();
-                while (running_in(n, parts, dropped) > 0 &&
+                while ((left = running_in(n, parts)) > 0 &&
                        par_clock_mono_ms() - t0 < REVOKE_DRAIN_MS)
                         par_clock_sleep_ms(2);
                 waited = (int)(par_clock_mono_ms() - t0);
+                /* A job that was put back meanwhile (retry, lease wait)
+                 * goes with the partition. */
+                ndropped += drop_queued(n, parts);
         }
-        int left = dropped && !lost ? running_in(n, parts, dropped) : 0;
         for (int i = 0; i < parts->cnt; i++) {
                 const char *t = parts->elems[i].topic;
                 int32_t p = parts->elems[i].partition;
@@ -195,7 +200,6 @@ static void revoked(node_t *n, rd_kafka_t *rk,
                         *np = n->parts[--n->nparts];
                 }
         }
-        free(dropped);
         if (commit->cnt) {
                 rd_kafka_resp_err_t ce = rd_kafka_commit(rk, commit, 0);
                 if (ce)

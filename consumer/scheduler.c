@@ -30,6 +30,7 @@ typedef struct node {
         struct node *rprev, *rnext; /* resource FIFO */
         res_t *res;
         bool queued;
+        struct node *oprev, *onext; /* handed out (running) */
 } node_t;
 
 struct res {
@@ -54,8 +55,29 @@ struct par_sched {
         size_t nbuckets, nres;
         uint64_t seq;
         int running;
+        node_t *out; /* handed-out jobs, for par_sched_running_in */
         bool closed;
 };
+
+static void out_link(par_sched_t *s, node_t *n)
+{
+        n->oprev = NULL;
+        n->onext = s->out;
+        if (s->out)
+                s->out->oprev = n;
+        s->out = n;
+}
+
+static void out_unlink(par_sched_t *s, node_t *n)
+{
+        if (n->oprev)
+                n->oprev->onext = n->onext;
+        else
+                s->out = n->onext;
+        if (n->onext)
+                n->onext->oprev = n->oprev;
+        n->oprev = n->onext = NULL;
+}
 
 static size_t hash(const char *s)
 {
@@ -335,6 +357,7 @@ static par_sched_job_t *take(par_sched_t *s, node_t *n)
         if (n->res)
                 n->res->busy = true;
         s->running++;
+        out_link(s, n);
         return &n->job;
 }
 
@@ -383,6 +406,7 @@ void par_sched_done(par_sched_t *s, par_sched_job_t *job)
                 return;
         pthread_mutex_lock(&s->lock);
         s->running--;
+        out_unlink(s, n);
         if (n->res) {
                 n->res->busy = false;
                 res_maybe_free(s, n->res);
@@ -399,6 +423,7 @@ void par_sched_defer(par_sched_t *s, par_sched_job_t *job,
 
         pthread_mutex_lock(&s->lock);
         s->running--;
+        out_unlink(s, n);
         if (n->res)
                 n->res->busy = false;
         n->not_before = not_before_ms;
@@ -463,6 +488,16 @@ int par_sched_depth(par_sched_t *s, int level)
                         d += s->lv[L - 1].depth;
         pthread_mutex_unlock(&s->lock);
         return d;
+}
+
+int par_sched_running_in(par_sched_t *s, int level, int32_t partition)
+{
+        int r = 0;
+        pthread_mutex_lock(&s->lock);
+        for (node_t *n = s->out; n; n = n->onext)
+                r += n->job.level == level && n->job.partition == partition;
+        pthread_mutex_unlock(&s->lock);
+        return r;
 }
 
 int par_sched_running(par_sched_t *s)

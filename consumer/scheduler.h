@@ -102,6 +102,8 @@ bool par_sched_take_flow(par_sched_t *s, uint32_t *pause, uint32_t *resume);
 /* Queued jobs at a level (0 = all levels); jobs handed out and not done. */
 int par_sched_depth(par_sched_t *s, int level);
 int par_sched_running(par_sched_t *s);
+/* Jobs of (level, partition) handed out and not yet done or deferred. */
+int par_sched_running_in(par_sched_t *s, int level, int32_t partition);
 
 /* Makes par_sched_next return NULL from now on (waking every waiter). */
 void par_sched_close(par_sched_t *s);

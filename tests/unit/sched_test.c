@@ -225,10 +225,15 @@ static void test_revoke(void)
         CHECK(par_sched_depth(s, 2) == 1);
         CHECK(take(s, 10, false, NULL) == 2);
         CHECK(take(s, 10, false, NULL) == -1);
-        /* A handed-out job survives a revoke of its partition. */
+        /* A handed-out job survives a revoke of its partition, and counts
+         * as running there (only there) until done. */
         CHECK(par_sched_revoke(s, 3, 0) == 0);
         CHECK(run->offset == 4);
+        CHECK(par_sched_running_in(s, 3, 0) == 1);
+        CHECK(par_sched_running_in(s, 2, 0) == 0);
+        CHECK(par_sched_running_in(s, 3, 1) == 0);
         par_sched_done(s, run);
+        CHECK(par_sched_running_in(s, 3, 0) == 0);
         push(s, 1, 5, 7, NULL, 5);
         push(s, 4, 5, 8, NULL, 5);
         CHECK(par_sched_clear(s) == 2);
@@ -247,7 +252,9 @@ static void test_defer(void)
         push(s, 2, 0, 2, "r", 2);
         push(s, 1, 0, 3, NULL, 3);
         CHECK(take(s, 10, true, &j) == 1);
+        CHECK(par_sched_running_in(s, 2, 0) == 1);
         par_sched_defer(s, j, 100);
+        CHECK(par_sched_running_in(s, 2, 0) == 0); /* queued again */
         CHECK(j->attempt == 1);
         /* Until 100, offset 1 waits and offset 2 must not overtake it. */
         CHECK(take(s, 50, false, NULL) == 3);
