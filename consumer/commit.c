@@ -17,7 +17,9 @@ static void add_commit(const char *topic, int32_t partition, int64_t offset,
 
 void commit_offsets(node_t *n, bool sync, bool all)
 {
-        if (!assign_commits_allowed(n))
+        /* A synchronous commit (shutdown) goes out regardless: the node
+         * leaves, and shut_down waits for the rejoin first (node.c). */
+        if (!sync && !assign_commits_allowed(n))
                 return; /* what advanced is collected next time */
         rd_kafka_topic_partition_list_t *l =
             rd_kafka_topic_partition_list_new(8);

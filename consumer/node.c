@@ -403,6 +403,16 @@ static int shut_down(node_t *n, volatile sig_atomic_t *stop)
                 _exit(1);
         }
         int dropped = par_sched_clear(n->sched);
+        /* A member that is rejoining after a revoke would have its commit
+         * refused (and taken for a lost assignment): let the rejoin end
+         * first, serving its callbacks; messages polled meanwhile are not
+         * tracked and are re-read by the next owner. */
+        for (int64_t until = par_clock_mono_ms() + 10000;
+             !assign_commits_allowed(n) && par_clock_mono_ms() < until;) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(n->consumer, 50);
+                if (m)
+                        rd_kafka_message_destroy(m);
+        }
         commit_offsets(n, true, true);
         holds_stop(n->holds);
         /* Give back claims of retries we will not run. */

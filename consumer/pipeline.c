@@ -248,10 +248,13 @@ static void inflight_done(inflight_t *f)
         const pipe_env_t *env = f->env;
         job_t *j = f->j;
 
-        if (f->finished_at > j->created_at && j->created_at > 0)
+        if (f->finished_at > j->created_at && j->created_at > 0) {
                 par_hist_record(env->stats->e2e,
                                 (uint64_t)(f->finished_at - j->created_at) *
                                     1000);
+                obs_e2e(env->stats->obs, j->priority,
+                        (f->finished_at - j->created_at) / 1e3);
+        }
         par_offsets_done(env->offsets, j->topic, j->partition, j->offset);
         par_sched_done(env->sched, f->sj);
         job_free(j);
@@ -699,7 +702,7 @@ static step_t step_publish(run_t *r)
          * dead letter is sent after the result. */
         if (!r->claim &&
             (r->outcome == PIPE_DONE || r->outcome == PIPE_EXPIRED)) {
-                count(r->env->stats, r->outcome);
+                count(r->env->stats, r->j, r->outcome);
                 if (publish_result_async(r))
                         return STEP_END;
                 publish_result(r);

@@ -159,7 +159,6 @@ static par_err_t produce(pub_t *p, const char *topic, const char *key,
                          void *opaque, par_error_t *err)
 {
         rd_kafka_resp_err_t e;
-        int64_t t0 = par_clock_mono_ms();
 
         for (;;) {
                 rd_kafka_headers_t *h = NULL;
