@@ -26,6 +26,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netdb.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <libwebsockets.h>
 
 #include "base/log.h"
@@ -34,6 +38,14 @@
 
 #define CHUNK      16384
 #define MAX_ROUTES 32
+/* Connections served at once; more are refused at accept. These endpoints
+ * answer dashboards and scrapers, a handful of clients: a cap keeps a
+ * flood of idle sockets from taking every file descriptor of the node. */
+#define MAX_CONNECTIONS 128
+/* Seconds a connection may take to send its request headers, and to stay
+ * idle between requests. */
+#define HEADER_TIMEOUT 10
+#define IDLE_TIMEOUT   5
 
 struct par_http_body {
         char *data;
@@ -60,6 +72,7 @@ struct par_http {
         pthread_t thread;
         bool running;
         atomic_bool stopping;
+        int connections; /* service thread only */
 };
 
 /* Per-connection state: the response being written. */
@@ -177,6 +190,15 @@ static void pss_clear(pss_t *pss)
         memset(pss, 0, sizeof(*pss));
 }
 
+static bool method_allowed(struct lws *wsi)
+{
+        char *uri = NULL;
+        int len = 0;
+        int m = lws_http_get_uri_and_method(wsi, &uri, &len);
+
+        return m == LWSHUMETH_GET || m == LWSHUMETH_HEAD;
+}
+
 /* Runs the handler for the request and sends the headers. Returns -1 to
  * close the connection. */
 static int begin_response(struct lws *wsi, par_http_t *h, pss_t *pss,
@@ -275,6 +297,48 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
         par_http_t *h = lws_context_user(lws_get_context(wsi));
 
         switch (reason) {
+        case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
+                /* Before anything is allocated for the socket. */
+                if (h && h->connections >= MAX_CONNECTIONS)
+                        return 1;
+                return 0;
+        case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
+                /* Marked on the wsi itself: its per-session data may not
+                 * exist yet. */
+                if (h) {
+                        h->connections++;
+                        lws_set_opaque_user_data(wsi, h);
+                }
+                /* Bounds the wait for request headers (slow or silent
+                 * clients); lws replaces it once a request is parsed. */
+                lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE,
+                                HEADER_TIMEOUT);
+                return 0;
+        case LWS_CALLBACK_FILTER_PROTOCOL_CONNECTION:
+                /* No WebSocket upgrades: nothing here speaks it, and an
+                 * upgraded socket would stay open with no timeout. */
+                return 1;
+        case LWS_CALLBACK_FILTER_HTTP_CONNECTION:
+                /* GET and HEAD only; CONNECT, bodies, upgrades are refused
+                 * before any handler runs. */
+                if (!method_allowed(wsi) ||
+                    lws_hdr_total_length(wsi, WSI_TOKEN_UPGRADE) > 0) {
+                        lws_return_http_status(
+                            wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL);
+                        return -1;
+                }
+                return 0;
+        case LWS_CALLBACK_RAW_ADOPT:
+        case LWS_CALLBACK_RAW_RX:
+                /* lws turns a request line it cannot parse (CONNECT, junk)
+                 * into a raw socket with no timeout: close it. */
+                return -1;
+        case LWS_CALLBACK_WSI_DESTROY:
+                if (h && lws_get_opaque_user_data(wsi) == h) {
+                        h->connections--;
+                        lws_set_opaque_user_data(wsi, NULL);
+                }
+                return 0;
         case LWS_CALLBACK_HTTP:
                 return begin_response(wsi, h, pss, in ? (const char *)in : "/");
         case LWS_CALLBACK_HTTP_WRITEABLE:
@@ -382,6 +446,32 @@ par_err_t par_http_route(par_http_t *h, const char *path,
         return PAR_OK;
 }
 
+/* True when something now listens on h's port at h's address: a connect
+ * to it succeeds. Checked once at start, so a bind that failed inside lws
+ * cannot pass as "listening". */
+static bool bound(const par_http_t *h)
+{
+        struct addrinfo hints = {0}, *ai = NULL;
+        char port[16];
+        bool ok = false;
+
+        hints.ai_socktype = SOCK_STREAM;
+        hints.ai_flags = AI_NUMERICHOST | AI_NUMERICSERV;
+        snprintf(port, sizeof(port), "%d", h->bound_port);
+        if (getaddrinfo(h->host ? h->host : "127.0.0.1", port, &hints, &ai))
+                return false;
+        for (struct addrinfo *a = ai; a && !ok; a = a->ai_next) {
+                int fd = socket(a->ai_family, a->ai_socktype | SOCK_CLOEXEC,
+                                a->ai_protocol);
+                if (fd < 0)
+                        continue;
+                ok = connect(fd, a->ai_addr, a->ai_addrlen) == 0;
+                close(fd);
+        }
+        freeaddrinfo(ai);
+        return ok;
+}
+
 par_err_t par_http_start(par_http_t *h, par_error_t *err)
 {
         struct lws_context_creation_info info;
@@ -409,8 +499,8 @@ par_err_t par_http_start(par_http_t *h, par_error_t *err)
         info.port = h->port;
         info.iface = h->host;
         info.protocols = protocols;
-        info.keepalive_timeout = 5;
-        info.timeout_secs = 10;
+        info.keepalive_timeout = IDLE_TIMEOUT;
+        info.timeout_secs = HEADER_TIMEOUT;
         /* An IPv4 address must be bound as an IPv4 socket. */
         if (h->host && !strchr(h->host, ':'))
                 info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;
@@ -424,6 +514,17 @@ par_err_t par_http_start(par_http_t *h, par_error_t *err)
                                      h->listen);
         }
         h->bound_port = lws_get_vhost_listen_port(h->vhost);
+        if (h->bound_port <= 0 || !bound(h)) {
+                /* lws logs a failed bind and still returns the vhost:
+                 * an address this host does not have must fail here. */
+                lws_context_destroy(h->ctx);
+                h->ctx = NULL;
+                h->vhost = NULL;
+                return par_error_set(err, PAR_ERR_IO,
+                                     "http %s: cannot listen (address in "
+                                     "use or not local?)",
+                                     h->listen);
+        }
         atomic_store(&h->stopping, false);
         if (pthread_create(&h->thread, NULL, service_main, h)) {
                 lws_context_destroy(h->ctx);

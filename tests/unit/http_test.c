@@ -321,12 +321,118 @@ static void test_bind_conflict_and_restart(void)
         }
 }
 
+/* Waits up to secs for the peer to close fd (read returns 0 or an error);
+ * returns the seconds it took, or -1 when it stayed open. */
+static double closed_within(int fd, double secs)
+{
+        double t0 = tu_now();
+        char buf[4096];
+
+        while (tu_now() - t0 < secs) {
+                struct pollfd p = {fd, POLLIN, 0};
+                if (poll(&p, 1, 100) > 0) {
+                        ssize_t n = read(fd, buf, sizeof(buf));
+                        if (n <= 0)
+                                return tu_now() - t0;
+                }
+        }
+        return -1;
+}
+
+/* Regression (issue 11): WebSocket upgrades and CONNECT were accepted and
+ * never timed out; 1,100 of them took every file descriptor. */
+static void test_hostile_connections(void)
+{
+        par_http_t *h = NULL;
+        par_error_t err;
+        resp_t r;
+        int port, fds[300], nfd = 0;
+
+        REQUIRE(par_http_new(&h, "127.0.0.1:0", &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/health", health, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_start(h, &err) == PAR_OK);
+        port = par_http_port(h);
+
+        /* An upgrade is refused and the connection closed at once. */
+        int fd = connect_port(port);
+        const char *up = "GET /health HTTP/1.1\r\nHost: x\r\n"
+                         "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+                         "Sec-WebSocket-Version: 13\r\n\r\n";
+        REQUIRE(fd >= 0);
+        CHECK(write(fd, up, strlen(up)) > 0);
+        CHECKF(closed_within(fd, 3) >= 0, "upgrade left open");
+        close(fd);
+
+        /* CONNECT: refused, closed. */
+        fd = connect_port(port);
+        const char *co = "CONNECT example.com:443 HTTP/1.1\r\nHost: "
+                         "example.com:443\r\n\r\n";
+        REQUIRE(fd >= 0);
+        CHECK(write(fd, co, strlen(co)) > 0);
+        CHECKF(closed_within(fd, 15) >= 0, "CONNECT left open");
+        close(fd);
+
+        /* POST: 405 and closed. */
+        REQUIRE(request(port, "POST", "/health", &r) == 0);
+        CHECK(r.status == 405);
+        resp_free(&r);
+
+        /* A silent client and one that never finishes its headers are cut
+         * off after the header timeout. */
+        int silent = connect_port(port), slow = connect_port(port);
+        REQUIRE(silent >= 0 && slow >= 0);
+        CHECK(write(slow, "GET /health HTTP/1.1\r\nHost", 26) > 0);
+        double t1 = closed_within(silent, 20), t2 = closed_within(slow, 20);
+        CHECKF(t1 >= 0, "silent connection never closed");
+        CHECKF(t2 >= 0, "half-sent headers never closed");
+        close(silent);
+        close(slow);
+
+        /* A flood of idle connections: the server keeps answering. */
+        for (nfd = 0; nfd < 300; nfd++)
+                if ((fds[nfd] = connect_port(port)) < 0)
+                        break;
+        int refused = 0;
+        for (int i = 0; i < nfd; i++) {
+                struct pollfd p = {fds[i], POLLIN, 0};
+                char c;
+                if (poll(&p, 1, i < 10 ? 200 : 0) > 0 &&
+                    read(fds[i], &c, 1) <= 0)
+                        refused++;
+        }
+        for (int i = 0; i < nfd; i++)
+                close(fds[i]);
+        CHECKF(refused > 0, "%d idle connections all held", nfd);
+        usleep(200 * 1000);
+        REQUIRE(request(port, "GET", "/health", &r) == 0);
+        CHECK(r.status == 200);
+        resp_free(&r);
+        par_http_destroy(h);
+}
+
+/* Regression (issue 11): an address the host does not have logged
+ * "listening" and bound nothing. */
+static void test_non_local_address(void)
+{
+        par_http_t *h = NULL;
+        par_error_t err;
+
+        REQUIRE(par_http_new(&h, "192.0.2.77:0", &err) == PAR_OK);
+        CHECK(par_http_start(h, &err) == PAR_ERR_IO);
+        CHECKF(strstr(err.msg, "192.0.2.77"), "%s", err.msg);
+        CHECK(par_http_port(h) == 0);
+        par_http_destroy(h);
+}
+
 int main(void)
 {
         RUN(test_addresses);
         RUN(test_requests);
         RUN(test_concurrent);
         RUN(test_bind_conflict_and_restart);
+        RUN(test_hostile_connections);
+        RUN(test_non_local_address);
         CHECK(atomic_load(&health_calls) > 0);
         TEST_DONE();
 }
