@@ -32,6 +32,7 @@
 
 #include "base/clock.h"
 #include "browser/chrome.h"
+#include "base/text.h"
 #include "ctl.h"
 #include "browser/recipe.h"
 #include "browser/spin.h"
@@ -271,8 +272,17 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
                                         v);
                                 goto out;
                         }
-                        json_object_setn_new(run.params, v, (size_t)(eq - v),
-                                             json_string(eq + 1));
+                        /* jansson refuses a non-UTF-8 string (NULL), which
+                         * used to drop the param without a word. */
+                        json_t *pv = json_string(eq + 1);
+                        if (!pv || !par_utf8_valid(v, (size_t)(eq - v)) ||
+                            json_object_setn_new(run.params, v,
+                                                 (size_t)(eq - v), pv)) {
+                                fprintf(stderr,
+                                        "parallel-ctl spin: --param: key and "
+                                        "value must be UTF-8 text\n");
+                                goto out;
+                        }
                         i++;
                 } else if (!strcmp(a, "--repeat") && v) {
                         repeat = atoi(v);
@@ -299,11 +309,14 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
         }
         if (conc > repeat)
                 conc = repeat;
-        exit_code = 1;
         if (load_recipe(cfg, recipe_arg, &owned, &set, &run.recipe, &err)) {
+                /* A bad or missing recipe is a bad argument (2), like
+                 * every other input the command refuses before running. */
                 fprintf(stderr, "parallel-ctl spin: %s\n", err.msg);
+                exit_code = err.code == PAR_ERR_NOMEM ? 1 : 2;
                 goto out;
         }
+        exit_code = 1;
         par_spin_opts_from_config(&run.opts, cfg);
         run.repeat = repeat;
         run.lat_ms = calloc((size_t)repeat, sizeof(double));

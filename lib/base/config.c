@@ -17,10 +17,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <fcntl.h>
-#include <sys/stat.h>
-#include <unistd.h>
 
+#include "base/file.h"
 #include "base/log.h"
 
 typedef enum {
@@ -569,31 +567,14 @@ static char *trim(char *s)
 par_err_t par_config_load_file(par_config_t *cfg, const char *path,
                                par_error_t *err)
 {
-        FILE *f;
+        FILE *f = par_file_open_regular(path, err);
         char *line = NULL;
         size_t cap = 0;
         int lineno = 0;
         par_err_t rc = PAR_OK;
-        struct stat st;
-        /* O_NONBLOCK so that a FIFO cannot hang start-up before fstat
-         * refuses it; a directory would read as an empty file. */
-        int fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
 
-        if (fd < 0)
-                return par_error_set(err, PAR_ERR_IO, "%s: %s", path,
-                                     strerror(errno));
-        if (fstat(fd, &st) || !S_ISREG(st.st_mode)) {
-                close(fd);
-                return par_error_set(err, PAR_ERR_INVALID,
-                                     "%s: not a regular file", path);
-        }
-        fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-        f = fdopen(fd, "r");
-        if (!f) {
-                close(fd);
-                return par_error_set(err, PAR_ERR_IO, "%s: %s", path,
-                                     strerror(errno));
-        }
+        if (!f)
+                return err ? err->code : PAR_ERR_IO;
         while (getline(&line, &cap, f) >= 0) {
                 char *s = trim(line), *eq;
                 lineno++;

@@ -22,6 +22,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/file.h"
+
 struct par_recipe_set {
         par_recipe_t **v; /* sorted by name after load_dir */
         size_t n, cap;
@@ -106,6 +108,118 @@ static int placeholders_ok(const char *s, size_t *bad_at)
                 p += l;
         }
         return 1;
+}
+
+/*
+ * Finds a placeholder inside a string literal, template literal or regular
+ * expression literal of the JavaScript expression js. A bare {{p}} becomes
+ * a JSON string literal, which is data wherever it lands; inside quotes the
+ * same literal's own quotes would end the author's string and the param
+ * would run as code ('{{p}}' with p = "' + (window.pwned=1) + '").
+ *
+ * Why a hand-written scanner: this is not a parser, only the tokenizer
+ * states that matter (strings, templates with ${…} nesting, comments,
+ * regular expression literals); no library we link parses JavaScript. A
+ * '/' is taken as a regular expression after an operator, an opening
+ * bracket or at the start, as division otherwise (the same rule engines use
+ * for the common cases). Returns true and *at = offset when one is found.
+ */
+bool par_recipe_placeholder_in_literal(const char *js, size_t *at)
+{
+        enum { CODE, SQ, DQ, TPL, LINE, BLOCK, RE, RECLASS } st = CODE;
+        int tpl_depth[32], ntpl = 0, braces = 0;
+        char prev = 0; /* last significant code character */
+
+        for (size_t i = 0; js[i]; i++) {
+                char c = js[i];
+                if (c == '{' && js[i + 1] == '{' && st != CODE && st != LINE &&
+                    st != BLOCK) {
+                        *at = i;
+                        return true;
+                }
+                switch (st) {
+                case CODE:
+                        if (c == '\'' || c == '"') {
+                                st = c == '\'' ? SQ : DQ;
+                        } else if (c == '`') {
+                                st = TPL;
+                        } else if (c == '/' && js[i + 1] == '/') {
+                                st = LINE;
+                                i++;
+                        } else if (c == '/' && js[i + 1] == '*') {
+                                st = BLOCK;
+                                i++;
+                        } else if (c == '/' &&
+                                   (!prev ||
+                                    strchr("(,=:[!&|?{};+-*%<>~^", prev))) {
+                                st = RE;
+                        } else if (c == '{') {
+                                braces++;
+                        } else if (c == '}') {
+                                if (ntpl && tpl_depth[ntpl - 1] == braces) {
+                                        ntpl--;
+                                        st = TPL;
+                                        continue;
+                                }
+                                braces--;
+                        }
+                        if (st == CODE && !isspace((unsigned char)c))
+                                prev = c;
+                        else if (st != CODE)
+                                prev = 'x';
+                        break;
+                case SQ:
+                case DQ:
+                        if (c == '\\' && js[i + 1])
+                                i++;
+                        else if (c == (st == SQ ? '\'' : '"'))
+                                st = CODE;
+                        break;
+                case TPL:
+                        if (c == '\\' && js[i + 1]) {
+                                i++;
+                        } else if (c == '`') {
+                                st = CODE;
+                                prev = 'x';
+                        } else if (c == '$' && js[i + 1] == '{') {
+                                if (ntpl == (int)(sizeof(tpl_depth) /
+                                                  sizeof(tpl_depth[0]))) {
+                                        *at = i; /* too deep to follow */
+                                        return true;
+                                }
+                                tpl_depth[ntpl++] = braces;
+                                st = CODE;
+                                prev = '{';
+                                i++;
+                        }
+                        break;
+                case LINE:
+                        if (c == '\n')
+                                st = CODE;
+                        break;
+                case BLOCK:
+                        if (c == '*' && js[i + 1] == '/') {
+                                st = CODE;
+                                i++;
+                        }
+                        break;
+                case RE:
+                        if (c == '\\' && js[i + 1])
+                                i++;
+                        else if (c == '[')
+                                st = RECLASS;
+                        else if (c == '/' || c == '\n')
+                                st = CODE;
+                        break;
+                case RECLASS:
+                        if (c == '\\' && js[i + 1])
+                                i++;
+                        else if (c == ']')
+                                st = RE;
+                        break;
+                }
+        }
+        return false;
 }
 
 char *par_recipe_js_string(const char *s)
@@ -268,6 +382,96 @@ static par_err_t get_str(const vctx_t *c, json_t *o, const char *field,
         *out = strdup(json_string_value(v));
         if (!*out)
                 return par_error_set(c->err, PAR_ERR_NOMEM, "out of memory");
+        return PAR_OK;
+}
+
+/* "paramUrlSchemes": ["file", "data"] → ",file,data," (lower case). */
+static par_err_t get_schemes(const vctx_t *c, json_t *v, char **out)
+{
+        size_t i, cap = 2, n = 0;
+        json_t *e;
+        char *buf;
+
+        if (!json_is_array(v))
+                return bad(c, "paramUrlSchemes",
+                           "expected an array of "
+                           "scheme names");
+        json_array_foreach(v, i, e)
+        {
+                const char *sch = json_string_value(e);
+                if (!sch || !*sch ||
+                    strspn(sch, "abcdefghijklmnopqrstuvwxyz"
+                                "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                "0123456789+-.") != strlen(sch))
+                        return bad(c, "paramUrlSchemes",
+                                   "[%zu]: expected a scheme name such as "
+                                   "\"file\"",
+                                   i);
+                cap += strlen(sch) + 1;
+        }
+        if (!(buf = malloc(cap)))
+                return par_error_set(c->err, PAR_ERR_NOMEM, "out of memory");
+        buf[n++] = ',';
+        json_array_foreach(v, i, e)
+        {
+                for (const char *p = json_string_value(e); *p; p++)
+                        buf[n++] = (char)tolower((unsigned char)*p);
+                buf[n++] = ',';
+        }
+        buf[n] = '\0';
+        *out = buf;
+        return PAR_OK;
+}
+
+par_err_t par_recipe_check_url(const par_recipe_t *r, const char *tmpl,
+                               const char *url, par_error_t *err)
+{
+        const char *ph = strstr(tmpl, "{{"), *colon;
+        char scheme[40], pat[44];
+        size_t n;
+
+        /* The author wrote the scheme: nothing a param can change. */
+        if (!ph || memchr(tmpl, ':', (size_t)(ph - tmpl)))
+                return PAR_OK;
+        colon = strchr(url, ':');
+        n = colon ? strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQ"
+                                "RSTUVWXYZ0123456789+-.")
+                  : 0;
+        if (!colon || n != (size_t)(colon - url) || n == 0 ||
+            n >= sizeof(scheme))
+                return par_error_set(err, PAR_ERR_PERMANENT,
+                                     "url: a param must give an http or "
+                                     "https URL (got no scheme)");
+        for (size_t i = 0; i < n; i++)
+                scheme[i] = (char)tolower((unsigned char)url[i]);
+        scheme[n] = '\0';
+        if (!strcmp(scheme, "http") || !strcmp(scheme, "https"))
+                return PAR_OK;
+        snprintf(pat, sizeof(pat), ",%s,", scheme);
+        if (r && r->param_url_schemes && strstr(r->param_url_schemes, pat))
+                return PAR_OK;
+        return par_error_set(err, PAR_ERR_PERMANENT,
+                             "url: a param gave the scheme '%s'; only http "
+                             "and https unless the recipe lists it in "
+                             "\"paramUrlSchemes\"",
+                             scheme);
+}
+
+/* An expression: a string whose placeholders are all bare (see
+ * par_recipe_placeholder_in_literal). */
+static par_err_t get_expr(const vctx_t *c, json_t *o, char **out)
+{
+        size_t at;
+        par_err_t rc = get_str(c, o, "expression", true, true, out);
+
+        if (rc)
+                return rc;
+        if (par_recipe_placeholder_in_literal(*out, &at))
+                return bad(c, "expression",
+                           "placeholder at offset %zu is inside quotes: "
+                           "write it bare, 'Hi ' + {{p}} (it becomes a "
+                           "JSON string literal)",
+                           at);
         return PAR_OK;
 }
 
@@ -609,7 +813,7 @@ static par_err_t parse_step(const vctx_t *c, json_t *o, par_step_t *st,
                 return get_bool(c, o, "visible", &st->visible);
         }
         case PAR_STEP_WAIT_FOR_EXPRESSION:
-                return get_str(c, o, "expression", true, true, &st->expression);
+                return get_expr(c, o, &st->expression);
         case PAR_STEP_CLOSE:
                 return PAR_OK;
         case PAR_STEP_CUSTOM_STEP:
@@ -623,7 +827,7 @@ static par_err_t parse_step(const vctx_t *c, json_t *o, par_step_t *st,
                         return bad(c, "name",
                                    "placeholders are not allowed "
                                    "in a value name");
-                return get_str(c, o, "expression", true, true, &st->expression);
+                return get_expr(c, o, &st->expression);
         }
         return bad(c, "type", "unhandled step type");
 }
@@ -663,6 +867,7 @@ void par_recipe_destroy(par_recipe_t *r)
         free(r->steps);
         free(r->name);
         free(r->title);
+        free(r->param_url_schemes);
         free(r->path);
         free(r);
 }
@@ -728,6 +933,9 @@ par_err_t par_recipe_parse(par_recipe_t **out, const char *name,
                 rc = bad(&c, "selectorAttribute", "expected a string");
                 goto out;
         }
+        v = json_object_get(root, "paramUrlSchemes");
+        if (v && (rc = get_schemes(&c, v, &r->param_url_schemes)))
+                goto out;
         steps = json_object_get(root, "steps");
         /* An empty array is a recording that does nothing, and passes
          * (as in the reference replayer). */
@@ -787,15 +995,14 @@ out:
 par_err_t par_recipe_load_file(par_recipe_t **out, const char *path,
                                int default_timeout_ms, par_error_t *err)
 {
-        FILE *f = fopen(path, "rb");
+        FILE *f = par_file_open_regular(path, err);
         char *text = NULL, *name = NULL, *dot;
         const char *base;
         long len;
         par_err_t rc;
 
         if (!f)
-                return par_error_set(err, PAR_ERR_IO, "%s: %s", path,
-                                     strerror(errno));
+                return err ? err->code : PAR_ERR_IO;
         if (fseek(f, 0, SEEK_END) || (len = ftell(f)) < 0 ||
             fseek(f, 0, SEEK_SET)) {
                 rc = par_error_set(err, PAR_ERR_IO, "%s: %s", path,

@@ -150,6 +150,10 @@ typedef struct par_recipe {
         bool fail_on_page_error; /* an uncaught page exception fails it */
         bool uses_browser;       /* false only for the built-in noop */
         par_recipe_scope_t state_scope; /* "stateScope" (UNSET: config) */
+        /* ",file,data," from the extension "paramUrlSchemes": schemes a
+         * param may give a navigate URL besides http and https; NULL for
+         * none. */
+        char *param_url_schemes;
         par_step_t *steps;
         size_t nsteps;
 } par_recipe_t;
@@ -215,6 +219,21 @@ typedef enum par_subst_mode {
  * Any thread. */
 par_err_t par_recipe_subst(const char *tmpl, const json_t *params,
                            par_subst_mode_t mode, char **out, par_error_t *err);
+
+/* True when a placeholder in the JavaScript expression js sits inside a
+ * string, template or regular expression literal (where a param would
+ * become code); *at is its offset. Recipes with one are rejected at load.
+ * Any thread. */
+bool par_recipe_placeholder_in_literal(const char *js, size_t *at);
+
+/* A navigate URL whose scheme comes from a param (the template has a
+ * placeholder before any ':') may only be http or https, or a scheme the
+ * recipe lists in "paramUrlSchemes": a signal must not turn a navigation
+ * into data: (scripts run) or file:///etc/passwd. tmpl is the step's URL
+ * template, url the substituted one. PAR_ERR_PERMANENT naming the scheme
+ * otherwise. Any thread. */
+par_err_t par_recipe_check_url(const par_recipe_t *r, const char *tmpl,
+                               const char *url, par_error_t *err);
 
 /* Writes s as a JS-safe JSON string literal (see the header comment) into a
  * new malloc'd string; NULL on allocation failure or if s is not UTF-8. */

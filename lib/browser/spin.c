@@ -34,6 +34,7 @@
 #include <time.h>
 
 #include "base/log.h"
+#include "base/text.h"
 
 /*
  * The page-side helper, called as HELPER_JS(args). args:
@@ -215,6 +216,9 @@ fail(spin_t *s, par_spin_class_t cls, par_err_t code, bool broken,
         va_start(ap, fmt);
         vsnprintf(res->err_msg, sizeof(res->err_msg), fmt, ap);
         va_end(ap);
+        /* Page text ("%.200s") may have been cut inside a character; the
+         * message goes to JSON, BSON and Avro. */
+        par_utf8_scrub(res->err_msg);
         return cls == PAR_SPIN_TRANSIENT ? PAR_ERR_TRANSIENT
                                          : PAR_ERR_PERMANENT;
 }
@@ -1017,10 +1021,16 @@ static par_err_t do_navigate(spin_t *s, const par_step_t *st, int64_t deadline)
         json_t *res = NULL;
         const char *loader, *errtext;
         char *url = NULL, lid[64];
+        par_error_t e;
         par_err_t rc;
 
         if ((rc = subst(s, st->url, PAR_SUBST_TEXT, "url", &url)))
                 return rc;
+        if (par_recipe_check_url(s->r, st->url, url, &e)) {
+                rc = fail(s, PAR_SPIN_PERMANENT, PAR_ERR_PERMANENT, false, "%s",
+                          e.msg);
+                goto out;
+        }
         rc = call(s, "Page.navigate", json_pack("{s:s}", "url", url), deadline,
                   &res);
         if (rc)

@@ -452,6 +452,32 @@ static void test_ctl_arguments(void)
                         ARGS(DEAD_KAFKA, DEAD_MONGO, "spin", "--recipe",
                              "/nonexistent.json"),
                         "/nonexistent.json", NULL);
+        /* Regression (issue 11): an invalid recipe exited 1, a non-UTF-8
+         * --param was dropped without a word. */
+        {
+                char bad[160];
+                snprintf(bad, sizeof(bad), "%s/bad-recipe.json", tmpdir);
+                FILE *f = fopen(bad, "w");
+                REQUIRE(f);
+                fputs("{\"steps\": [{\"type\": \"extract\", \"name\": "
+                      "\"n\", \"expression\": \"'{{p}}'\"}]}",
+                      f);
+                fclose(f);
+                expect_rejected(
+                    "parallel-ctl", NULL,
+                    ARGS(DEAD_KAFKA, DEAD_MONGO, "spin", "--recipe", bad),
+                    "bad-recipe.json", "expression");
+                result_t r;
+                run(&r, "parallel-ctl", NULL,
+                    ARGS(DEAD_KAFKA, DEAD_MONGO, "spin", "--recipe", bad));
+                CHECKF(r.status == 2, "spin with an invalid recipe: exit %d",
+                       r.status);
+                result_free(&r);
+                expect_rejected("parallel-ctl", NULL,
+                                ARGS(DEAD_KAFKA, DEAD_MONGO, "spin", "--recipe",
+                                     "noop", "--param", "k=\xff\xfe"),
+                                "--param", "UTF-8");
+        }
         for (size_t i = 0; i < sizeof(subs) / sizeof(subs[0]); i++) {
                 result_t r;
 
@@ -465,6 +491,24 @@ static void test_ctl_arguments(void)
                 CHECKF(strstr(r.out, "usage: parallel-ctl"),
                        "parallel-ctl %s --help: no usage on stdout", subs[i]);
                 result_free(&r);
+        }
+}
+
+/* Regression (issue 11): -c DIRECTORY was ignored, empty names accepted,
+ * and a params limit larger than a message was accepted. */
+static void test_bad_config_issue11(void)
+{
+        for (size_t i = 0; i < 3; i++) {
+                expect_rejected(progs[i], NULL, ARGS("-c", tmpdir), tmpdir,
+                                "not a regular file");
+                expect_rejected(progs[i], NULL, ARGS("-X", "topic.prefix="),
+                                "topic.prefix", "empty");
+                expect_rejected(progs[i], NULL, ARGS("-X", "mongo.database="),
+                                "mongo.database", "empty");
+                expect_rejected(progs[i], NULL,
+                                ARGS("-X", "signal.max_params_bytes=16000000"),
+                                "signal.max_params_bytes",
+                                "topics.message.max.bytes");
         }
 }
 
@@ -561,6 +605,7 @@ int main(void)
         RUN(test_bad_config);
         RUN(test_bad_config_semantic);
         RUN(test_ctl_arguments);
+        RUN(test_bad_config_issue11);
         RUN(test_dump);
         RUN(test_example_configs);
 

@@ -353,6 +353,105 @@ static void test_load_dir(void)
         CHECK(strstr(e.msg, "/nonexistent/recipes") != NULL);
 }
 
+/* Regression (issue 11): '{{p}}' and `{{p}}` in an expression let a param
+ * close the author's string and run as code. */
+static void test_placeholder_in_literal(void)
+{
+        static const struct {
+                const char *js;
+                bool bad;
+        } cases[] = {
+            {"document.title === {{t}}", false},
+            {"document.title === '{{t}}'", true},
+            {"document.title === \"x{{t}}\"", true},
+            {"`${{{t}}}`", false},
+            {"`a ${ {{t}} } b`", false},
+            {"`a {{t}}`", true},
+            {"`${`x{{t}}`}`", true},
+            {"/{{t}}/.test(x)", true},
+            {"a / 2 + {{t}}", false},
+            {"'it\\'s' + {{t}}", false},
+            {"/\"/.test(x) + '{{t}}'", true},
+            {"f({{t}}) // '{{t}}'", false},
+            {"{ let o = {a: {{t}}}; o.a }", false},
+            {"'\\\\' + {{t}}", false},
+        };
+        for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+                size_t at = 0;
+                bool got = par_recipe_placeholder_in_literal(cases[i].js, &at);
+                CHECKF(got == cases[i].bad, "case %zu %s: got %d", i,
+                       cases[i].js, got);
+        }
+        par_recipe_t *r = NULL;
+        par_error_t e = {0};
+        CHECK(par_recipe_parse(&r, "x", "x.json",
+                               "{\"steps\": [{\"type\": \"extract\", "
+                               "\"name\": \"n\", \"expression\": "
+                               "\"'{{p}}'\"}]}",
+                               5000, &e) == PAR_ERR_INVALID);
+        CHECKF(strstr(e.msg, "step 0 (extract): expression: placeholder") &&
+                   strstr(e.msg, "bare"),
+               "%s", e.msg);
+        CHECK(r == NULL);
+}
+
+/* Regression (issue 11): a param at the start of a navigate URL opened
+ * data: and file: URLs. */
+static void test_param_url_scheme(void)
+{
+        par_recipe_t *r = NULL;
+        par_error_t e = {0};
+        REQUIRE(!par_recipe_parse(&r, "x", "x.json",
+                                  "{\"steps\": [{\"type\": \"navigate\", "
+                                  "\"url\": \"{{u}}\"}]}",
+                                  5000, &e));
+        CHECK(!par_recipe_check_url(r, "{{u}}", "https://a.example/", &e));
+        CHECK(!par_recipe_check_url(r, "{{u}}", "HTTP://a.example/", &e));
+        CHECK(par_recipe_check_url(r, "{{u}}", "data:text/html,<script>", &e) ==
+              PAR_ERR_PERMANENT);
+        CHECKF(strstr(e.msg, "'data'"), "%s", e.msg);
+        CHECK(par_recipe_check_url(r, "{{u}}/x", "file:///etc/passwd", &e));
+        CHECK(par_recipe_check_url(r, "{{u}}", "javascript:alert(1)", &e));
+        CHECK(par_recipe_check_url(r, "{{u}}", "no-scheme", &e));
+        /* the author fixed the scheme: a param only fills the rest */
+        CHECK(
+            !par_recipe_check_url(r, "file:///srv/{{u}}", "file:///srv/a", &e));
+        par_recipe_destroy(r);
+        r = NULL;
+        REQUIRE(!par_recipe_parse(&r, "x", "x.json",
+                                  "{\"paramUrlSchemes\": [\"File\"], "
+                                  "\"steps\": [{\"type\": \"navigate\", "
+                                  "\"url\": \"{{u}}\"}]}",
+                                  5000, &e));
+        CHECK(!par_recipe_check_url(r, "{{u}}", "file:///tmp/x", &e));
+        CHECK(par_recipe_check_url(r, "{{u}}", "data:,x", &e));
+        par_recipe_destroy(r);
+        r = NULL;
+        CHECK(par_recipe_parse(&r, "x", "x.json",
+                               "{\"paramUrlSchemes\": [\"a b\"], "
+                               "\"steps\": [{\"type\": \"navigate\", "
+                               "\"url\": \"x\"}]}",
+                               5000, &e) == PAR_ERR_INVALID);
+}
+
+/* Regression (issue 11): a FIFO named *.json in recipes.dir hung start-up. */
+static void test_fifo_in_dir(void)
+{
+        char dir[] = "/tmp/par_recipe_fifo_XXXXXX", path[256];
+        par_recipe_set_t *set = NULL;
+        par_error_t e = {0};
+
+        REQUIRE(mkdtemp(dir));
+        snprintf(path, sizeof(path), "%s/pipe.json", dir);
+        REQUIRE(!mkfifo(path, 0600));
+        double t0 = tu_now();
+        CHECK(par_recipe_load_dir(&set, dir, 5000, &e) == PAR_ERR_INVALID);
+        CHECK(tu_now() - t0 < 2);
+        CHECKF(strstr(e.msg, "pipe.json: not a regular file"), "%s", e.msg);
+        unlink(path);
+        rmdir(dir);
+}
+
 /* Every recipe shipped as a fixture must load. */
 static void test_fixture_recipes(void)
 {
@@ -368,4 +467,5 @@ static void test_fixture_recipes(void)
 }
 
 TEST_MAIN(test_recorder_export, test_defaults, test_validation_errors,
-          test_subst, test_keys, test_load_dir, test_fixture_recipes)
+          test_subst, test_keys, test_load_dir, test_fixture_recipes,
+          test_placeholder_in_literal, test_param_url_scheme, test_fifo_in_dir)
