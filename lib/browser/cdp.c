@@ -26,6 +26,7 @@
 #include "net/lws.h"
 #include "browser/cdp.h"
 
+#include <ctype.h>
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -43,6 +44,7 @@
 #include <libwebsockets.h>
 
 #include "base/log.h"
+#include "base/text.h"
 
 #define CDP_RX_BUFFER          (1024 * 1024)
 #define CDP_TX_FRAGMENT        (256 * 1024)
@@ -439,10 +441,101 @@ static void handle_event(par_cdp_t *c, json_t *msg)
                 json_decref(event);
 }
 
+static bool is_hex4(const char *p)
+{
+        for (int i = 0; i < 4; i++)
+                if (!isxdigit((unsigned char)p[i]))
+                        return false;
+        return true;
+}
+
+static unsigned hex4(const char *p)
+{
+        char tmp[5] = {p[0], p[1], p[2], p[3], 0};
+        return (unsigned)strtoul(tmp, NULL, 16);
+}
+
+/*
+ * Replaces every \uD800-\uDFFF escape that is not half of a valid pair
+ * with \uFFFD (same length, in place) and every byte that is not valid
+ * UTF-8 with '?'. JavaScript strings may hold lone surrogates (a page's
+ * title cut in the middle of an emoji) and Chromium sends them escaped
+ * as they are; jansson refuses such a document, and the reply was lost
+ * (its call timed out and was retried as transient). Returns true when
+ * anything changed.
+ */
+static bool repair_json(char *s, size_t n)
+{
+        bool changed = false, in_str = false;
+        size_t i = 0, l;
+
+        while (i < n) {
+                if ((unsigned char)s[i] >= 0x80) {
+                        l = par_utf8_seq_len(s + i, n - i);
+                        if (!l) {
+                                s[i++] = '?';
+                                changed = true;
+                        } else {
+                                i += l;
+                        }
+                        continue;
+                }
+                if (!in_str) {
+                        in_str = s[i++] == '"';
+                        continue;
+                }
+                if (s[i] == '"') {
+                        in_str = false;
+                        i++;
+                        continue;
+                }
+                if (s[i] != '\\' || i + 1 >= n) {
+                        i++;
+                        continue;
+                }
+                if (s[i + 1] != 'u' || i + 6 > n || !is_hex4(s + i + 2)) {
+                        i += 2;
+                        continue;
+                }
+                unsigned u = hex4(s + i + 2);
+                if (u >= 0xd800 && u <= 0xdbff && i + 12 <= n &&
+                    s[i + 6] == '\\' && s[i + 7] == 'u' && is_hex4(s + i + 8)) {
+                        unsigned lo = hex4(s + i + 8);
+                        if (lo >= 0xdc00 && lo <= 0xdfff) {
+                                i += 12; /* a valid pair */
+                                continue;
+                        }
+                }
+                if (u >= 0xd800 && u <= 0xdfff) {
+                        memcpy(s + i + 2, "FFFD", 4);
+                        changed = true;
+                }
+                i += 6;
+        }
+        return changed;
+}
+
+json_t *par_cdp_parse_message(const char *buf, size_t len, json_error_t *jerr)
+{
+        json_t *msg = json_loadb(buf, len, 0, jerr);
+        char *copy;
+
+        if (msg || !len)
+                return msg;
+        copy = malloc(len);
+        if (!copy)
+                return NULL;
+        memcpy(copy, buf, len);
+        if (repair_json(copy, len))
+                msg = json_loadb(copy, len, 0, jerr);
+        free(copy);
+        return msg;
+}
+
 static void handle_message(par_cdp_t *c, const unsigned char *buf, size_t len)
 {
         json_error_t jerr;
-        json_t *msg = json_loadb((const char *)buf, len, 0, &jerr);
+        json_t *msg = par_cdp_parse_message((const char *)buf, len, &jerr);
 
         if (!msg) {
                 par_log(PAR_LOG_WARN, "cdp", "bad_message",

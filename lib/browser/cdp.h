@@ -166,4 +166,11 @@ size_t par_cdp_waiter_pending(par_cdp_waiter_t *w);
 /* Unregisters and frees (queued events are dropped). Accepts NULL. */
 void par_cdp_waiter_destroy(par_cdp_waiter_t *w);
 
+/* Parses one CDP message (len bytes of JSON text). A message jansson
+ * refuses only because of lone UTF-16 surrogate escapes or invalid UTF-8
+ * (JavaScript strings may hold them) is parsed again with those replaced
+ * by U+FFFD and '?'. New reference, or NULL with jerr set. Any thread;
+ * used by the I/O thread on every message, and by the fuzz harness. */
+json_t *par_cdp_parse_message(const char *buf, size_t len, json_error_t *jerr);
+
 #endif

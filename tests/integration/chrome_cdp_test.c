@@ -338,6 +338,37 @@ static void test_timeout_no_leak(void)
         par_chrome_destroy(c);
 }
 
+/* Regression (issue 11): a lone UTF-16 surrogate from the page made the
+ * reply unparseable; the call timed out and was retried as transient. */
+static void test_lone_surrogate(void)
+{
+        par_chrome_t *c = pool(1, PAR_CHROME_ISO_CONTEXT, 0);
+        par_tab_t *t = NULL;
+        par_error_t err;
+        json_t *r = NULL, *p;
+
+        REQUIRE(c);
+        REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &err));
+        remember_pgid(par_tab_browser_pid(t));
+        p = json_pack("{s:s,s:b}", "expression",
+                      "'a' + String.fromCharCode(0xD800) + 'b' + "
+                      "'\\uD83D\\uDE00'",
+                      "returnByValue", 1);
+        double t0 = tu_now();
+        CHECKF(!par_tab_call(t, "Runtime.evaluate", p, 5000, &r, &err), "%s",
+               err.msg);
+        CHECK(tu_now() - t0 < 2);
+        json_decref(p);
+        const char *v = json_string_value(
+            json_object_get(json_object_get(r, "result"), "value"));
+        CHECKF(v && !strcmp(v, "a\xef\xbf\xbd"
+                               "b\xf0\x9f\x98\x80"),
+               "got '%s'", v ? v : "(null)");
+        json_decref(r);
+        par_chrome_tab_release(c, t, false);
+        par_chrome_destroy(c);
+}
+
 static void test_big_messages(void)
 {
         par_chrome_t *c = pool(1, PAR_CHROME_ISO_CONTEXT, 0);
@@ -953,6 +984,7 @@ int main(int argc, char **argv)
         RUN(test_concurrent_calls);
         RUN(test_timeout_no_leak);
         RUN(test_big_messages);
+        RUN(test_lone_surrogate);
         RUN(test_events);
         RUN(test_page_crash);
         RUN(test_kill_browser);
