@@ -55,16 +55,26 @@ static int health(void *opaque, const char *path, const char *query,
 {
         prod_t *p = opaque;
         int64_t age = par_clock_wall_ms() - (int64_t)atomic_load(&p->h_last_ok);
+        int streak = atomic_load(&p->h_restart_streak);
         bool ok = age < 3 * p->lease_ttl;
+        /* Three restarts in a row without progress: something the pipeline
+         * cannot get past (it backs off up to 10 s between tries). */
+        bool looping = streak >= 3;
+        json_t *j =
+            json_pack("{s:s,s:s,s:s,s:I,s:i}", "status",
+                      !ok       ? "unhealthy"
+                      : looping ? "restarting"
+                                : "ok",
+                      "role", atomic_load(&p->h_active) ? "active" : "standby",
+                      "node_id", p->node_id, "mongo_ok_ms_ago", (json_int_t)age,
+                      "restart_streak", streak);
+        char *text = j ? json_dumps(j, JSON_COMPACT) : NULL;
 
         *ctype = "application/json";
-        par_http_body_printf(body,
-                             "{\"status\":\"%s\",\"role\":\"%s\","
-                             "\"node_id\":\"%s\",\"mongo_ok_ms_ago\":%lld}\n",
-                             ok ? "ok" : "unhealthy",
-                             atomic_load(&p->h_active) ? "active" : "standby",
-                             p->node_id, (long long)age);
-        return ok ? 200 : 503;
+        par_http_body_printf(body, "%s\n", text ? text : "{}");
+        free(text);
+        json_decref(j);
+        return ok && !looping ? 200 : 503;
 }
 
 static double kafka_client_errors(void *opaque)
@@ -110,6 +120,14 @@ static par_err_t setup_metrics(prod_t *p, par_error_t *err)
         p->m_restarts = par_metrics_counter(
             m, "parallel_producer_pipeline_restarts", NULL,
             "Pipeline restarts from the checkpoint after an error.");
+        p->m_set_aside = par_metrics_counter(
+            m, "parallel_producer_set_aside", NULL,
+            "Documents that could not be published nor marked rejected and "
+            "were skipped with a dead letter (or only a log line).");
+        p->m_restart_streak = par_metrics_gauge(
+            m, "parallel_producer_pipeline_restart_streak", NULL,
+            "Pipeline restarts since the last step that made progress (a "
+            "restart loop when it keeps growing).");
         p->m_cp_age = par_metrics_gauge(
             m, "parallel_producer_checkpoint_age_seconds", NULL,
             "Time since the checkpointed event was read, while newer events "
@@ -165,6 +183,7 @@ static par_err_t setup(prod_t *p, par_error_t *err)
         par_err_t rc;
 
         par_signal_limits_from_config(&p->limits, p->cfg);
+        p->value_max = par_kafka_value_max(p->cfg);
         p->lease_ttl = par_config_int(p->cfg, "producer.lease.ttl");
         if (*par_config_str(p->cfg, "node.id"))
                 snprintf(p->node_id, sizeof(p->node_id), "%s",
@@ -259,6 +278,8 @@ static void restart_later(prod_t *p, const char *why, int *failures)
         par_log(PAR_LOG_WARN, COMP, "pipeline.restart",
                 "why=\"%s\" backoff_ms=%d", why, backoff_ms);
         par_counter_inc(p->m_restarts);
+        par_gauge_set(p->m_restart_streak,
+                      atomic_fetch_add(&p->h_restart_streak, 1) + 1);
         pipeline_stop(p, false);
         for (int waited = 0; waited < backoff_ms && !par_producer_stop;
              waited += 50) {
@@ -339,6 +360,10 @@ static void loop(prod_t *p)
                         continue;
                 }
                 failures = 0;
+                if (handled && atomic_load(&p->h_restart_streak)) {
+                        atomic_store(&p->h_restart_streak, 0);
+                        par_gauge_set(p->m_restart_streak, 0);
+                }
                 if (handled) {
                         p->idle_wait_ms = 0;
                 } else {

@@ -33,9 +33,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/text.h"
 #include "producer.h"
-
-#define DLQ_ORIGINAL_MAX (64 * 1024)
 
 static par_err_t item_push(prod_t *p, const bson_t *token, unsigned parts,
                            uint64_t *seq, par_error_t *err)
@@ -96,6 +95,16 @@ static par_err_t send_event(prod_t *p, const bson_t *token, const char *schema,
         rc = par_codec_encode(p->codec, schema, value, &buf, &len, err);
         if (rc)
                 return rc;
+        if (len > p->value_max) {
+                /* Kafka would refuse it, and the restart would read the
+                 * same event again: permanent for this input. */
+                free(buf);
+                return par_error_set(err, PAR_ERR_PERMANENT,
+                                     "%s of %zu bytes exceeds the message "
+                                     "limit (%zu bytes for a value, "
+                                     "topics.message.max.bytes)",
+                                     schema, len, p->value_max);
+        }
         rc = item_push(p, token, 1, &seq, err);
         if (rc) {
                 free(buf);
@@ -124,12 +133,26 @@ static par_err_t publish_signal(prod_t *p, const par_signal_t *s,
         return rc;
 }
 
-/* Marks the document rejected, then sends the dead letter. */
+/* True when a MongoDB error says the server could not be reached (retry
+ * later), false when it refused this one write (retrying the same input
+ * would fail the same way). */
+static bool mongo_transient(const bson_error_t *e)
+{
+        return e->domain == MONGOC_ERROR_STREAM ||
+               e->domain == MONGOC_ERROR_SERVER_SELECTION ||
+               e->domain == MONGOC_ERROR_CLIENT ||
+               e->domain == MONGOC_ERROR_PROTOCOL;
+}
+
+/* Marks the document rejected, then sends the dead letter. When the server
+ * refuses the update itself (e.g. a field name it cannot handle), the
+ * dead letter still goes out, naming that too: the document is set aside
+ * rather than replayed forever. */
 static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
                         const char *reason, const bson_t *token,
                         par_error_t *err)
 {
-        char tp[PAR_TRACEPARENT_LEN + 1], why[320];
+        char tp[PAR_TRACEPARENT_LEN + 1], why[600];
         bson_iter_t it;
         bson_error_t e;
         bson_t filter = BSON_INITIALIZER, *upd;
@@ -139,10 +162,14 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
         bool ok;
         par_err_t rc;
 
+        char qid[160], qreason[400];
+
         par_counter_inc(p->m_rejected);
         par_counter_inc(p->m_dead_letters);
-        par_log(PAR_LOG_WARN, COMP, "signal.rejected", "id=%s reason=\"%s\"",
-                id, reason);
+        par_log(PAR_LOG_WARN, COMP, "signal.rejected", "id=%s reason=%s",
+                par_text_logfmt(qid, sizeof(qid), id),
+                par_text_logfmt(qreason, sizeof(qreason), reason));
+        par_text_clip(why, sizeof(why), reason, strlen(reason), 400, NULL);
         if (bson_iter_init_find(&it, doc, "_id")) {
                 bson_append_iter(&filter, "_id", 3, &it);
                 upd = BCON_NEW("$set", "{", "status",
@@ -153,33 +180,43 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
                                                   NULL, NULL, &e);
                 bson_destroy(upd);
                 bson_destroy(&filter);
-                if (!ok)
+                if (!ok && mongo_transient(&e))
                         return par_error_set(err, PAR_ERR_MONGO,
                                              "marking %s rejected: %s", id,
                                              e.message);
+                if (!ok) {
+                        size_t n = strlen(why);
+                        par_counter_inc(p->m_set_aside);
+                        par_log(PAR_LOG_ERROR, COMP, "signal.unmarkable",
+                                "id=%s error=%s",
+                                par_text_logfmt(qid, sizeof(qid), id),
+                                par_text_logfmt(qreason, sizeof(qreason),
+                                                e.message));
+                        snprintf(why + n, sizeof(why) - n,
+                                 " (not marked rejected: %s)", e.message);
+                        par_utf8_scrub(why);
+                }
         } else {
                 bson_destroy(&filter);
         }
 
         orig = bson_as_canonical_extended_json(doc, &olen);
-        snprintf(why, sizeof(why), "%s", reason);
         make_trace(NULL, tp);
-        dl = json_pack("{s:s?, s:s, s:s, s:s, s:i, s:s, s:n, s:n, s:n, s:s, "
-                       "s:I, s:s}",
-                       "signal_id", strcmp(id, "?") ? id : NULL, "source",
-                       "producer", "reason", why, "error_class", "permanent",
-                       "attempt", 0, "node_id", p->node_id, "topic",
-                       "partition", "offset", "original_format",
-                       orig && olen <= DLQ_ORIGINAL_MAX ? "json" : "raw", "ts",
-                       (json_int_t)par_clock_wall_ms(), "traceparent", tp);
-        if (dl && orig) {
-                /* Kafka's default message limit is 1 MB: a huge document is
-                 * cut, and then it is no longer JSON, so it is "raw". */
-                json_object_set_new(
-                    dl, "original",
-                    par_codec_json_bytes(orig, olen <= DLQ_ORIGINAL_MAX
-                                                   ? olen
-                                                   : DLQ_ORIGINAL_MAX));
+        dl =
+            json_pack("{s:s?, s:s, s:s, s:s, s:i, s:s, s:n, s:n, s:n, s:s, "
+                      "s:I, s:s}",
+                      "signal_id", strcmp(id, "?") ? id : NULL, "source",
+                      "producer", "reason", why, "error_class", "permanent",
+                      "attempt", 0, "node_id", p->node_id, "topic", "partition",
+                      "offset", "original_format", orig ? "json" : "raw", "ts",
+                      (json_int_t)par_clock_wall_ms(), "traceparent", tp);
+        /* A bounded prefix of the document, its length and hash: a huge
+         * document must not make the dead letter too large to send. */
+        if (dl && par_codec_dead_letter_original(
+                      dl, orig ? orig : "", orig ? olen : 0,
+                      par_codec_dead_letter_max(p->value_max))) {
+                json_decref(dl);
+                dl = NULL;
         }
         bson_free(orig);
         if (!dl)
@@ -214,6 +251,31 @@ static par_err_t expire(prod_t *p, const par_signal_t *s, par_error_t *err)
 }
 
 /*
+ * The last line of defence against a poison document: an error that is
+ * not about reaching MongoDB or Kafka (those are retried by restarting
+ * from the checkpoint, with backoff) comes from the input itself, and
+ * replaying it would fail the same way forever. Such a document is logged,
+ * counted and skipped (its event completes with no message).
+ */
+static par_err_t set_aside_if_stuck(prod_t *p, const bson_t *doc,
+                                    const bson_t *token, par_err_t rc,
+                                    par_error_t *err)
+{
+        char id[64], qid[160], qerr[400];
+        uint64_t seq;
+
+        if (rc == PAR_OK || rc == PAR_ERR_MONGO || rc == PAR_ERR_KAFKA ||
+            rc == PAR_ERR_CANCELLED)
+                return rc;
+        par_signal_doc_id(doc, id, sizeof(id));
+        par_counter_inc(p->m_set_aside);
+        par_log(PAR_LOG_ERROR, COMP, "signal.set_aside", "id=%s error=%s",
+                par_text_logfmt(qid, sizeof(qid), id),
+                par_text_logfmt(qerr, sizeof(qerr), err ? err->msg : "?"));
+        return item_push(p, token, 0, &seq, err);
+}
+
+/*
  * One document, from an event (token set) or from the backfill scan (token
  * NULL).
  */
@@ -239,7 +301,9 @@ static par_err_t handle_doc(prod_t *p, const bson_t *doc, const bson_t *token,
                         return item_push(p, token, 0, &seq, err);
                 }
                 par_signal_doc_id(doc, id, sizeof(id));
-                return reject(p, doc, id, why.msg, token, err);
+                return set_aside_if_stuck(
+                    p, doc, token, reject(p, doc, id, why.msg, token, err),
+                    err);
         }
         if (strcmp(s.status, PAR_SIGNAL_PENDING)) {
                 /* Inserted as already finished, or moved on before the
@@ -252,6 +316,16 @@ static par_err_t handle_doc(prod_t *p, const bson_t *doc, const bson_t *token,
                         rc = item_push(p, token, 0, &seq, err);
         } else {
                 rc = publish_signal(p, &s, token, err);
+                /* Valid but unpublishable (too large for the topic): set
+                 * aside as rejected, with the reason. */
+                if (rc == PAR_ERR_PERMANENT) {
+                        char reason[sizeof(err->msg) + 64];
+                        snprintf(reason, sizeof(reason), "signal %s: %s", s.id,
+                                 err->msg);
+                        par_utf8_scrub(reason);
+                        rc = reject(p, doc, s.id, reason, token, err);
+                }
+                rc = set_aside_if_stuck(p, doc, token, rc, err);
         }
         par_signal_clear(&s);
         return rc;

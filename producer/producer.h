@@ -99,11 +99,16 @@ typedef struct prod {
         par_http_t *http;
         par_counter_t *m_events, *m_produced, *m_rejected, *m_skipped,
             *m_expired, *m_delivery_errors, *m_backfilled, *m_requeued,
-            *m_checkpoints, *m_restarts;
-        par_gauge_t *m_cp_age, *m_lag, *m_active, *m_inflight;
+            *m_checkpoints, *m_restarts, *m_set_aside;
+        par_gauge_t *m_cp_age, *m_lag, *m_active, *m_inflight,
+            *m_restart_streak;
         par_counter_t *m_published[PROD_MAX_LEVELS + 1]; /* [prio] */
         par_buckets_t *m_publish_s[PROD_MAX_LEVELS + 1];
         par_counter_t *m_dead_letters, *m_kafka_delivery, *m_mongo_errors;
+        /* Restarts since the last step that made progress: a restart loop
+         * (the same event failing again and again) shows in /health. */
+        atomic_int h_restart_streak;
+        size_t value_max; /* largest encoded value (msg/kafka) */
         atomic_int h_active;
         atomic_llong h_last_ok; /* last successful MongoDB round trip */
 } prod_t;

@@ -29,6 +29,8 @@
  */
 #include "msg/codec.h"
 
+#include <openssl/sha.h>
+
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
@@ -1331,4 +1333,34 @@ out:
                 avro_value_decref(&v);
         avro_reader_free(r);
         return rc;
+}
+
+par_err_t par_codec_dead_letter_original(json_t *dl, const void *data,
+                                         size_t len, size_t max)
+{
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        char hex[2 * SHA256_DIGEST_LENGTH + 1];
+        bool cut = len > max;
+
+        SHA256(data ? data : (const void *)"", len, md);
+        for (size_t i = 0; i < sizeof(md); i++)
+                snprintf(hex + 2 * i, 3, "%02x", md[i]);
+        if (json_object_set_new(dl, "original",
+                                par_codec_json_bytes(data, cut ? max : len)) ||
+            json_object_set_new(dl, "original_length",
+                                json_integer((json_int_t)len)) ||
+            json_object_set_new(dl, "original_sha256", json_string(hex)))
+                return PAR_ERR_NOMEM;
+        if (cut && json_is_string(json_object_get(dl, "original_format")) &&
+            !strcmp(json_string_value(json_object_get(dl, "original_format")),
+                    "json") &&
+            json_object_set_new(dl, "original_format", json_string("raw")))
+                return PAR_ERR_NOMEM;
+        return PAR_OK;
+}
+
+size_t par_codec_dead_letter_max(size_t value_max)
+{
+        size_t m = value_max / 4;
+        return m > 65536 ? 65536 : m;
 }

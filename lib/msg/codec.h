@@ -154,6 +154,22 @@ par_err_t par_codec_canonical_form(const char *schema_json, char **out,
 /* bytes → the JSON string Avro uses for them (each byte one code point
  * U+0000..U+00FF). New reference, NULL only on allocation failure. */
 json_t *par_codec_json_bytes(const void *data, size_t len);
+
+/*
+ * Sets the original-input fields of a DeadLetter object dl (borrowed):
+ * "original" = the first max bytes of data (all of it when len <= max),
+ * "original_length" = len, "original_sha256" = the hex SHA-256 of all len
+ * bytes. When the input was cut and original_format is "json", it becomes
+ * "raw" (a cut document is no longer JSON). A dead letter therefore stays
+ * within a message however large the input was. PAR_ERR_NOMEM on
+ * allocation failure. Any thread.
+ */
+par_err_t par_codec_dead_letter_original(json_t *dl, const void *data,
+                                         size_t len, size_t max);
+
+/* What a dead letter may carry of its original: a quarter of the value
+ * limit, at most 64 KiB (room for the reason and the other fields). */
+size_t par_codec_dead_letter_max(size_t value_max);
 /* The inverse; *out is malloc'd (and NUL-terminated past *len). Fails on a
  * non-string or a code point above U+00FF. */
 par_err_t par_codec_json_to_bytes(const json_t *s, void **out, size_t *len,

@@ -35,7 +35,7 @@ static par_codec_t *codec;
 static const struct {
         const char *name, *fp_hex;
 } expected_fp[] = {
-    {"DeadLetter", "edadb08fb84e99e7"},   {"NodeMetrics", "b12f050a9e4bc3b8"},
+    {"DeadLetter", "2d8f9ceca554d0e3"},   {"NodeMetrics", "b12f050a9e4bc3b8"},
     {"Signal", "e13feb9c4d122169"},       {"SpinResult", "e643fec4c8d99f9b"},
     {"WorkerStatus", "06ec9adc8e9e8f80"},
 };
@@ -342,7 +342,8 @@ static void test_worker_and_dlq(void)
                          "\"parallel.signals.p3\",\"partition\":2,"
                          "\"offset\":123456789012,\"original_format\":"
                          "\"raw\",\"ts\":1795741200000,"
-                         "\"traceparent\":null}");
+                         "\"traceparent\":null,\"original_length\":null,"
+                         "\"original_sha256\":null}");
         unsigned char all[256];
         void *b = NULL;
         size_t n = 0;
@@ -696,6 +697,41 @@ static void test_threads(void)
                 par_clock_mono_s() - t0);
 }
 
+/* Dead letters carry a bounded prefix, the whole length and a hash. */
+static void test_dead_letter_original(void)
+{
+        static char big[100000];
+        json_t *d = json_pack("{s:s}", "original_format", "json");
+        void *b = NULL;
+        size_t n = 0;
+
+        memset(big, 'x', sizeof(big));
+        REQUIRE(!par_codec_dead_letter_original(d, big, sizeof(big), 1000));
+        CHECK(json_integer_value(json_object_get(d, "original_length")) ==
+              (json_int_t)sizeof(big));
+        CHECK_STR(json_string_value(json_object_get(d, "original_format")),
+                  "raw");
+        CHECK(strlen(json_string_value(
+                  json_object_get(d, "original_sha256"))) == 64);
+        CHECK(!par_codec_json_to_bytes(json_object_get(d, "original"), &b, &n,
+                                       NULL));
+        CHECK(n == 1000);
+        free(b);
+        json_decref(d);
+        d = json_pack("{s:s}", "original_format", "json");
+        REQUIRE(!par_codec_dead_letter_original(d, "abc", 3, 1000));
+        CHECK_STR(json_string_value(json_object_get(d, "original_format")),
+                  "json");
+        /* sha256("abc") */
+        CHECK_STR(
+            json_string_value(json_object_get(d, "original_sha256")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015"
+            "ad");
+        json_decref(d);
+        CHECK(par_codec_dead_letter_max(995904) == 65536);
+        CHECK(par_codec_dead_letter_max(100000) == 25000);
+}
+
 int main(void)
 {
         par_error_t err = {0};
@@ -710,6 +746,7 @@ int main(void)
         RUN(test_result);
         RUN(test_metrics);
         RUN(test_worker_and_dlq);
+        RUN(test_dead_letter_original);
         RUN(test_encode_errors);
         RUN(test_framing);
         RUN(test_reject);
