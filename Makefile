@@ -1,10 +1,14 @@
 # Thin wrapper over CMake and the dev stack; the README shows these targets.
 BUILD    ?= build
 ASAN     ?= build-asan
+FUZZ     ?= build-fuzz
+# Seconds per harness: make test runs each briefly, make fuzz for long.
+FUZZ_TEST_SECONDS ?= 20
+FUZZ_SECONDS      ?= 600
 JOBS     ?= $(shell nproc)
 STACK    := deploy/dev/stack
 
-.PHONY: all deps build build-asan test test-cluster unit demo bench bench-cluster format format-check docs clean stack-up stack-down
+.PHONY: all deps build build-asan fuzz-build fuzz test test-cluster unit demo bench bench-cluster format format-check docs clean stack-up stack-down
 
 all: build
 
@@ -23,11 +27,25 @@ $(ASAN)/Makefile:
 build-asan: $(ASAN)/Makefile
 	cmake --build $(ASAN) -j$(JOBS)
 
+# libFuzzer harnesses (tests/fuzz): clang, ASan + UBSan, libraries
+# instrumented for coverage.
+$(FUZZ)/Makefile:
+	CC=clang cmake -S . -B $(FUZZ) -DPARALLEL_FUZZ=ON \
+	  -DPARALLEL_SANITIZE=address,undefined -DCMAKE_BUILD_TYPE=RelWithDebInfo
+
+fuzz-build: $(FUZZ)/Makefile
+	cmake --build $(FUZZ) -j$(JOBS)
+
+# Long runs: every harness for FUZZ_SECONDS (make fuzz FUZZ_SECONDS=3600).
+fuzz: fuzz-build
+	tests/fuzz/run.sh $(FUZZ) $(FUZZ_SECONDS)
+
 # Everything: unit tests (also under ASan/UBSan), then integration tests
 # against the real stack, which is started if needed and stopped afterwards
 # if this run started it.
-test: deps build build-asan
-	tests/run-all.sh $(BUILD) $(ASAN)
+test: deps build build-asan fuzz-build
+	FUZZ_BUILD=$(FUZZ) FUZZ_TEST_SECONDS=$(FUZZ_TEST_SECONDS) \
+	  tests/run-all.sh $(BUILD) $(ASAN)
 
 # Every fault scenario on the namespace cluster (root; ~25 min): broker
 # kill, node partition, producer partition, 50 ms + 1% loss, rolling
