@@ -8,7 +8,7 @@
 # goes to BUILD_DIR/fuzz-corpus/<target>/, which later runs start from too.
 # A crash, leak, sanitizer report or timeout fails the run (exit 1) and
 # leaves the input as BUILD_DIR/fuzz-artifacts/<target>-crash-…; reproduce
-# with BUILD_DIR/fuzz_<target> FILE.
+# with BUILD_DIR/tests/fuzz/fuzz_<target> FILE.
 set -uo pipefail
 build=${1:?usage: run.sh BUILD_DIR SECONDS [HARNESS...]}
 secs=${2:?usage: run.sh BUILD_DIR SECONDS [HARNESS...]}
@@ -30,7 +30,7 @@ export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
 failed=0
 printf '%-8s %10s %8s %8s %6s  %s\n' harness execs exec/s cov ft result
 for t in "${targets[@]}"; do
-        bin="$build/fuzz_$t"
+        bin="$build/tests/fuzz/fuzz_$t"
         seeds="$root/tests/fuzz/corpus/$t"
         work="$build/fuzz-corpus/$t"
         log="$build/fuzz-artifacts/$t.log"
