@@ -49,8 +49,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         if (size < 2)
                 return 0;
         if (data[0] & 1) {
-                bson_t *doc = bson_new_from_json(data + 1, (ssize_t)size - 1,
-                                                 &e);
+                bson_t *doc =
+                    bson_new_from_json(data + 1, (ssize_t)size - 1, &e);
                 if (doc) {
                         check(doc);
                         bson_destroy(doc);

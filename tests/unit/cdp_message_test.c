@@ -11,8 +11,8 @@ static json_t *parse(const char *s)
 
 static const char *value_of(json_t *m)
 {
-        return json_string_value(json_object_get(json_object_get(m, "result"),
-                                                 "value"));
+        return json_string_value(
+            json_object_get(json_object_get(m, "result"), "value"));
 }
 
 /* Regression (issue 11): lone surrogates made the reply unparseable. */
@@ -20,7 +20,8 @@ static void test_surrogates(void)
 {
         json_t *m = parse("{\"id\":1,\"result\":{\"value\":\"a\\ud800b\"}}");
         REQUIRE(m);
-        CHECK_STR(value_of(m), "a\xef\xbf\xbd" "b");
+        CHECK_STR(value_of(m), "a\xef\xbf\xbd"
+                               "b");
         json_decref(m);
         /* a valid pair stays a pair; a lone low one is replaced */
         m = parse("{\"id\":2,\"result\":{\"value\":"
