@@ -20,7 +20,8 @@ static su_ctx_t ctx;
 #define NODATE "{\"_id\": {\"$oid\": \"%s\"}, \"status\": \"pending\""
 
 #define EUROS10                                                                \
-        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2"     \
+        "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82" \
+        "\xac\xe2\x82\xac\xe2"                                                 \
         "\x82\xac\xe2\x82\xac\xe2\x82\xac"
 #define EUROS EUROS10 EUROS10 EUROS10 EUROS10
 
