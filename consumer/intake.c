@@ -14,6 +14,8 @@
 #include "assign.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "msg/kafka.h"
+#include "store/signal.h"
 #include "intake.h"
 #include "job.h"
 #include "node.h"
@@ -25,16 +27,28 @@ static void dead_letter_raw(node_t *n, const rd_kafka_message_t *m,
         size_t len = 0;
         par_error_t e;
         json_t *dl = json_pack(
-            "{s:n,s:s,s:s,s:s,s:i,s:s,s:s,s:i,s:I,s:s,s:o,s:I,s:n}",
-            "signal_id", "source", "consumer", "reason", reason, "error_class",
-            "permanent", "attempt", 0, "node_id", n->id, "topic",
+            "{s:n,s:s,s:s,s:s,s:i,s:s,s:s,s:i,s:I,s:s,s:I,s:n}", "signal_id",
+            "source", "consumer", "reason", reason, "error_class", "permanent",
+            "attempt", 0, "node_id", n->id, "topic",
             rd_kafka_topic_name(m->rkt), "partition", (int)m->partition,
-            "offset", (json_int_t)m->offset, "original_format", "avro",
-            "original", par_codec_json_bytes(m->payload, m->len), "ts",
+            "offset", (json_int_t)m->offset, "original_format", "avro", "ts",
             (json_int_t)par_clock_wall_ms(), "traceparent");
+        /* A bounded prefix, the length and a hash: an undecodable value
+         * of any size still fits in a dead letter (a 1 MB one used to make
+         * the dead letter itself too large). */
+        if (dl && par_codec_dead_letter_original(
+                      dl, m->payload, m->len,
+                      par_codec_dead_letter_max(par_kafka_value_max(n->cfg)))) {
+                json_decref(dl);
+                dl = NULL;
+        }
         if (dl &&
-            !par_codec_encode(n->codec, PAR_SCHEMA_DLQ, dl, &buf, &len, &e))
-                pub_send(n->pub, n->t_dlq, NULL, buf, len, NULL, false, &e);
+            (par_codec_encode(n->codec, PAR_SCHEMA_DLQ, dl, &buf, &len, &e) ||
+             pub_send(n->pub, n->t_dlq, NULL, buf, len, NULL, false, &e)))
+                par_log(PAR_LOG_ERROR, "consumer", "dlq_failed",
+                        "topic=%s offset=%lld error=\"%s\"",
+                        rd_kafka_topic_name(m->rkt), (long long)m->offset,
+                        e.msg);
         json_decref(dl);
 }
 
@@ -42,6 +56,67 @@ static const char *jstr(json_t *o, const char *k)
 {
         const char *s = json_string_value(json_object_get(o, k));
         return s ? s : "";
+}
+
+/*
+ * A decoded Signal is checked again as the producer checks documents: the
+ * topic is not a trust boundary (anything with write access can put a
+ * Signal there, e.g. 10 MB of params written straight to it). Returns
+ * false with why set.
+ */
+static bool signal_valid(node_t *n, json_t *sig, int level, par_error_t *why)
+{
+        par_signal_limits_t lim;
+        const char *id = jstr(sig, "id"), *k;
+        json_t *params = json_object_get(sig, "params"), *v;
+        size_t total = 0, idlen = strlen(id);
+        int prio = (int)json_integer_value(json_object_get(sig, "priority"));
+
+        par_signal_limits_from_config(&lim, n->cfg);
+        if (idlen != 24 || strspn(id, "0123456789abcdef") != 24) {
+                par_error_set(why, PAR_ERR_INVALID,
+                              "Signal id is not an "
+                              "ObjectId in hex");
+                return false;
+        }
+        if (prio != level) {
+                par_error_set(why, PAR_ERR_INVALID,
+                              "signal %s: priority %d on the topic of level "
+                              "%d",
+                              id, prio, level);
+                return false;
+        }
+        if (!par_signal_name_valid(jstr(sig, "recipe"))) {
+                par_error_set(why, PAR_ERR_INVALID,
+                              "signal %s: recipe must match "
+                              "[A-Za-z0-9_.-]{1,64}",
+                              id);
+                return false;
+        }
+        size_t rl = strlen(jstr(sig, "resource"));
+        if (rl == 0 || rl > PAR_SIGNAL_RESOURCE_MAX) {
+                par_error_set(why, PAR_ERR_INVALID,
+                              "signal %s: resource must be 1..%d bytes", id,
+                              PAR_SIGNAL_RESOURCE_MAX);
+                return false;
+        }
+        json_object_foreach(params, k, v)
+        {
+                if (!par_signal_name_valid(k) || !json_is_string(v)) {
+                        par_error_set(why, PAR_ERR_INVALID,
+                                      "signal %s: params: bad name or value",
+                                      id);
+                        return false;
+                }
+                total += strlen(k) + json_string_length(v);
+        }
+        if (total > lim.max_params_bytes) {
+                par_error_set(why, PAR_ERR_INVALID,
+                              "signal %s: params larger than %zu bytes", id,
+                              lim.max_params_bytes);
+                return false;
+        }
+        return true;
 }
 
 void intake_message(node_t *n, const rd_kafka_message_t *m)
@@ -66,6 +141,17 @@ void intake_message(node_t *n, const rd_kafka_message_t *m)
                         "topic=%s partition=%d offset=%lld error=\"%s\"", topic,
                         (int)m->partition, (long long)m->offset, e.msg);
                 dead_letter_raw(n, m, e.msg);
+                par_offsets_done(n->offsets, topic, m->partition, m->offset);
+                return;
+        }
+        if (!signal_valid(n, sig, level, &e)) {
+                par_counter_inc(n->stats.undecodable);
+                obs_dead_letter(n->obs, "undecodable");
+                par_log(PAR_LOG_WARN, "consumer", "invalid_signal",
+                        "topic=%s partition=%d offset=%lld", topic,
+                        (int)m->partition, (long long)m->offset);
+                dead_letter_raw(n, m, e.msg);
+                json_decref(sig);
                 par_offsets_done(n->offsets, topic, m->partition, m->offset);
                 return;
         }

@@ -160,6 +160,7 @@ static void fill_pipe_env(node_t *n)
             .backoff_ms = par_config_int(cfg, "retry.backoff"),
             .backoff_max_ms = par_config_int(cfg, "retry.backoff_max"),
             .max_attempts = (int)par_config_int(cfg, "max.attempts"),
+            .value_max = par_kafka_value_max(cfg),
         };
 }
 

@@ -57,6 +57,7 @@
 #include "base/backoff.h"
 #include "base/clock.h"
 #include "base/log.h"
+#include "base/text.h"
 #include "job.h"
 #include "msg/kafka.h"
 #include "obs.h"
@@ -123,6 +124,38 @@ typedef struct run {
         int err_step; /* -1: none */
 } run_t;
 
+/*
+ * Caps the extracted values (a JSON object of strings, modified) to budget
+ * bytes in all, each value to an equal share, cut at a character boundary
+ * with PAR_TEXT_CUT_MARK: a 2 MB extract made the result too large for the
+ * results topic and its worker retried forever.
+ */
+static void cap_values(json_t *values, size_t budget)
+{
+        size_t n = json_object_size(values), total = 0, share;
+        const char *k;
+        json_t *v;
+
+        json_object_foreach(values, k, v) total +=
+            json_string_length(v) + strlen(k);
+        if (total <= budget || n == 0)
+                return;
+        share = budget / n;
+        json_object_foreach(values, k, v)
+        {
+                size_t len = json_string_length(v);
+                if (!json_is_string(v) || len <= share)
+                        continue;
+                char *cut = malloc(share + 1);
+                if (!cut)
+                        continue;
+                size_t m = par_text_clip(cut, share + 1, json_string_value(v),
+                                         len, share, NULL);
+                json_object_set_new(values, k, json_stringn(cut, m));
+                free(cut);
+        }
+}
+
 static json_t *result_json(const run_t *r, const char *traceparent)
 {
         const job_t *j = r->j;
@@ -130,6 +163,9 @@ static json_t *result_json(const run_t *r, const char *traceparent)
         json_t *values = sr && sr->values && r->outcome == PIPE_DONE
                              ? json_deep_copy(sr->values)
                              : json_object();
+        /* Half the message for the values; the rest is the fixed fields,
+         * the step timings and the error. */
+        cap_values(values, r->env->value_max / 2);
         json_t *steps = json_array();
         if (sr && r->recipe)
                 for (size_t i = 0; i < sr->nsteps && i < r->recipe->nsteps; i++)
@@ -219,7 +255,8 @@ static par_err_t publish_result(const run_t *r)
                 memcpy(copy, buf, len);
                 rc = pub_send(env->pub, env->t_results, j->id, copy, len, tp,
                               true, &e);
-                if (!rc || (pub_stopping(env->pub) && tries > 2))
+                if (!rc || rc == PAR_ERR_PERMANENT ||
+                    (pub_stopping(env->pub) && tries > 2))
                         break;
                 par_log(PAR_LOG_WARN, "consumer", "result_retry",
                         "signal=%s error=\"%s\"", j->id, e.msg);
@@ -325,14 +362,19 @@ static void publish_dead_letter(const run_t *r)
         par_error_t e;
 
         json_t *dl = json_pack(
-            "{s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:i,s:I,s:s,s:o,s:I,s:s}",
-            "signal_id", j->id, "source", "consumer", "reason", r->err_msg,
-            "error_class", par_spin_class_name(r->err_class), "attempt",
-            (int)r->attempt, "node_id", env->node_id, "topic", j->topic,
-            "partition", (int)j->partition, "offset", (json_int_t)j->offset,
-            "original_format", "avro", "original",
-            par_codec_json_bytes(j->raw, j->raw_len), "ts",
-            (json_int_t)par_clock_wall_ms(), "traceparent", j->traceparent);
+            "{s:s,s:s,s:s,s:s,s:i,s:s,s:s,s:i,s:I,s:s,s:I,s:s}", "signal_id",
+            j->id, "source", "consumer", "reason", r->err_msg, "error_class",
+            par_spin_class_name(r->err_class), "attempt", (int)r->attempt,
+            "node_id", env->node_id, "topic", j->topic, "partition",
+            (int)j->partition, "offset", (json_int_t)j->offset,
+            "original_format", "avro", "ts", (json_int_t)par_clock_wall_ms(),
+            "traceparent", j->traceparent);
+        if (dl && par_codec_dead_letter_original(
+                      dl, j->raw, j->raw_len,
+                      par_codec_dead_letter_max(env->value_max))) {
+                json_decref(dl);
+                dl = NULL;
+        }
         if (!dl)
                 return;
         if (par_codec_encode(env->codec, PAR_SCHEMA_DLQ, dl, &buf, &len, &e) ||

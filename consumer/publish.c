@@ -176,12 +176,20 @@ static par_err_t produce(pub_t *p, const char *topic, const char *key,
                     RD_KAFKA_V_END);
                 if (!e)
                         return PAR_OK;
-                rd_kafka_headers_destroy(h);
+                /* No traceparent, no headers: destroying NULL crashed the
+                 * node on an oversized dead letter (issue 11). */
+                if (h)
+                        rd_kafka_headers_destroy(h);
                 if (e != RD_KAFKA_RESP_ERR__QUEUE_FULL) {
                         free(value);
-                        return par_error_set(err, PAR_ERR_KAFKA,
-                                             "produce to %s: %s", topic,
-                                             rd_kafka_err2str(e));
+                        /* Too large stays too large: retrying it would
+                         * wedge the worker. */
+                        return par_error_set(
+                            err,
+                            e == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE
+                                ? PAR_ERR_PERMANENT
+                                : PAR_ERR_KAFKA,
+                            "produce to %s: %s", topic, rd_kafka_err2str(e));
                 }
                 par_clock_sleep_ms(10); /* the kpoll thread drains the queue */
         }
@@ -204,8 +212,13 @@ par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
         if (!w.err)
                 obs_publish(p->obs, (par_clock_mono_ms() - t0) / 1e3);
         if (w.err)
-                return par_error_set(err, PAR_ERR_KAFKA, "deliver to %s: %s",
-                                     topic, rd_kafka_err2str(w.err));
+                return par_error_set(
+                    err,
+                    w.err == RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE ||
+                            w.err == RD_KAFKA_RESP_ERR_INVALID_MSG
+                        ? PAR_ERR_PERMANENT
+                        : PAR_ERR_KAFKA,
+                    "deliver to %s: %s", topic, rd_kafka_err2str(w.err));
         return PAR_OK;
 }
 
