@@ -57,8 +57,7 @@ static void test_junk(void)
             "{s:s,s:i,s:s,s:s,s:{s:s},s:I,s:n,s:i,s:s}", "id",
             "65a1b2c3d4e5f60718293a4b", "priority", 2, "recipe", "noop",
             "resource", "r", "params", "big", pv, "created_at",
-            (json_int_t)su_wall_ms(), "expires_at", "attempt", 0,
-            "traceparent",
+            (json_int_t)su_wall_ms(), "expires_at", "attempt", 0, "traceparent",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
         free(pv);
         void *buf = NULL;
@@ -75,8 +74,7 @@ static void test_junk(void)
                               NULL) == 0);
         size_t missing = sc_read(&c, &r, &l, 2 * NVALID, 90, 1500);
         CHECKF(missing == 0, "%zu valid signals never finished", missing);
-        CHECK(su_metric(node.port, "parallel_messages_undecodable_total") >=
-              2);
+        CHECK(su_metric(node.port, "parallel_messages_undecodable_total") >= 2);
         /* Alive, and it drains and exits cleanly. */
         CHECK(su_producer_stop(&node, SIGTERM, 40) == 0);
         sc_reader_destroy(&r);
