@@ -8,6 +8,7 @@
  * DeadLetter, the offset passes), the node does not die, and every valid
  * signal finishes.
  */
+#include "base/clock.h"
 #include "stack_consumer_util.h"
 
 #define NVALID 20
@@ -57,7 +58,8 @@ static void test_junk(void)
             "{s:s,s:i,s:s,s:s,s:{s:s},s:I,s:n,s:i,s:s}", "id",
             "65a1b2c3d4e5f60718293a4b", "priority", 2, "recipe", "noop",
             "resource", "r", "params", "big", pv, "created_at",
-            (json_int_t)su_wall_ms(), "expires_at", "attempt", 0, "traceparent",
+            (json_int_t)par_clock_wall_ms(), "expires_at", "attempt", 0,
+            "traceparent",
             "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01");
         free(pv);
         void *buf = NULL;
