@@ -25,7 +25,8 @@
 #include "assign.h"
 #include "base/clock.h"
 #include "base/log.h"
-#include "node.h"
+#include "node_state.h"
+#include "obs.h"
 
 int assign_level(node_t *n, const char *topic)
 {
@@ -70,7 +71,7 @@ void assign_delivered(node_t *n, const char *topic, int32_t partition,
 
 /* Pauses (resumes) the partitions of the levels in mask; a partition that
  * has not delivered since its assignment is paused on its first message
- * (see node.h). */
+ * (see node_state.h). */
 static void pause_levels(node_t *n, uint32_t mask, bool pause)
 {
         for (int i = 0; i < n->nparts; i++) {

@@ -6,7 +6,8 @@
 #include "assign.h"
 #include "commit.h"
 #include "base/log.h"
-#include "node.h"
+#include "node_state.h"
+#include "obs.h"
 
 static void add_commit(const char *topic, int32_t partition, int64_t offset,
                        void *opaque)

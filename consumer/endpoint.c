@@ -9,7 +9,7 @@
 
 #include "base/clock.h"
 #include "endpoint.h"
-#include "node.h"
+#include "node_state.h"
 
 static int h_health(void *opaque, const char *path, const char *query,
                     par_http_body_t *body, const char **ct)

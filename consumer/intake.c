@@ -18,7 +18,8 @@
 #include "store/signal.h"
 #include "intake.h"
 #include "job.h"
-#include "node.h"
+#include "node_state.h"
+#include "obs.h"
 
 static void dead_letter_raw(node_t *n, const rd_kafka_message_t *m,
                             const char *reason)

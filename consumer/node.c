@@ -1,7 +1,7 @@
 /*
  * node.c — a consumer node's life: building it from the configuration, the
- * main loop, and the shutdown sequence (see node.h for the threads and the
- * files that do the rest).
+ * main loop, and the shutdown sequence (see node_state.h for the threads and
+ * the files that do the rest).
  *
  * Why the main thread never blocks on work: librdkafka evicts a member that
  * does not call poll within max.poll.interval.ms, and serves rebalances only
@@ -23,6 +23,8 @@
 #include "intake.h"
 #include "job.h"
 #include "node.h"
+#include "node_state.h"
+#include "obs.h"
 #include "status.h"
 
 /* Results handed to the producer and not yet acknowledged, per node: enough

@@ -1,130 +1,17 @@
 /*
- * node.h — one parallel-consumer node (internal to consumer/).
- *
- * Threads of a node:
- *   main (node.c)      owns the Kafka consumer: polls (intake.c), applies
- *                      incremental rebalances and pauses/resumes levels on
- *                      the scheduler's watermarks (assign.c), commits the
- *                      finished offset prefix (commit.c), sizes the worker
- *                      pool, publishes metrics and worker status
- *                      (status.c), and runs the shutdown sequence.
- *   kpoll (publish.c)  serves the producer's delivery reports.
- *   renew (holds.c)    renews the leases of every claim this node holds.
- *   workers (pool.c)   take jobs from the scheduler and run the pipeline
- *                      (pipeline.c) claim → spin → result → document →
- *                      offset done.
- *   http (endpoint.c)  the observability endpoint's service thread.
- *
- * The struct below is shared by the main-thread files (node.c, intake.c,
- * assign.c, commit.c, status.c, endpoint.c). Workers never see it: they
- * get a pipe_env_t (pipeline.h) and a pool_opts_t (pool.h), so they never
- * touch the consumer handle; they share the producer, the scheduler and
- * offsets (locked), and the counters (atomics / metrics handles).
+ * node.h — one parallel-consumer node: build it, run it until a stop is
+ * asked, destroy it. What a node holds is in node_state.h, read only by
+ * the files of the main thread; what its threads do is described there.
  */
 #ifndef PAR_CONSUMER_NODE_H
 #define PAR_CONSUMER_NODE_H
 
 #include <signal.h>
-#include <stdatomic.h>
-#include <stdbool.h>
-#include <stdint.h>
-
-#include <librdkafka/rdkafka.h>
-#include <mongoc/mongoc.h>
 
 #include "base/config.h"
 #include "base/err.h"
-#include "browser/chrome.h"
-#include "browser/recipe.h"
-#include "browser/spin.h"
-#include "holds.h"
-#include "msg/codec.h"
-#include "msg/kafka.h"
-#include "obs/http.h"
-#include "obs/metrics.h"
-#include "offsets.h"
-#include "pipeline.h"
-#include "pool.h"
-#include "publish.h"
-#include "scheduler.h"
-#include "obs.h"
-#include "stats.h"
-
-#define NODE_MAX_LEVELS  16
-#define NODE_MAX_WORKERS POOL_MAX_WORKERS
 
 typedef struct node node_t;
-
-/* An assigned partition and its pause state (assign.c). */
-struct npart {
-        char topic[PAR_KAFKA_TOPIC_MAX];
-        int32_t partition;
-        int level;
-        bool delivered, paused;
-};
-
-struct node {
-        par_config_t *cfg;
-        char id[128];
-        int levels;
-        char topics[NODE_MAX_LEVELS][PAR_KAFKA_TOPIC_MAX];
-        char t_results[PAR_KAFKA_TOPIC_MAX], t_dlq[PAR_KAFKA_TOPIC_MAX],
-            t_metrics[PAR_KAFKA_TOPIC_MAX], t_workers[PAR_KAFKA_TOPIC_MAX];
-
-        rd_kafka_t *consumer; /* main thread only */
-        pub_t *pub;           /* any thread */
-        par_codec_t *codec;
-        par_sched_t *sched;
-        par_offsets_t *offsets;
-        mongoc_uri_t *muri;
-        mongoc_client_pool_t *mpool;
-        par_recipe_set_t *recipes;
-        par_chrome_t *chrome;
-        par_spin_opts_t spin_opts;
-        par_metrics_t *metrics; /* served on /metrics */
-        par_metrics_t *totals;  /* outcome totals for NodeMetrics, /status */
-        struct node_obs *obs;   /* the labelled series of /metrics */
-        par_http_t *http;
-        stats_t stats;
-        holds_t *holds;
-        pipe_env_t pipe; /* what workers see */
-        pool_t *pool;
-
-        /* settings */
-        bool claims;
-        int64_t grace_ms;
-        int workers_min, workers_max;
-        int64_t memory_limit_mb;
-
-        /* Pause state, main thread (assign.c). A level is paused as a
-         * whole, but each assigned partition is paused only once it has
-         * delivered a message since it was assigned: librdkafka resumes a
-         * partition from the last position delivered to the application,
-         * which for a partition just (re)assigned may be stale (from a
-         * previous assignment) and would skip messages. */
-        uint32_t paused;
-        struct npart *parts;
-        int nparts, cap_parts;
-        enum {
-                NODE_REJOIN_NONE,    /* steady: periodic commits go out */
-                NODE_REJOIN_REVOKED, /* revoked; this round's assign next */
-                NODE_REJOIN_WAITING, /* rejoining: no commits until assign */
-        } rejoin;
-        int64_t rejoin_since; /* monotonic */
-
-        /* worker status last published, main thread (status.c) */
-        int published_state[NODE_MAX_WORKERS]; /* -1: none */
-        long long published_since[NODE_MAX_WORKERS];
-        /* metrics windows and the last totals (status.c) */
-        par_hist_t *w_wait, *w_spin, *w_e2e;
-        uint64_t last_final, last_done;
-
-        /* lifecycle */
-        atomic_bool draining; /* stop taking new work */
-        atomic_bool closed;   /* rd_kafka_consumer_close returned */
-        int64_t started_ms;   /* wall */
-        atomic_llong lag;     /* -1 unknown */
-};
 
 par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err);
 /* Runs until *stop (set by a signal handler) then shuts down gracefully;

@@ -17,7 +17,7 @@
 #include "base/log.h"
 #include "msg/kafka.h"
 #include "msg/lag.h"
-#include "node.h"
+#include "node_state.h"
 
 #define NSTATUS 6
 static const char *const statuses[NSTATUS] = {"done", "failed",  "retrying",

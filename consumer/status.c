@@ -19,7 +19,8 @@
 
 #include "base/clock.h"
 #include "base/log.h"
-#include "node.h"
+#include "node_state.h"
+#include "obs.h"
 #include "status.h"
 
 static double g_workers(void *opaque)
