@@ -277,14 +277,16 @@ int main(void)
                 orig[i] = (unsigned char)(i * 37);
         dead = json_pack(
             "{s:s, s:s, s:s, s:s, s:i, s:s, s:s, s:i, s:I, s:s, s:o, s:I, "
-            "s:s}",
+            "s:s, s:I, s:s}",
             "signal_id", "65a1f0c2e4b0a1b2c3d4e5f6", "source", "consumer",
             "reason", "transient errors exhausted max.attempts (3): timeout",
             "error_class", "transient", "attempt", 3, "node_id", "node-ü",
             "topic", "parallel.signals.p2", "partition", 1, "offset",
             (json_int_t)42, "original_format", "avro", "original",
             par_codec_json_bytes(orig, sizeof(orig)), "ts",
-            (json_int_t)1795741200000LL, "traceparent", TRACEPARENT);
+            (json_int_t)1795741200000LL, "traceparent", TRACEPARENT,
+            "original_length", (json_int_t)sizeof(orig), "original_sha256",
+            "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0");
         result = json_pack(
             "{s:s, s:s, s:s, s:i, s:s, s:i, s:s, s:s, s:{s:s}, s:n, "
             "s:[{s:s, s:I}], s:I, s:I, s:I, s:I, s:I, s:s}",
