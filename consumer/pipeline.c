@@ -478,17 +478,19 @@ static step_t defer(run_t *r, int64_t delay_ms)
         return STEP_END;
 }
 
-/* How long a delivery waits for a lease (signal or resource) held until
- * lease_until elsewhere: 100 ms, doubling per wait up to 5 s, never later
- * than just after the lease ends. */
-static int64_t lease_wait_ms(run_t *r, int64_t lease_until)
+/* How long a delivery waits for a lease held until lease_until elsewhere:
+ * 100 ms, doubling per wait up to cap_ms, never later than just after the
+ * lease ends. A claimed signal usually waits for a holder that a rebalance
+ * or a crash left behind (cap 5 s); a resource lock is given back the
+ * moment its spin ends, so its waiters look again at least every second. */
+static int64_t lease_wait_ms(run_t *r, int64_t lease_until, int64_t cap_ms)
 {
         int64_t left = lease_until - par_clock_wall_ms() + 50;
         int64_t step = 100;
-        for (int k = 0; k < r->j->deferrals && step < 5000; k++)
+        for (int k = 0; k < r->j->deferrals && step < cap_ms; k++)
                 step *= 2;
-        if (step > 5000)
-                step = 5000;
+        if (step > cap_ms)
+                step = cap_ms;
         if (left > step)
                 left = step;
         if (left < 50)
@@ -550,7 +552,7 @@ static step_t step_claim(run_t *r)
         if (r->ci.outcome == PAR_CLAIM_LEASED) {
                 /* The holder usually finishes soon (a rebalance moved the
                  * partition while it ran). */
-                int64_t left = lease_wait_ms(r, r->ci.lease_until);
+                int64_t left = lease_wait_ms(r, r->ci.lease_until, 5000);
                 PAR_DEBUG("consumer", "deferred",
                           "signal=%s holder=%s wait_ms=%lld", j->id,
                           r->ci.holder, (long long)left);
@@ -603,7 +605,7 @@ static step_t step_lock(run_t *r)
                                         j->id, j->resource, e.msg);
                                 return defer(r, 1000);
                         }
-                        int64_t left = lease_wait_ms(r, li.lease_until);
+                        int64_t left = lease_wait_ms(r, li.lease_until, 1000);
                         PAR_DEBUG("consumer", "resource_busy",
                                   "signal=%s resource=%s holder=%s "
                                   "wait_ms=%lld",

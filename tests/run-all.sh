@@ -25,8 +25,8 @@ echo "== unit tests under address,undefined sanitizers"
 (cd "$asan" && ctest -L unit --output-on-failure -j2)
 
 if [ -n "${FUZZ_BUILD:-}" ]; then
-        echo "== fuzzing, ${FUZZ_TEST_SECONDS:-20} s per harness"
-        "$root/tests/fuzz/run.sh" "$FUZZ_BUILD" "${FUZZ_TEST_SECONDS:-20}"
+        echo "== fuzzing, ${FUZZ_TEST_SECONDS:-10} s per harness"
+        "$root/tests/fuzz/run.sh" "$FUZZ_BUILD" "${FUZZ_TEST_SECONDS:-10}"
 fi
 
 if ! "$stack" status >/dev/null 2>&1; then

@@ -183,6 +183,70 @@ static void rm_rf(const char *dir)
                 nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
+/* The temp root instances are made under: chrome.tmp_dir, else $TMPDIR,
+ * else /tmp. */
+static const char *tmp_root(const par_chrome_opts_t *o)
+{
+        const char *tmp = *o->tmp_dir ? o->tmp_dir : getenv("TMPDIR");
+        return tmp && *tmp ? tmp : "/tmp";
+}
+
+/*
+ * Removes the instance dirs a killed process left behind. Every instance
+ * dir holds an "owner" file with the pid of the process that made it; a
+ * dir whose owner no longer exists is removed (its Chromium died with it:
+ * PR_SET_PDEATHSIG). A dir without the file, or whose owner lives (even a
+ * reused pid), is left alone.
+ */
+static void sweep_orphans(const char *root)
+{
+        DIR *d = opendir(root);
+        struct dirent *e;
+        int swept = 0;
+
+        if (!d)
+                return;
+        while ((e = readdir(d))) {
+                char path[PATH_MAX], owner[PATH_MAX + 8], buf[32];
+                long pid;
+                FILE *f;
+
+                if (strncmp(e->d_name, "parallel-chrome-", 16))
+                        continue;
+                snprintf(path, sizeof(path), "%.3000s/%s", root, e->d_name);
+                snprintf(owner, sizeof(owner), "%s/owner", path);
+                if (!(f = fopen(owner, "r")))
+                        continue;
+                pid = fgets(buf, sizeof(buf), f) ? strtol(buf, NULL, 10) : 0;
+                fclose(f);
+                if (pid <= 0 || kill((pid_t)pid, 0) == 0 || errno != ESRCH)
+                        continue;
+                rm_rf(path);
+                swept++;
+        }
+        closedir(d);
+        if (swept)
+                par_log(PAR_LOG_INFO, "chrome", "swept_orphans",
+                        "dirs=%d root=%s", swept, root);
+}
+
+/* Writes the owner file sweep_orphans reads. */
+static par_err_t write_owner(const char *base, par_error_t *err)
+{
+        char path[PATH_MAX + 8];
+        FILE *f;
+
+        snprintf(path, sizeof(path), "%.3000s/owner", base);
+        if (!(f = fopen(path, "w")) ||
+            fprintf(f, "%ld\n", (long)getpid()) < 0 || fclose(f)) {
+                if (f)
+                        fclose(f);
+                return par_error_set(err, PAR_ERR_IO, "chrome: write %s: %s",
+                                     path, strerror(errno));
+        }
+        return PAR_OK;
+}
+
 /* Processes (not zombies) whose process group is pgid. */
 static int group_alive(pid_t pgid)
 {
@@ -510,7 +574,8 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
         char *argv[96], *envp[256], extra[sizeof(o->extra_args)];
         char a_profile[PATH_MAX + 32], e_home[PATH_MAX + 8],
             e_xdg[PATH_MAX + 32], e_cache[PATH_MAX + 32], home[PATH_MAX],
-            logpath[PATH_MAX + 16], ws[512];
+            e_tmp[PATH_MAX + 8], tmpd[PATH_MAX], logpath[PATH_MAX + 16],
+            ws[512];
         const char *tmp;
         int argc = 0, envc = 0;
         double deadline;
@@ -521,9 +586,7 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                 return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
         in->refs = 1;
         in->pid = -1;
-        tmp = *o->tmp_dir ? o->tmp_dir : getenv("TMPDIR");
-        if (!tmp || !*tmp)
-                tmp = "/tmp";
+        tmp = tmp_root(o);
         snprintf(in->base, sizeof(in->base), "%s/parallel-chrome-XXXXXX", tmp);
         if (!mkdtemp(in->base)) {
                 rc = par_error_set(err, PAR_ERR_IO, "chrome: mkdtemp %s: %s",
@@ -531,6 +594,8 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                 in->base[0] = 0;
                 goto fail;
         }
+        if ((rc = write_owner(in->base, err)))
+                goto fail;
         if (*o->profile_dir && o->isolation == PAR_CHROME_ISO_BROWSER)
                 snprintf(in->profile, sizeof(in->profile), "%.3000s/worker-%d",
                          o->profile_dir, s->index);
@@ -541,8 +606,9 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                 snprintf(in->profile, sizeof(in->profile), "%.3000s/profile",
                          in->base);
         snprintf(home, sizeof(home), "%.3000s/home", in->base);
+        snprintf(tmpd, sizeof(tmpd), "%.3000s/tmp", in->base);
         if ((mkdir(in->profile, 0700) && errno != EEXIST) ||
-            mkdir(home, 0700)) {
+            mkdir(home, 0700) || mkdir(tmpd, 0700)) {
                 rc = par_error_set(err, PAR_ERR_IO, "chrome: mkdir %s: %s",
                                    in->profile, strerror(errno));
                 goto fail;
@@ -590,13 +656,18 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
         snprintf(e_xdg, sizeof(e_xdg), "XDG_CONFIG_HOME=%.3000s/.config", home);
         snprintf(e_cache, sizeof(e_cache), "XDG_CACHE_HOME=%.3000s/.cache",
                  home);
+        /* Chromium's own temp dirs (org.chromium.Chromium.*, the singleton
+         * socket) go inside the instance dir too, so nothing outlives it. */
+        snprintf(e_tmp, sizeof(e_tmp), "TMPDIR=%s", tmpd);
         envp[envc++] = e_home;
         envp[envc++] = e_xdg;
         envp[envc++] = e_cache;
+        envp[envc++] = e_tmp;
         for (char **e = environ; *e && envc < 250; e++)
                 if (strncmp(*e, "HOME=", 5) &&
                     strncmp(*e, "XDG_CONFIG_HOME=", 16) &&
-                    strncmp(*e, "XDG_CACHE_HOME=", 15))
+                    strncmp(*e, "XDG_CACHE_HOME=", 15) &&
+                    strncmp(*e, "TMPDIR=", 7))
                         envp[envc++] = *e;
         envp[envc] = NULL;
 
@@ -1004,6 +1075,7 @@ par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
                 c->slots = calloc((size_t)c->nslots, sizeof(*c->slots));
                 if (!c->slots || !c->tabs)
                         goto nomem;
+                sweep_orphans(tmp_root(&c->o));
         }
         for (int i = 0; i < c->nslots; i++)
                 c->slots[i].index = i;

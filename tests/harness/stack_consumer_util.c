@@ -317,6 +317,12 @@ void sc_take(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l, rd_kafka_message_t *m)
                 x->finished_at = sc_ts(v, "finished_at");
                 snprintf(x->node, sizeof(x->node), "%s",
                          json_string_value(json_object_get(v, "node_id")));
+                json_t *er = json_object_get(v, "error");
+                if (json_is_object(er))
+                        snprintf(
+                            x->error, sizeof(x->error), "%s: %s",
+                            json_string_value(json_object_get(er, "code")),
+                            json_string_value(json_object_get(er, "message")));
                 const char *vk;
                 json_t *vv;
                 json_object_foreach(json_object_get(v, "values"), vk, vv)

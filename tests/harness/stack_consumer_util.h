@@ -48,7 +48,8 @@ typedef struct sc_result {
         int attempt;
         int64_t created_at, queued_at, claimed_at, started_at, finished_at;
         char node[64];
-        char value[64]; /* the first extracted value, "name=value" */
+        char value[64];  /* the first extracted value, "name=value" */
+        char error[160]; /* "code: message" of a failed attempt, or "" */
 } sc_result_t;
 
 typedef struct sc_rec {

@@ -6,9 +6,10 @@
  * are checked for their class and step, and the failure modes a worker
  * lives with are provoked: a renderer crash and a SIGKILLed browser
  * mid-spin (transient, the next spin works), a page that never loads, and
- * 200 spins with recycling that must leave no process or temp dir behind.
+ * 60 spins with recycling that must leave no process or temp dir behind.
  */
 #include <dirent.h>
+#include <glob.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -521,7 +522,7 @@ static void test_screenshot_page(void)
         json_decref(p);
 }
 
-/* ---- 200 spins with recycling leave nothing behind ------------------ */
+/* ---- 60 spins with recycling leave nothing behind ------------------ */
 
 typedef struct many {
         par_chrome_t *c;
@@ -592,9 +593,22 @@ static int dir_entries(const char *path)
         return n;
 }
 
-static void test_200_spins_recycled(void)
+/* Plants an instance dir as a process that died (or lives) left it. */
+static void plant(const char *root, const char *name, long pid)
 {
-        char dir[] = "/tmp/par_recipe_200_XXXXXX";
+        char path[512];
+        snprintf(path, sizeof(path), "%s/%s", root, name);
+        CHECK(mkdir(path, 0700) == 0);
+        snprintf(path, sizeof(path), "%s/%s/owner", root, name);
+        FILE *f = fopen(path, "w");
+        REQUIRE(f);
+        fprintf(f, "%ld\n", pid);
+        fclose(f);
+}
+
+static void test_spins_recycled(void)
+{
+        char dir[] = "/tmp/par_recipe_many_XXXXXX";
         par_chrome_opts_t o;
         par_chrome_stats_t st;
         par_chrome_t *c = NULL;
@@ -606,13 +620,21 @@ static void test_200_spins_recycled(void)
         int i;
 
         for (i = 0; i < 2; i++) {
-                m[i] = (many_t){NULL, fixture("bench"), i, 0, 100};
+                m[i] = (many_t){NULL, fixture("bench"), i, 0, 30};
                 REQUIRE(m[i].r);
         }
         REQUIRE(mkdtemp(dir));
+        /* A node killed earlier left its instance dir (owner gone); a live
+         * process's one must stay. */
+        pid_t dead = fork();
+        if (dead == 0)
+                _exit(0);
+        REQUIRE(dead > 0 && waitpid(dead, NULL, 0) == dead);
+        plant(dir, "parallel-chrome-dead01", (long)dead);
+        plant(dir, "parallel-chrome-live01", (long)getpid());
         par_chrome_opts_default(&o);
         snprintf(o.tmp_dir, sizeof(o.tmp_dir), "%s", dir);
-        o.recycle_after = 25;
+        o.recycle_after = 10;
         if (par_chrome_new(&c, &o, 2, &e)) {
                 CHECKF(0, "chrome: %s", e.msg);
                 rmdir(dir);
@@ -629,15 +651,32 @@ static void test_200_spins_recycled(void)
                         pthread_join(t[i], NULL);
         par_chrome_stats(c, &st);
         fprintf(stderr,
-                "   200 spins in %.1f s: ok %d+%d, launches %llu, recycles "
+                "   60 spins in %.1f s: ok %d+%d, launches %llu, recycles "
                 "%llu, restarts %llu\n",
                 par_clock_mono_s() - t0, m[0].ok, m[1].ok,
                 (unsigned long long)st.launches,
                 (unsigned long long)st.recycles,
                 (unsigned long long)st.restarts);
-        CHECK(m[0].ok + m[1].ok == 200);
+        CHECK(m[0].ok + m[1].ok == 60);
         CHECK(st.recycles >= 4);
         CHECK(procs_mentioning(dir) > 0);
+        {
+                char p[600];
+                glob_t g;
+                snprintf(p, sizeof(p), "%s/parallel-chrome-dead01", dir);
+                CHECKF(access(p, F_OK) != 0, "%s was not swept", p);
+                snprintf(p, sizeof(p), "%s/parallel-chrome-live01", dir);
+                CHECKF(access(p, F_OK) == 0, "%s was swept", p);
+                snprintf(p, sizeof(p), "%s/parallel-chrome-live01/owner", dir);
+                unlink(p);
+                snprintf(p, sizeof(p), "%s/parallel-chrome-live01", dir);
+                rmdir(p);
+                /* Chromium's own temp dirs live in its instance dir. */
+                snprintf(p, sizeof(p),
+                         "%s/parallel-chrome-*/tmp/org.chromium.*", dir);
+                CHECKF(glob(p, 0, NULL, &g) == 0 && g.gl_pathc > 0, "no %s", p);
+                globfree(&g);
+        }
         par_chrome_destroy(c);
         CHECKF(procs_mentioning(dir) == 0, "%d processes left",
                procs_mentioning(dir));
@@ -683,7 +722,7 @@ int main(void)
         CHECK(procs_mentioning(tmpdir) == 0);
         CHECK(dir_entries(tmpdir) == 0);
         rmdir(tmpdir);
-        RUN(test_200_spins_recycled);
+        RUN(test_spins_recycled);
         fx_server_stop(&fx);
         TEST_DONE();
 }

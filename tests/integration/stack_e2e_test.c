@@ -6,7 +6,7 @@
  * browser recipe (tests/fixtures/recipes/bench.json on the fixture server:
  * type a query, click, extract the answer in Chromium).
  *
- * 5,000 signals at mixed priorities (every 25th a browser one, 200 in all;
+ * 3,000 signals at mixed priorities (every 30th a browser one, 100 in all;
  * half of the rest on 40 resources). A ledger of the ids inserted is then
  * checked against <prefix>.results and the documents: every signal has
  * exactly one final result and it is `done` (browser ones carrying the
@@ -20,8 +20,8 @@
 #include "fixture_server.h"
 #include "stack_consumer_util.h"
 
-#define N        5000
-#define EVERY    25 /* every EVERY-th signal runs the browser recipe */
+#define N        3000
+#define EVERY    30 /* every EVERY-th signal runs the browser recipe */
 #define NBROWSER (N / EVERY)
 #define NRES     40
 #define BATCH    500
