@@ -32,15 +32,17 @@ typedef struct topic_set {
 static int usage(FILE *out)
 {
         fputs("usage: parallel-ctl topics create [--partitions N] "
-              "[--replication N] [--retention-ms MS]\n"
+              "[--replication N] [--min-insync N]\n"
+              "                            [--retention-ms MS]\n"
               "       parallel-ctl topics list\n"
               "       parallel-ctl topics delete --yes\n\n"
               "Creates, lists or deletes <topic.prefix>.signals.p1..pN "
               "(N = priority.levels),\n"
               ".results, .metrics, .workers (compacted) and .dlq. `create` "
               "leaves existing\ntopics as they are. Defaults come from "
-              "topics.partitions, topics.replication.factor\nand "
-              "topics.retention.ms; the broker from "
+              "topics.partitions, topics.replication.factor,\n"
+              "topics.min.insync.replicas (0: the broker's default) and "
+              "topics.retention.ms;\nthe broker from "
               "kafka.bootstrap.servers.\n",
               out);
         return out == stdout ? 0 : 2;
@@ -126,7 +128,8 @@ static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
 {
         int partitions = (int)par_config_int(cfg, "topics.partitions");
         int replication = (int)par_config_int(cfg, "topics.replication.factor");
-        char retention[32], maxmsg[32];
+        int min_isr = (int)par_config_int(cfg, "topics.min.insync.replicas");
+        char retention[32], maxmsg[32], isr[16];
         par_admin_topic_t topics[MAX_TOPICS];
         par_admin_result_t res[MAX_TOPICS];
         par_error_t err = {0};
@@ -136,6 +139,15 @@ static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
                  par_config_int(cfg, "topics.retention.ms"));
         snprintf(maxmsg, sizeof(maxmsg), "%" PRId64,
                  par_config_int(cfg, "topics.message.max.bytes"));
+        snprintf(isr, sizeof(isr), "%d", min_isr);
+        if (min_isr > replication) {
+                fprintf(stderr,
+                        "parallel-ctl topics create: topics.min.insync."
+                        "replicas %d is more than the replication factor %d "
+                        "(no write could ever succeed)\n",
+                        min_isr, replication);
+                return 2;
+        }
         for (int i = 0; i < s->n; i++) {
                 topics[i] = (par_admin_topic_t){
                     .name = s->names[i],
@@ -146,7 +158,9 @@ static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
                     .config = {"max.message.bytes", maxmsg,
                                s->compacted[i] ? "cleanup.policy"
                                                : "retention.ms",
-                               s->compacted[i] ? "compact" : retention, NULL},
+                               s->compacted[i] ? "compact" : retention,
+                               min_isr ? "min.insync.replicas" : NULL,
+                               min_isr ? isr : NULL, NULL},
                 };
         }
         if (par_admin_create(rk, topics, (size_t)s->n, ADMIN_TIMEOUT_MS, res,
@@ -159,8 +173,10 @@ static int cmd_create(par_config_t *cfg, rd_kafka_t *rk, topic_set_t *s)
                 switch (res[i].outcome) {
                 case PAR_ADMIN_DONE:
                         printf("created  %-40s partitions=%d replication=%d"
-                               "%s\n",
+                               "%s%s%s\n",
                                name, partitions, replication,
+                               min_isr ? " min.insync.replicas=" : "",
+                               min_isr ? isr : "",
                                is_compacted(s, name) ? " compacted" : "");
                         created++;
                         break;
@@ -295,6 +311,8 @@ int par_ctl_topics(par_config_t *cfg, int argc, char **argv)
                               "topics.partitions", &rc) ||
                      take_opt(cfg, argc, argv, &i, "--replication",
                               "topics.replication.factor", &rc) ||
+                     take_opt(cfg, argc, argv, &i, "--min-insync",
+                              "topics.min.insync.replicas", &rc) ||
                      take_opt(cfg, argc, argv, &i, "--retention-ms",
                               "topics.retention.ms", &rc)))
                         continue;

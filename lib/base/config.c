@@ -78,6 +78,11 @@ static const prop_t props[] = {
      "Partitions per topic created by `parallel-ctl topics create`."},
     {"topics.replication.factor", T_INT, "1", 1, 32, NULL, 0, X,
      "Replication factor of created topics."},
+    {"topics.min.insync.replicas", T_INT, "0", 0, 32, NULL, 0, X,
+     "min.insync.replicas of created topics (0: the broker's default). With "
+     "acks=all a write needs this many replicas in sync; 2 with replication "
+     "factor 3 survives one broker down without losing an acknowledged "
+     "message. At most topics.replication.factor."},
     {"topics.retention.ms", T_MS, "7d", 60000, 3650 * DAY, NULL, 0, X,
      "retention.ms of created topics (parallel.workers is compacted)."},
     {"topics.message.max.bytes", T_INT, "1000000", 65536, 100 * 1024 * 1024,

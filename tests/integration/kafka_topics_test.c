@@ -100,8 +100,11 @@ static void test_create_twice(void)
 {
         char out[8192], name[PAR_KAFKA_TOPIC_MAX], v[64];
 
+        /* more in-sync replicas than replicas: refused before any call */
+        CHECK(run_ctl(out, sizeof(out), "create --min-insync 2") == 2);
+        CHECK(run_ctl(out, sizeof(out), "list") == 1);
         CHECK(run_ctl(out, sizeof(out),
-                      "create --partitions 3 "
+                      "create --partitions 3 --min-insync 1 "
                       "--retention-ms 3600000") == 0);
         CHECK(strstr(out, "8 created, 0 already existed, 0 failed") != NULL);
         CHECK(run_ctl(out, sizeof(out), "create --partitions 3") == 0);
@@ -129,6 +132,8 @@ static void test_create_twice(void)
         CHECK_STR(v, "delete");
         CHECK(topic_config(name, "retention.ms", v, sizeof(v)) == 0);
         CHECK_STR(v, "3600000");
+        CHECK(topic_config(name, "min.insync.replicas", v, sizeof(v)) == 0);
+        CHECK_STR(v, "1");
         /* a signals topic with no prefix would be "signals.p5": no such */
         CHECK(par_kafka_signal_topic(cfg, 5, name, sizeof(name)) == NULL);
 }
