@@ -18,6 +18,8 @@
 #   netem      50 ms latency and 1% loss on every link for a whole run
 #   rolling    SIGTERM each node in turn under load and start it again:
 #              zero spins run twice (asserted)
+#   static     the same with static membership (consumer.static_membership):
+#              no partition moves to another node, zero spins run twice
 #   scale      1 node while 5,000 signals flow, scale out to 3, back to 1
 # --short runs `broker` and `partition` with fewer signals (make test).
 #
@@ -33,7 +35,7 @@ scen=()
 for a in "$@"; do
         case $a in
         --short) short=1 ;;
-        broker | partition | producer | netem | rolling | scale) scen+=("$a") ;;
+        broker | partition | producer | netem | rolling | static | scale) scen+=("$a") ;;
         *) [ -d "$a" ] && build=$(cd "$a" && pwd) || {
                 echo "usage: $0 [BUILD_DIR] [--short] [SCENARIO...]" >&2
                 exit 2
@@ -42,7 +44,7 @@ for a in "$@"; do
 done
 if [ ${#scen[@]} -eq 0 ]; then
         if [ $short = 1 ]; then scen=(broker partition)
-        else scen=(broker partition producer netem rolling scale); fi
+        else scen=(broker partition producer netem rolling static scale); fi
 fi
 
 export CLUSTER_NAME=${CLUSTER_NAME:-pclt}
@@ -320,6 +322,44 @@ s_rolling() {
                 gaps="$gaps $(gap_around "$tag" "$t" 8000 | cut -d' ' -f1)"
         done
         figure "scenario=rolling_restart duplicates=$(lget duplicates) gaps_ms=$(tr ' ' , <<<"${gaps# }") signals=$((n + b))"
+}
+
+# Static membership (KIP-345): every node's node.id becomes its
+# group.instance.id, so a node restarted within the session timeout gets its
+# own partitions back and nobody else's assignment changes. The other nodes
+# must log no assignment while one restarts, and no spin may run twice.
+s_static() {
+        local tag=stat$RANDOM n=${1:-900} h o before after moved=0
+        local props="$CLUSTER_DIR/consumer.properties"
+        say "static: static membership on, restart c1, c2, c3 in turn under load"
+        sed -i 's/^consumer.static_membership=.*/consumer.static_membership=true/' "$props"
+        for h in c1 c2 c3; do "$C" stop "$h"; "$C" start "$h"; done
+        sleep 12 # the group settles with its static members
+        feed "$tag" $((n / 100)) 100 2
+        sleep 3
+        for h in c1 c2 c3; do
+                before=""
+                for o in c1 c2 c3; do
+                        [ "$o" = "$h" ] && continue
+                        before="$before $(grep -c 'event=assigned' "$CLUSTER_DIR/logs/$o.log")"
+                done
+                "$C" stop "$h"
+                "$C" start "$h"
+                sleep 4
+                after=""
+                for o in c1 c2 c3; do
+                        [ "$o" = "$h" ] && continue
+                        after="$after $(grep -c 'event=assigned' "$CLUSTER_DIR/logs/$o.log")"
+                done
+                [ "$before" = "$after" ] || moved=$((moved + 1))
+        done
+        wait_feed
+        ledger "$tag" "$n"
+        sed -i 's/^consumer.static_membership=.*/consumer.static_membership=false/' "$props"
+        for h in c1 c2 c3; do "$C" stop "$h"; "$C" start "$h"; done
+        [ "$(lget duplicates)" = 0 ] || fail "static: $(lget duplicates) spins ran twice"
+        [ "$moved" = 0 ] || fail "static: $moved restart(s) moved partitions to other nodes"
+        figure "scenario=static_rolling_restart duplicates=$(lget duplicates) restarts_that_moved_partitions=$moved signals=$n"
 }
 
 s_scale() {
