@@ -24,6 +24,10 @@
 #      beginning: round A: 1 node claims on, 1 node claims off, 2 nodes
 #      claims off; round B (fresh signals, since claimed ones would be
 #      skipped): 2 nodes claims on.
+#   4. The store's own limit: bench-claims runs the claim cycle a worker
+#      runs per signal with claims on (acquire, then finish) against the
+#      same MongoDB from WORKERS threads (a node's pool), on N fresh
+#      documents; the claims-on rows are divided by it (÷store).
 # Rate = (n − 1) / (last − first finished_at) over the run's N results, read
 # by bench-results from <prefix>.results. wall = from the nodes' start to
 # the last result, start-up included. Prints numbers; asserts nothing.
@@ -92,9 +96,9 @@ round() {
         KCAT_RATE=$(awk -v n="$have" -v ns="$total" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
         KCAT_NET=$(awk -v n="$have" -v ns="$net" 'BEGIN { printf "%.0f", n / (ns / 1e9) }')
         row "kcat -C -e, 4 topics one by one" "$have" "$KCAT_RATE" \
-                "$(awk -v ns="$total" 'BEGIN { printf "%.3f", ns / 1e9 }')" - - -
+                "$(awk -v ns="$total" 'BEGIN { printf "%.3f", ns / 1e9 }')" - - - -
         row "kcat -C -c COUNT, 4 topics" "$have" "$KCAT_NET" \
-                "$(awk -v ns="$net" 'BEGIN { printf "%.3f", ns / 1e9 }')" - - -
+                "$(awk -v ns="$net" 'BEGIN { printf "%.3f", ns / 1e9 }')" - - - -
 }
 
 # run NODES CLAIMS: one measured run on the current round's topics.
@@ -131,18 +135,34 @@ run() {
                 "$(awk -v ms="$(field "$line" wall_ms)" 'BEGIN { printf "%.2f", ms / 1000 }')" \
                 "$(field "$line" wall_rate)" \
                 "$(awk -v a="$rate" -v b="$KCAT_RATE" 'BEGIN { printf "%.3g", a / b }')" \
-                "$(awk -v a="$rate" -v b="$KCAT_NET" 'BEGIN { printf "%.3g", b ? a / b : 0 }')"
+                "$(awk -v a="$rate" -v b="$KCAT_NET" 'BEGIN { printf "%.3g", b ? a / b : 0 }')" \
+                "$([[ $claims != true ]] && echo - || awk -v a="$rate" -v b="$STORE_RATE" 'BEGIN { printf "%.3g", b ? a / b : 0 }')"
         local d s; d=$(field "$line" dups); s=$(field "$line" skipped)
         [[ $d == 0 && $s == 0 ]] ||
                 echo "  (also $d duplicate final results and $s skipped deliveries: redelivered messages)"
 }
 
 row() {
-        printf '%-36s %8s %10s %8s %9s %8s %8s   load %s\n' "$@" "$(load)"
+        printf '%-36s %8s %10s %8s %9s %8s %8s %8s   load %s\n' "$@" "$(load)"
+}
+
+# store: the claim cycles/s the MongoDB answers from WORKERS threads (and
+# 2×WORKERS, what two nodes use); sets STORE_RATE (the WORKERS figure).
+store() {
+        local uri=mongodb://127.0.0.1:27017 line t
+        [[ -z $MONGO_PRIVATE ]] || uri=mongodb://127.0.0.1:$MONGO_PRIVATE
+        for t in "$WORKERS" $((2 * WORKERS)); do
+                line=$("$BUILD/tests/bench-claims" "$uri" parallel_bench "$N" "$t")
+                local r; r=$(sed -n 's/.*threads: \([0-9]*\) claim cycles.*/\1/p' <<<"$line")
+                [[ $t != "$WORKERS" ]] || STORE_RATE=$r
+                row "store: claim cycles, $t threads" "$N" "$r" - - - - -
+        done
 }
 
 echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $(nproc) cores, load $(load)"
-printf '%-36s %8s %10s %8s %9s %8s %8s\n' reader signals "signals/s" "wall s" "wall /s" "÷kcat-e" "÷kcat-c"
+printf '%-36s %8s %10s %8s %9s %8s %8s %8s\n' reader signals "signals/s" "wall s" "wall /s" "÷kcat-e" "÷kcat-c" "÷store"
+STORE_RATE=0
+[[ $CLAIMS != *true* ]] || store
 round
 [[ $CLAIMS != *true* ]] || run 1 true
 [[ $CLAIMS != *false* ]] || { run 1 false; run 2 false; }

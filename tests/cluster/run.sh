@@ -69,6 +69,7 @@ cleanup() {
         "$C" down || true
 }
 trap cleanup EXIT
+set -E # the ERR trap in functions and command substitutions too
 trap 'echo "FAIL: line $LINENO: $BASH_COMMAND (exit $?)" >&2' ERR
 
 say() { printf '== %s %s\n' "$(date -u +%T)" "$*"; }
@@ -110,8 +111,10 @@ metric() { # HOST NAME: a metric's value, read inside the host's namespace
         local port=9280 ip
         case $1 in p?) port=9281 ;; esac
         ip=$("$C" exec "$1" ip -4 -o addr show eth0 | awk '{print $4}' | cut -d/ -f1)
+        # awk reads to the end: exiting at the match would cut curl's
+        # output short (exit 23 under pipefail once /metrics passes 64 KB)
         "$C" exec "$1" curl -s -m 3 "http://$ip:$port/metrics" 2>/dev/null |
-                awk -v k="$2" '$1 == k { print $2; exit }'
+                awk -v k="$2" '$1 == k && !f { print $2; f = 1 }'
 }
 done_count() { # HOST: done spins of a node
         metric "$1" 'parallel_spins_total{status="done"}'
