@@ -128,7 +128,10 @@ typedef struct run {
  * Caps the extracted values (a JSON object of strings, modified) to budget
  * bytes in all, each value to an equal share, cut at a character boundary
  * with PAR_TEXT_CUT_MARK: a 2 MB extract made the result too large for the
- * results topic and its worker retried forever.
+ * results topic and its worker retried forever. Applied once, to the spin's
+ * own values, so the result and the document carry the same (the document
+ * used to keep the whole value: 2 MB of it on the signal, and past 16 MB an
+ * update MongoDB refuses).
  */
 static void cap_values(json_t *values, size_t budget)
 {
@@ -160,12 +163,10 @@ static json_t *result_json(const run_t *r, const char *traceparent)
 {
         const job_t *j = r->j;
         const par_spin_result_t *sr = r->have_sr ? &r->sr : NULL;
+        /* Already capped (step_spin). */
         json_t *values = sr && sr->values && r->outcome == PIPE_DONE
                              ? json_deep_copy(sr->values)
                              : json_object();
-        /* Half the message for the values; the rest is the fixed fields,
-         * the step timings and the error. */
-        cap_values(values, r->env->value_max / 2);
         json_t *steps = json_array();
         if (sr && r->recipe)
                 for (size_t i = 0; i < sr->nsteps && i < r->recipe->nsteps; i++)
@@ -692,6 +693,10 @@ static step_t step_spin(run_t *r)
         r->started_at = par_clock_wall_ms();
         spin(r);
         r->finished_at = par_clock_wall_ms();
+        /* Half the message for the values; the rest of a result is the
+         * fixed fields, the step timings and the error. */
+        if (r->have_sr && r->sr.values)
+                cap_values(r->sr.values, r->env->value_max / 2);
 
         if (!r->failed)
                 r->outcome = PIPE_DONE;
