@@ -8,9 +8,10 @@
 #   tests can link them.
 #
 # Both register a build-time check (cmake/check_layers.cmake) over every .c
-# and .h of the folder: an #include "<layer>/x.h" of a layer not in USES, or
-# an unprefixed include of a library header, fails the build with the file
-# and line. The link lines and the check come from the same USES list, so
+# and .h of the folder: an #include "<layer>/x.h" of a layer not in USES, an
+# unprefixed include of a library header, or modules of the folder that
+# include each other in a circle (directly or through a chain) fail the
+# build with the files. The link lines and the check come from the same USES list, so
 # they cannot disagree.
 
 set(PAR_LAYERS base net obs msg store browser)

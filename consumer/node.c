@@ -247,7 +247,16 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
         if ((rc = par_metrics_new(&n->metrics, err)) ||
             (rc = par_metrics_new(&n->totals, err)) ||
             (rc = stats_init(&n->stats, n->metrics, n->totals, err)) ||
-            (rc = status_init(n, err)) || (rc = obs_new(&n->obs, n, err)))
+            (rc = status_init(n, err)))
+                goto fail;
+        obs_opts_t oo = {.metrics = n->metrics,
+                         .cfg = cfg,
+                         .node_id = n->id,
+                         .levels = n->levels,
+                         .topics = n->topics,
+                         .recipes = n->recipes,
+                         .sched = n->sched};
+        if ((rc = obs_new(&n->obs, &oo, err)))
                 goto fail;
         n->stats.obs = n->obs;
 
@@ -339,7 +348,8 @@ static void start(node_t *n)
         par_error_t e;
 
         if (pub_start(n->pub, &e) || (n->claims && holds_start(n->holds, &e)) ||
-            obs_start(n->obs, par_config_int(n->cfg, "metrics.interval"), &e))
+            obs_start(n->obs, n->consumer,
+                      par_config_int(n->cfg, "metrics.interval"), &e))
                 par_log(PAR_LOG_ERROR, "consumer", "thread_failed",
                         "error=\"%s\"", e.msg);
         for (int i = 0; i < n->workers_min; i++)

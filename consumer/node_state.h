@@ -45,6 +45,7 @@
 #include "msg/codec.h"
 #include "msg/kafka.h"
 #include "obs/http.h"
+#include "obs.h"
 #include "obs/metrics.h"
 #include "offsets.h"
 #include "pipeline.h"
@@ -53,7 +54,7 @@
 #include "scheduler.h"
 #include "stats.h"
 
-#define NODE_MAX_LEVELS  16
+#define NODE_MAX_LEVELS  OBS_MAX_LEVELS
 #define NODE_MAX_WORKERS POOL_MAX_WORKERS
 
 typedef struct node node_t;

@@ -17,7 +17,6 @@
 #include "base/log.h"
 #include "msg/kafka.h"
 #include "msg/lag.h"
-#include "node_state.h"
 
 #define NSTATUS 6
 static const char *const statuses[NSTATUS] = {"done", "failed",  "retrying",
@@ -26,16 +25,18 @@ static const char *const statuses[NSTATUS] = {"done", "failed",  "retrying",
 static const char *const reasons[NREASON] = {"failed", "dead", "undecodable"};
 
 struct node_obs {
-        node_t *n;
         par_metrics_t *m;
+        const par_config_t *cfg;
+        char node_id[128];
         int levels;
+        char topics[OBS_MAX_LEVELS][PAR_KAFKA_TOPIC_MAX];
         char **recipes; /* sorted names, then "noop" and "other" if absent */
         size_t nrecipes;
         _Atomic(par_counter_t *) *spins; /* [status][level][recipe] */
         _Atomic(par_buckets_t *) *spin;  /* [level][recipe] */
-        par_buckets_t *wait[NODE_MAX_LEVELS], *e2e[NODE_MAX_LEVELS];
+        par_buckets_t *wait[OBS_MAX_LEVELS], *e2e[OBS_MAX_LEVELS];
         par_buckets_t *claim, *publish;
-        par_gauge_t *lag[NODE_MAX_LEVELS], *paused[NODE_MAX_LEVELS];
+        par_gauge_t *lag[OBS_MAX_LEVELS], *paused[OBS_MAX_LEVELS];
         par_counter_t *dead_letters[NREASON];
         par_counter_t *k_delivery, *k_commit;
         par_gauge_t *b_up, *b_tabs, *b_mem;
@@ -45,12 +46,13 @@ struct node_obs {
         atomic_bool lag_quit;
         atomic_llong lag_total; /* -1 unknown */
         int64_t lag_interval_ms;
-        rd_kafka_t *lag_rk; /* the lag thread's own client */
+        rd_kafka_t *consumer; /* the node's; only its assignment is read */
+        rd_kafka_t *lag_rk;   /* the lag thread's own client */
         char group[256];
         struct depth_arg {
                 par_sched_t *sched;
                 int level;
-        } depth[NODE_MAX_LEVELS];
+        } depth[OBS_MAX_LEVELS];
 };
 
 static int cmp_str(const void *a, const void *b)
@@ -105,27 +107,35 @@ static double g_client_errors(void *opaque)
         return (double)par_kafka_client_errors();
 }
 
-par_err_t obs_new(node_obs_t **out, node_t *n, par_error_t *err)
+par_err_t obs_new(node_obs_t **out, const obs_opts_t *opts, par_error_t *err)
 {
-        node_obs_t *o = calloc(1, sizeof(*o));
-        par_metrics_t *m = n->metrics;
+        node_obs_t *o;
+        par_metrics_t *m = opts->metrics;
         par_err_t rc = PAR_OK;
         char lb[160];
 
-        if (!o)
+        if (opts->levels < 1 || opts->levels > OBS_MAX_LEVELS)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "obs: %d priority levels (1..%d)",
+                                     opts->levels, OBS_MAX_LEVELS);
+        if (!(o = calloc(1, sizeof(*o))))
                 return par_error_set(err, PAR_ERR_NOMEM, "obs: out of memory");
-        o->n = n;
         o->m = m;
+        o->cfg = opts->cfg;
+        snprintf(o->node_id, sizeof(o->node_id), "%s", opts->node_id);
         atomic_init(&o->lag_quit, false);
         atomic_init(&o->lag_total, -1);
-        o->levels = n->levels;
-        size_t nr = par_recipe_set_count(n->recipes);
+        o->levels = opts->levels;
+        for (int L = 1; L <= o->levels; L++)
+                snprintf(o->topics[L - 1], sizeof(o->topics[0]), "%s",
+                         opts->topics[L - 1]);
+        size_t nr = par_recipe_set_count(opts->recipes);
         o->recipes = calloc(nr + 2, sizeof(char *));
         if (!o->recipes)
                 goto nomem;
         size_t k = 0;
         for (size_t i = 0; i < nr; i++) {
-                const char *name = par_recipe_set_at(n->recipes, i)->name;
+                const char *name = par_recipe_set_at(opts->recipes, i)->name;
                 if (strcmp(name, "noop") && strcmp(name, "other") &&
                     !(o->recipes[k++] = strdup(name)))
                         goto nomem;
@@ -141,7 +151,7 @@ par_err_t obs_new(node_obs_t **out, node_t *n, par_error_t *err)
                 goto nomem;
 
         snprintf(lb, sizeof(lb), "version=\"%s\",node=\"%s\"", PARALLEL_VERSION,
-                 n->id);
+                 o->node_id);
         par_gauge_set(par_metrics_gauge(m, "parallel_build_info", lb,
                                         "Which build runs where (always 1)."),
                       1);
@@ -162,7 +172,7 @@ par_err_t obs_new(node_obs_t **out, node_t *n, par_error_t *err)
                 o->paused[L - 1] = par_metrics_gauge(
                     m, "parallel_partitions_paused", lb,
                     "Partitions of the level paused (local queue full).");
-                o->depth[L - 1].sched = n->sched;
+                o->depth[L - 1].sched = opts->sched;
                 o->depth[L - 1].level = L;
                 if ((rc = par_metrics_gauge_fn(
                          m, "parallel_queue_depth", lb,
@@ -366,12 +376,11 @@ static const char *committed(node_obs_t *o, rd_kafka_topic_partition_list_t *a)
 
 static int64_t refresh_lag(node_obs_t *o)
 {
-        node_t *n = o->n;
         rd_kafka_topic_partition_list_t *a = NULL;
-        int64_t per[NODE_MAX_LEVELS] = {0}, total = 0, *lag = NULL;
+        int64_t per[OBS_MAX_LEVELS] = {0}, total = 0, *lag = NULL;
         par_error_t e;
 
-        if (rd_kafka_assignment(n->consumer, &a) || !a)
+        if (rd_kafka_assignment(o->consumer, &a) || !a)
                 return -1;
         if (a->cnt) {
                 /* The group's committed offsets (Admin API) and the
@@ -393,7 +402,7 @@ static int64_t refresh_lag(node_obs_t *o)
                 for (int i = 0; i < a->cnt; i++)
                         for (int L = 1; L <= o->levels; L++)
                                 if (!strcmp(a->elems[i].topic,
-                                            n->topics[L - 1]))
+                                            o->topics[L - 1]))
                                         per[L - 1] += lag[i];
         }
         for (int L = 1; L <= o->levels; L++) {
@@ -406,27 +415,19 @@ out:
         return total;
 }
 
-int64_t obs_refresh(node_obs_t *o, int64_t chrome_rss_bytes)
+int64_t obs_refresh(node_obs_t *o, const int *paused,
+                    const par_chrome_stats_t *chrome, int64_t chrome_rss_bytes)
 {
-        node_t *n;
-
         if (!o)
                 return -1;
-        n = o->n;
-        int paused[NODE_MAX_LEVELS] = {0};
-        for (int i = 0; i < n->nparts; i++)
-                if (n->parts[i].paused && level_ok(o, n->parts[i].level))
-                        paused[n->parts[i].level - 1]++;
         for (int L = 1; L <= o->levels; L++)
                 par_gauge_set(o->paused[L - 1], paused[L - 1]);
-        if (n->chrome) {
-                par_chrome_stats_t cs;
-                par_chrome_stats(n->chrome, &cs);
-                par_gauge_set(o->b_up, cs.browsers_alive);
-                par_gauge_set(o->b_tabs, cs.tabs_open);
-                counter_to(o->m, "parallel_browser_launches", cs.launches);
-                counter_to(o->m, "parallel_browser_crashes", cs.crashes);
-                counter_to(o->m, "parallel_browser_recycles", cs.recycles);
+        if (chrome) {
+                par_gauge_set(o->b_up, chrome->browsers_alive);
+                par_gauge_set(o->b_tabs, chrome->tabs_open);
+                counter_to(o->m, "parallel_browser_launches", chrome->launches);
+                counter_to(o->m, "parallel_browser_crashes", chrome->crashes);
+                counter_to(o->m, "parallel_browser_recycles", chrome->recycles);
         }
         if (chrome_rss_bytes >= 0)
                 par_gauge_set(o->b_mem, (double)chrome_rss_bytes);
@@ -449,17 +450,19 @@ static void *lag_main(void *arg)
         return NULL;
 }
 
-par_err_t obs_start(node_obs_t *o, int64_t interval_ms, par_error_t *err)
+par_err_t obs_start(node_obs_t *o, rd_kafka_t *consumer, int64_t interval_ms,
+                    par_error_t *err)
 {
         rd_kafka_conf_t *conf = NULL;
         char cid[200], es[256];
         par_err_t rc;
 
+        o->consumer = consumer;
         o->lag_interval_ms = interval_ms;
         snprintf(o->group, sizeof(o->group), "%s",
-                 par_config_str(o->n->cfg, "consumer.group"));
-        snprintf(cid, sizeof(cid), "parallel-consumer-%s-lag", o->n->id);
-        if ((rc = par_kafka_conf_new(&conf, o->n->cfg, cid, err)))
+                 par_config_str(o->cfg, "consumer.group"));
+        snprintf(cid, sizeof(cid), "parallel-consumer-%s-lag", o->node_id);
+        if ((rc = par_kafka_conf_new(&conf, o->cfg, cid, err)))
                 return rc;
         if (!(o->lag_rk =
                   rd_kafka_new(RD_KAFKA_PRODUCER, conf, es, sizeof(es)))) {

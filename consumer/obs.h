@@ -4,8 +4,10 @@
  * outcomes by status, priority and recipe, lag and queue state per
  * priority, browsers, client errors and build info.
  *
- * What stays out: the NodeMetrics message and /status (node.c), which keep
- * their own per-interval windows and totals.
+ * What stays out: the NodeMetrics message and /status (status.c), which
+ * keep their own per-interval windows and totals, and the node's state:
+ * the caller passes what the gauges show (obs_refresh), so this module
+ * depends on nothing of the node.
  *
  * Label values are bounded: priorities 1..levels; recipes are the names in
  * recipes.dir read at start, plus "noop", plus "other" for any name that is
@@ -23,14 +25,35 @@
 
 #include <stdint.h>
 
-#include "base/err.h"
+#include <librdkafka/rdkafka.h>
 
-typedef struct node node_t;
+#include "base/config.h"
+#include "base/err.h"
+#include "browser/chrome.h"
+#include "browser/recipe.h"
+#include "msg/kafka.h"
+#include "obs/metrics.h"
+#include "scheduler.h"
+
+/* The bound of priority.levels (lib/base/config.c). */
+#define OBS_MAX_LEVELS 16
+
 typedef struct node_obs node_obs_t;
 
-/* Registers the series in n->metrics. Borrows n (its cfg, recipes, sched,
- * metrics, id must be set and outlive the object). */
-par_err_t obs_new(node_obs_t **out, node_t *n, par_error_t *err);
+/* What the series are built from. The object borrows everything here
+ * except topics, which it copies; the rest must outlive it. */
+typedef struct obs_opts {
+        par_metrics_t *metrics; /* where the series are registered */
+        const par_config_t
+            *cfg; /* consumer.group, kafka.* for the lag client */
+        const char *node_id;
+        int levels;                                /* 1..OBS_MAX_LEVELS */
+        const char (*topics)[PAR_KAFKA_TOPIC_MAX]; /* topics[L - 1]: level L */
+        const par_recipe_set_t *recipes;           /* names read at start */
+        par_sched_t *sched;                        /* queue depth per level */
+} obs_opts_t;
+
+par_err_t obs_new(node_obs_t **out, const obs_opts_t *opts, par_error_t *err);
 void obs_destroy(node_obs_t *o); /* accepts NULL */
 
 /* status: done failed retrying dead expired skipped */
@@ -48,19 +71,23 @@ void obs_kafka_error(node_obs_t *o, const char *kind);
 
 /*
  * Starts the lag thread: every interval_ms it asks the group coordinator
- * for the committed offsets of this node's assigned partitions and their
- * leaders for the watermarks (msg/lag.h), and sets the lag per priority.
- * obs_stop joins it; call it before the consumer handle is closed (and
- * obs_destroy does). Main thread.
+ * for the committed offsets of the partitions assigned to consumer (borrowed;
+ * rd_kafka_assignment is thread-safe) and their leaders for the watermarks
+ * (msg/lag.h), and sets the lag per priority. obs_stop joins it; call it
+ * before the consumer handle is closed (and obs_destroy does). Main thread.
  */
-par_err_t obs_start(node_obs_t *o, int64_t interval_ms, par_error_t *err);
+par_err_t obs_start(node_obs_t *o, rd_kafka_t *consumer, int64_t interval_ms,
+                    par_error_t *err);
 void obs_stop(node_obs_t *o);
 
 /*
- * Main thread, every metrics.interval: samples the pause state and the
- * browsers. Returns the node's total lag as last computed by the lag
+ * Main thread, every metrics.interval: sets the gauges the caller samples
+ * from the node's state: paused[L - 1] partitions paused at level L, the
+ * browsers' stats (NULL: no browsers) and their resident memory (< 0:
+ * unknown). Returns the node's total lag as last computed by the lag
  * thread, or -1 when unknown (the gauges keep their last values then).
  */
-int64_t obs_refresh(node_obs_t *o, int64_t chrome_rss_bytes);
+int64_t obs_refresh(node_obs_t *o, const int *paused,
+                    const par_chrome_stats_t *chrome, int64_t chrome_rss_bytes);
 
 #endif

@@ -1,5 +1,7 @@
 /*
- * status.c — WorkerStatus and NodeMetrics.
+ * status.c — WorkerStatus and NodeMetrics, and the /metrics gauges that
+ * come from the node's state (paused partitions, browsers): sampled here
+ * and handed to obs.c, which knows nothing of the node.
  *
  * Worker status goes to a compacted topic keyed "<node>/<worker>", so the
  * latest record per worker is its state; a worker that went away must be
@@ -228,7 +230,13 @@ void status_publish_metrics(node_t *n, int64_t interval_ms)
         if (n->chrome)
                 par_chrome_stats(n->chrome, &cs);
         int total = pool_size(n->pool), busy = pool_busy(n->pool);
-        int64_t crss = status_chrome_rss(n), lag = obs_refresh(n->obs, crss);
+        int paused[NODE_MAX_LEVELS] = {0};
+        for (int i = 0; i < n->nparts; i++)
+                if (n->parts[i].paused && n->parts[i].level >= 1 &&
+                    n->parts[i].level <= n->levels)
+                        paused[n->parts[i].level - 1]++;
+        int64_t crss = status_chrome_rss(n);
+        int64_t lag = obs_refresh(n->obs, paused, n->chrome ? &cs : NULL, crss);
         atomic_store(&n->lag, lag);
         json_t *v = json_pack(
             "{s:s,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:I,s:f,s:o,s:o,s:o,s:o,"
