@@ -1,6 +1,7 @@
 /* httpc.c — see httpc.h. */
 #include "net/httpc.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <netdb.h>
 #include <poll.h>
@@ -210,12 +211,13 @@ static bool has_body(const char *method, int status)
 }
 
 /* The status line and headers (the first hlen bytes of c->buf) into r;
- * *want becomes the body length, SIZE_MAX when framed by EOF. */
+ * *want becomes the body length, SIZE_MAX when framed by EOF or by chunks
+ * (*chunked). */
 static par_err_t parse_head(par_httpc_t *c, const char *method,
                             const char *what, size_t hlen, par_httpc_reply_t *r,
-                            size_t *want, par_error_t *err)
+                            size_t *want, bool *chunked, par_error_t *err)
 {
-        const char *cl;
+        const char *cl, *te;
 
         if (!(r->headers = strndup(c->buf, hlen)))
                 return par_error_set(err, PAR_ERR_NOMEM, "http: out of memory");
@@ -225,8 +227,12 @@ static par_err_t parse_head(par_httpc_t *c, const char *method,
                                      c->host, c->port, what);
         if ((cl = strcasestr(r->headers, "\r\ncontent-length:")))
                 r->content_length = strtol(cl + 17, NULL, 10);
+        te = strcasestr(r->headers, "\r\ntransfer-encoding:");
         if (!has_body(method, r->status))
                 *want = 0;
+        else if (te && strcasestr(te, "chunked") &&
+                 strcasestr(te, "chunked") < strstr(te + 2, "\r\n"))
+                *chunked = true; /* overrides any Content-Length */
         else if (r->content_length >= 0)
                 *want = (size_t)r->content_length;
         if (*want != SIZE_MAX && *want > PAR_HTTPC_MAX_REPLY)
@@ -236,15 +242,67 @@ static par_err_t parse_head(par_httpc_t *c, const char *method,
         return PAR_OK;
 }
 
+/*
+ * Walks a chunked body (RFC 9112, 7.1) in p[0..n), p[n] being a NUL.
+ * Returns 1 when it is complete (*wire: its bytes on the wire, trailers
+ * included; *size: the data's), 0 when more must be read, -1 when it is
+ * malformed. With out (*size bytes), copies the data there.
+ */
+static int chunks(const char *p, size_t n, char *out, size_t *wire,
+                  size_t *size)
+{
+        size_t at = 0, total = 0;
+
+        for (;;) {
+                const char *eol = memmem(p + at, n - at, "\r\n", 2);
+                char *end;
+                if (!eol) /* a size line is short; extensions are ignored */
+                        return n - at > 1024 ? -1 : 0;
+                if (!isxdigit((unsigned char)p[at]))
+                        return -1;
+                unsigned long long len = strtoull(p + at, &end, 16);
+                if (end > eol ||
+                    (end < eol && *end != ';' && *end != ' ' && *end != '\t'))
+                        return -1;
+                at = (size_t)(eol - p) + 2;
+                if (!len) {
+                        /* trailer lines, then a blank one */
+                        for (;;) {
+                                const char *t =
+                                    memmem(p + at, n - at, "\r\n", 2);
+                                if (!t)
+                                        return 0;
+                                bool blank = t == p + at;
+                                at = (size_t)(t - p) + 2;
+                                if (blank) {
+                                        *wire = at;
+                                        *size = total;
+                                        return 1;
+                                }
+                        }
+                }
+                if (len > PAR_HTTPC_MAX_REPLY - total)
+                        return -1;
+                if (n - at < len + 2)
+                        return 0;
+                if (memcmp(p + at + len, "\r\n", 2))
+                        return -1;
+                if (out)
+                        memcpy(out + total, p + at, len);
+                total += len;
+                at += len + 2;
+        }
+}
+
 par_err_t par_httpc_request(par_httpc_t *c, const char *method,
                             const char *path, int flags, int timeout_ms,
                             par_httpc_reply_t *reply, par_error_t *err)
 {
         int64_t deadline = deadline_in(timeout_ms);
         par_httpc_reply_t r = {.content_length = -1};
-        char req[1024], what[300];
-        size_t hlen = 0, want = SIZE_MAX;
-        bool eof;
+        char req[8192], what[300];
+        size_t hlen = 0, want = SIZE_MAX, wire = 0;
+        bool eof, chunked = false;
         par_err_t rc;
         int n;
 
@@ -270,19 +328,35 @@ par_err_t par_httpc_request(par_httpc_t *c, const char *method,
                         char *e = c->len ? strstr(c->buf, "\r\n\r\n") : NULL;
                         if (e && (rc = parse_head(c, method, what,
                                                   (size_t)(e + 4 - c->buf), &r,
-                                                  &want, err)))
+                                                  &want, &chunked, err)))
                                 goto fail;
                         if (e)
                                 hlen = (size_t)(e + 4 - c->buf);
                 }
-                if (hlen && want != SIZE_MAX && c->len - hlen >= want)
+                if (hlen && chunked) {
+                        int k = chunks(c->buf + hlen, c->len - hlen, NULL,
+                                       &wire, &want);
+                        if (k > 0)
+                                break;
+                        if (k < 0) {
+                                rc = par_error_set(err, PAR_ERR_IO,
+                                                   "endpoint %s:%s: %s: "
+                                                   "malformed chunked body",
+                                                   c->host, c->port, what);
+                                goto fail;
+                        }
+                }
+                if (hlen && !chunked && want != SIZE_MAX &&
+                    c->len - hlen >= want) {
+                        wire = want;
                         break;
+                }
                 if ((rc = read_more(c, deadline, what, &eof, err)))
                         goto fail;
                 if (eof) {
                         c->spent = true;
-                        if (hlen && want == SIZE_MAX) {
-                                want = c->len - hlen; /* framed by EOF */
+                        if (hlen && !chunked && want == SIZE_MAX) {
+                                want = wire = c->len - hlen; /* by EOF */
                                 break;
                         }
                         rc = par_error_set(err, PAR_ERR_IO,
@@ -294,12 +368,16 @@ par_err_t par_httpc_request(par_httpc_t *c, const char *method,
         }
         if (!(r.body = malloc(want + 1)))
                 goto nomem;
-        memcpy(r.body, c->buf + hlen, want);
+        if (chunked)
+                (void)chunks(c->buf + hlen, c->len - hlen, r.body, &wire,
+                             &want);
+        else
+                memcpy(r.body, c->buf + hlen, want);
         r.body[want] = '\0';
         r.body_len = want;
         /* Keep what follows the reply for the next one. */
-        memmove(c->buf, c->buf + hlen + want, c->len - hlen - want);
-        c->len -= hlen + want;
+        memmove(c->buf, c->buf + hlen + wire, c->len - hlen - wire);
+        c->len -= hlen + wire;
         c->buf[c->len] = '\0';
         *reply = r;
         return PAR_OK;
@@ -336,6 +414,24 @@ par_err_t par_httpc_get(const char *endpoint, const char *path, int timeout_ms,
                                left > 0 ? (int)left : 1, reply, err);
         par_httpc_close(c);
         return rc;
+}
+
+size_t par_httpc_escape(char *out, size_t size, const char *s)
+{
+        static const char hex[] = "0123456789ABCDEF";
+        size_t n = 0;
+
+        for (; *s; s++) {
+                unsigned char ch = (unsigned char)*s;
+                bool plain = isalnum(ch) || strchr("-._~", ch);
+                char enc[3] = {'%', hex[ch >> 4], hex[ch & 15]};
+                for (int i = 0; i < (plain ? 1 : 3); i++, n++)
+                        if (n + 1 < size)
+                                out[n] = plain ? (char)ch : enc[i];
+        }
+        if (size)
+                out[n < size ? n : size - 1] = '\0';
+        return n;
 }
 
 void par_httpc_reply_free(par_httpc_reply_t *r)

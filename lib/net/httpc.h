@@ -8,8 +8,9 @@
  * context and its service thread would be heavier than the request. The
  * reply is framed by Content-Length (Chromium keeps the connection open
  * whatever Connection says, so reading to EOF would hang) or, when a
- * server sends none, read to EOF. No TLS, no chunked encoding, no
- * redirects: none of Parallel's endpoints use them.
+ * server sends none, read to EOF; chunked replies (Prometheus's API sends
+ * them for anything over a few kB) are joined. No TLS, no redirects: none
+ * of the endpoints it talks to use them.
  *
  * Usage:
  *   par_httpc_reply_t r;
@@ -75,6 +76,14 @@ void par_httpc_close(par_httpc_t *c);
  * timeout_ms. */
 par_err_t par_httpc_get(const char *endpoint, const char *path, int timeout_ms,
                         par_httpc_reply_t *reply, par_error_t *err);
+
+/*
+ * Percent-encodes s as one query-string component (everything but
+ * A-Z a-z 0-9 - . _ ~), e.g. a PromQL expression for "?query=". Writes at
+ * most size bytes, NUL included, and returns the length the whole
+ * encoding needs (as snprintf does). Any thread.
+ */
+size_t par_httpc_escape(char *out, size_t size, const char *s);
 
 /* Frees what a reply holds and zeroes it. Accepts NULL and a zeroed
  * reply. */

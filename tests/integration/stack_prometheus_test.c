@@ -41,6 +41,7 @@
 #include <netinet/in.h>
 
 #include "base/clock.h"
+#include "net/httpc.h"
 #include "obs/metrics.h"
 #include "stack_consumer_util.h"
 
@@ -136,46 +137,43 @@ static void prom_stop(prom_t *p)
         }
 }
 
-/* GET /api/v1/<what> with the expression URL-encoded by curl (from a file,
- * so no shell quoting is involved). Returns the "data" object (caller
- * decrefs) or NULL on error (printed). */
+/* GET /api/v1/<what>, with the expression and time as the query string.
+ * Returns the "data" object (caller decrefs) or NULL on error (printed). */
 static json_t *prom_api(const prom_t *p, const char *what, const char *expr,
                         double at)
 {
-        char qf[500], cmd[1200];
-        static char buf[1 << 20];
-        snprintf(qf, sizeof(qf), "%s/query.txt", p->dir);
-        FILE *f = fopen(qf, "w");
-        if (!f)
+        char endpoint[64], *path = NULL;
+        size_t qn = expr ? par_httpc_escape(NULL, 0, expr) : 0;
+        size_t pn = qn + strlen(what) + 100;
+        par_httpc_reply_t r = {0};
+        par_error_t e;
+        json_t *d = NULL;
+
+        snprintf(endpoint, sizeof(endpoint), "127.0.0.1:%d", p->port);
+        if (!(path = malloc(pn)))
                 return NULL;
-        fputs(expr ? expr : "", f);
-        fclose(f);
-        if (expr)
-                snprintf(cmd, sizeof(cmd),
-                         "curl -s -m 10 -G --data-urlencode 'query@%s' "
-                         "--data-urlencode 'time=%.3f' "
-                         "http://127.0.0.1:%d/api/v1/%s",
-                         qf, at, p->port, what);
-        else
-                snprintf(cmd, sizeof(cmd),
-                         "curl -s -m 10 http://127.0.0.1:%d/api/v1/%s", p->port,
-                         what);
-        FILE *pf = popen(cmd, "r");
-        if (!pf)
-                return NULL;
-        size_t got = fread(buf, 1, sizeof(buf) - 1, pf);
-        buf[got] = '\0';
-        pclose(pf);
-        json_t *r = json_loads(buf, 0, NULL);
-        const char *st = json_string_value(json_object_get(r, "status"));
-        if (!st || strcmp(st, "success")) {
-                fprintf(stderr, "   prometheus %s '%s': %.300s\n", what,
-                        expr ? expr : "", buf);
-                json_decref(r);
+        int k = snprintf(path, pn, "/api/v1/%s%s", what, expr ? "?query=" : "");
+        if (expr) {
+                par_httpc_escape(path + k, pn - (size_t)k, expr);
+                k += (int)qn;
+                snprintf(path + k, pn - (size_t)k, "&time=%.3f", at);
+        }
+        if (par_httpc_get(endpoint, path, 10000, &r, &e)) {
+                fprintf(stderr, "   prometheus %s '%s': %s\n", what,
+                        expr ? expr : "", e.msg);
+                free(path);
                 return NULL;
         }
-        json_t *d = json_incref(json_object_get(r, "data"));
-        json_decref(r);
+        json_t *v = json_loads(r.body, 0, NULL);
+        const char *st = json_string_value(json_object_get(v, "status"));
+        if (!st || strcmp(st, "success"))
+                fprintf(stderr, "   prometheus %s '%s': %d %.300s\n", what,
+                        expr ? expr : "", r.status, r.body);
+        else
+                d = json_incref(json_object_get(v, "data"));
+        json_decref(v);
+        par_httpc_reply_free(&r);
+        free(path);
         return d;
 }
 

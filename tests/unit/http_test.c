@@ -2,7 +2,8 @@
  * http_test.c — the observability server on an ephemeral port, exercised
  * with the HTTP client (net/httpc), which this also tests: routes, 404/405/500,
  * HEAD, query strings, large bodies, keep-alive, concurrent clients, bind
- * failure, stop/restart.
+ * failure, stop/restart; and, against canned replies from a raw socket, the
+ * client's chunked decoding and query escaping.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -446,6 +447,143 @@ static void test_non_local_address(void)
         par_http_destroy(h);
 }
 
+/* --------------------------------------------- the client, canned replies */
+
+/* Serves one connection: for each reply, waits for a request's blank line,
+ * then writes the reply a few bytes at a time, so the client meets every
+ * boundary (size line, data, CRLF, trailer) split across reads. */
+typedef struct canned {
+        int fd;
+        const char *const *replies;
+        int n;
+} canned_t;
+
+static void *canned_main(void *arg)
+{
+        canned_t *cs = arg;
+        int c = accept(cs->fd, NULL, NULL);
+        char buf[4096];
+        size_t len = 0;
+
+        for (int i = 0; c >= 0 && i < cs->n; i++) {
+                char *e;
+                while (!(e = memmem(buf, len, "\r\n\r\n", 4))) {
+                        ssize_t r = recv(c, buf + len, sizeof(buf) - len, 0);
+                        if (r <= 0)
+                                goto out;
+                        len += (size_t)r;
+                }
+                size_t used = (size_t)(e + 4 - buf);
+                memmove(buf, buf + used, len - used);
+                len -= used;
+                const char *p = cs->replies[i];
+                for (size_t k = strlen(p), at = 0; at < k; at += 3) {
+                        if (send(c, p + at, k - at < 3 ? k - at : 3,
+                                 MSG_NOSIGNAL) <= 0)
+                                goto out;
+                        if (at % 30 == 0)
+                                par_clock_sleep_ms(1);
+                }
+        }
+out:
+        if (c >= 0)
+                close(c);
+        return NULL;
+}
+
+static int canned_listen(void)
+{
+        struct sockaddr_in a = {.sin_family = AF_INET,
+                                .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+        int fd = socket(AF_INET, SOCK_STREAM, 0);
+        if (fd < 0 || bind(fd, (struct sockaddr *)&a, sizeof(a)) ||
+            listen(fd, 1)) {
+                if (fd >= 0)
+                        close(fd);
+                return -1;
+        }
+        return fd;
+}
+
+static int canned_port(int fd)
+{
+        struct sockaddr_in a;
+        socklen_t len = sizeof(a);
+        return getsockname(fd, (struct sockaddr *)&a, &len) ? 0
+                                                            : ntohs(a.sin_port);
+}
+
+static void test_chunked(void)
+{
+        static const char *const replies[] = {
+            /* chunked, with an extension and a trailer */
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n"
+            "Content-Type: application/json\r\n\r\n"
+            "5\r\nhello\r\n1;ext=1\r\n \r\n10\r\n0123456789abcdef\r\n"
+            "0\r\nX-Trailer: t\r\n\r\n",
+            /* on the same connection: Content-Length framing still works
+             * after a chunked reply */
+            "HTTP/1.1 404 Not Found\r\nContent-Length: 4\r\n\r\nnope",
+            /* an empty chunked body */
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n0\r\n\r\n",
+            /* malformed: a size line that is not hex */
+            "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+            "zz\r\nhello\r\n0\r\n\r\n"};
+        canned_t cs = {.fd = canned_listen(),
+                       .replies = replies,
+                       .n = (int)(sizeof(replies) / sizeof(replies[0]))};
+        pthread_t t;
+        par_httpc_t *c = NULL;
+        par_error_t err;
+        resp_t r;
+
+        REQUIRE(cs.fd >= 0);
+        REQUIRE(!pthread_create(&t, NULL, canned_main, &cs));
+        c = connect_port(canned_port(cs.fd));
+        CHECK(c != NULL);
+        if (c && par_httpc_request(c, "GET", "/a", 0, 5000, &r, &err) == 0) {
+                CHECK(r.status == 200);
+                CHECK_STR(r.body, "hello 0123456789abcdef");
+                CHECK(r.body_len == 22);
+                resp_free(&r);
+        } else
+                CHECK(!"chunked reply read");
+        if (c && par_httpc_request(c, "GET", "/b", 0, 5000, &r, &err) == 0) {
+                CHECK(r.status == 404);
+                CHECK_STR(r.body, "nope");
+                resp_free(&r);
+        } else
+                CHECK(!"reply after a chunked one read");
+        if (c && par_httpc_request(c, "GET", "/c", 0, 5000, &r, &err) == 0) {
+                CHECK(r.status == 200 && r.body_len == 0);
+                resp_free(&r);
+        } else
+                CHECK(!"empty chunked reply read");
+        CHECK(c && par_httpc_request(c, "GET", "/d", 0, 5000, &r, &err) ==
+                       PAR_ERR_IO);
+        CHECKF(strstr(err.msg, "malformed chunked"), "%s", err.msg);
+        par_httpc_close(c);
+        pthread_join(t, NULL);
+        close(cs.fd);
+}
+
+static void test_escape(void)
+{
+        char out[64];
+
+        CHECK(par_httpc_escape(out, sizeof(out), "sum by (le) (x{a=\"b\"})") ==
+              46);
+        CHECK_STR(out, "sum%20by%20%28le%29%20%28x%7Ba%3D%22b%22%7D%29");
+        CHECK(par_httpc_escape(out, sizeof(out), "A-z_0.9~") == 8);
+        CHECK_STR(out, "A-z_0.9~");
+        CHECK(par_httpc_escape(out, sizeof(out), "1+1&t=2%") == 16);
+        CHECK_STR(out, "1%2B1%26t%3D2%25");
+        /* truncated like snprintf: NUL-terminated, full length returned */
+        CHECK(par_httpc_escape(out, 5, "a b") == 5);
+        CHECK_STR(out, "a%20");
+        CHECK(par_httpc_escape(NULL, 0, "\xc3\xa9") == 6);
+}
+
 int main(void)
 {
         RUN(test_addresses);
@@ -454,6 +592,8 @@ int main(void)
         RUN(test_bind_conflict_and_restart);
         RUN(test_hostile_connections);
         RUN(test_non_local_address);
+        RUN(test_chunked);
+        RUN(test_escape);
         CHECK(atomic_load(&health_calls) > 0);
         TEST_DONE();
 }
