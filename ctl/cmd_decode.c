@@ -41,7 +41,7 @@ static void usage(FILE *out)
 {
         fputs("usage: parallel-ctl decode --topic T [--from-beginning] "
               "[--count N] [--timeout-ms MS]\n"
-              "                           [--follow] [--status S] "
+              "                           [--to-end] [--follow] [--status S] "
               "[--priority N] [--recipe R]\n"
               "                           [--resource K]\n"
               "\n"
@@ -58,6 +58,10 @@ static void usage(FILE *out)
               "limit)\n"
               "  --timeout-ms MS    stop after MS without a message "
               "(default 5000; 0 = never)\n"
+              "  --to-end           stop once every partition is read up to "
+              "where it ended\n"
+              "                     when reading began (--timeout-ms still "
+              "bounds a wait)\n"
               "  --follow           keep reading new messages until "
               "interrupted (--timeout-ms 0)\n"
               "  --status S         only values whose status (or, for "
@@ -188,9 +192,10 @@ static json_t *message_json(const par_codec_t *codec,
         return o;
 }
 
-/* Assigns every partition of topic at the beginning or the end. */
+/* Assigns every partition of topic at the beginning or the end; *nparts
+ * gets their number. */
 static int assign_all(rd_kafka_t *rk, const char *topic, bool beginning,
-                      int timeout_ms)
+                      int timeout_ms, int *nparts)
 {
         rd_kafka_topic_t *rkt = rd_kafka_topic_new(rk, topic, NULL);
         const struct rd_kafka_metadata *md = NULL;
@@ -217,6 +222,7 @@ static int assign_all(rd_kafka_t *rk, const char *topic, bool beginning,
                             : "no partitions");
                 goto out;
         }
+        *nparts = md->topics[0].partition_cnt;
         parts = rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt);
         for (int i = 0; i < md->topics[0].partition_cnt; i++)
                 rd_kafka_topic_partition_list_add(
@@ -246,6 +252,7 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
             {"count", required_argument, NULL, 'n'},
             {"timeout-ms", required_argument, NULL, 'w'},
             {"follow", no_argument, NULL, 'f'},
+            {"to-end", no_argument, NULL, 'e'},
             {"status", required_argument, NULL, 'S'},
             {"priority", required_argument, NULL, 'P'},
             {"recipe", required_argument, NULL, 'R'},
@@ -256,7 +263,9 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
         const char *topic_arg = NULL, *topic;
         char topic_buf[PAR_KAFKA_TOPIC_MAX], errstr[256], group[128];
         size_t gsize;
-        bool beginning = false, follow = false;
+        bool beginning = false, follow = false, to_end = false;
+        bool *at_end = NULL;
+        int nparts = 0, ended = 0;
         filter_t filters[8];
         int nf = 0;
         long count = 0, timeout_ms = 5000, seen = 0;
@@ -285,6 +294,9 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
                         break;
                 case 'f':
                         follow = true;
+                        break;
+                case 'e':
+                        to_end = true;
                         break;
                 case 'S':
                         filters[nf++] = (filter_t){"status", "state", optarg};
@@ -355,6 +367,9 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
         }
         if (rd_kafka_conf_set(conf, "enable.auto.commit", "false", errstr,
                               sizeof(errstr)) ||
+            rd_kafka_conf_set(conf, "enable.partition.eof",
+                              to_end ? "true" : "false", errstr,
+                              sizeof(errstr)) ||
             rd_kafka_conf_set(conf, "enable.auto.offset.store", "false", errstr,
                               sizeof(errstr))) {
                 fprintf(stderr, "parallel-ctl decode: %s\n", errstr);
@@ -367,8 +382,12 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
         }
         conf = NULL; /* rd_kafka_new took it */
         rd_kafka_poll_set_consumer(rk);
-        if (assign_all(rk, topic, beginning, METADATA_TIMEOUT_MS))
+        if (assign_all(rk, topic, beginning, METADATA_TIMEOUT_MS, &nparts))
                 goto out;
+        if (!(at_end = calloc((size_t)nparts, sizeof(*at_end)))) {
+                fprintf(stderr, "parallel-ctl decode: out of memory\n");
+                goto out;
+        }
 
         idle_since = par_clock_mono_s();
         while (!count || seen < count) {
@@ -382,6 +401,17 @@ int par_ctl_decode(par_config_t *cfg, int argc, char **argv)
                         continue;
                 }
                 idle_since = now;
+                if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+                        if (m->partition >= 0 && m->partition < nparts &&
+                            !at_end[m->partition]) {
+                                at_end[m->partition] = true;
+                                ended++;
+                        }
+                        rd_kafka_message_destroy(m);
+                        if (ended == nparts)
+                                break;
+                        continue;
+                }
                 if (m->err) {
                         fprintf(stderr, "parallel-ctl decode: %s\n",
                                 rd_kafka_message_errstr(m));
@@ -418,6 +448,7 @@ out:
         }
         if (conf)
                 rd_kafka_conf_destroy(conf);
+        free(at_end);
         par_codec_destroy(codec);
         return rc;
 }

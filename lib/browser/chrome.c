@@ -85,6 +85,9 @@ struct inst {
         char base[PATH_MAX];    /* temp dir: profile (unless persistent) +
                                    home; removed on retire; "" in connect */
         char profile[PATH_MAX]; /* --user-data-dir */
+        char tmp[PATH_MAX];     /* Chromium's TMPDIR: <base>/tmp, or its own
+                                   dir in /tmp when base is too long */
+        bool tmp_inside;        /* tmp is inside base */
         char endpoint[280];     /* host:port */
         double started;
         double last_ping;  /* last browser-level round trip */
@@ -245,6 +248,34 @@ static par_err_t write_owner(const char *base, par_error_t *err)
                                      path, strerror(errno));
         }
         return PAR_OK;
+}
+
+/*
+ * Chromium's TMPDIR. Chromium keeps a temp dir (org.chromium.Chromium.*,
+ * with its singleton socket) in $TMPDIR and leaves it behind when killed,
+ * so it goes inside the instance dir and dies with it. A Unix socket path
+ * is at most 107 bytes and Chromium aborts at start beyond that
+ * ("/org.chromium.Chromium.XXXXXX/SingletonSocket" adds 46), so with a
+ * long base the dir is made in /tmp instead, with its own owner file.
+ */
+#define CHROME_TMPDIR_MAX 60
+
+static par_err_t make_tmp(struct inst *in, par_error_t *err)
+{
+        in->tmp_inside = strlen(in->base) + 4 <= CHROME_TMPDIR_MAX;
+        if (in->tmp_inside)
+                snprintf(in->tmp, sizeof(in->tmp), "%.3000s/tmp", in->base);
+        else
+                snprintf(in->tmp, sizeof(in->tmp),
+                         "/tmp/parallel-chrome-XXXXXX");
+        if (in->tmp_inside ? mkdir(in->tmp, 0700) != 0 : !mkdtemp(in->tmp)) {
+                par_err_t rc =
+                    par_error_set(err, PAR_ERR_IO, "chrome: mkdir %s: %s",
+                                  in->tmp, strerror(errno));
+                in->tmp[0] = 0;
+                return rc;
+        }
+        return in->tmp_inside ? PAR_OK : write_owner(in->tmp, err);
 }
 
 /* Processes (not zombies) whose process group is pgid. */
@@ -514,6 +545,9 @@ static void inst_stop(par_chrome_t *c, struct inst *in)
                         (int)pg,
                         group_alive(pg) + procs_mentioning(in->base, 0));
         }
+        if (in->tmp[0] && !in->tmp_inside)
+                rm_rf(in->tmp);
+        in->tmp[0] = 0;
         rm_rf(in->base);
         in->base[0] = 0;
 }
@@ -574,8 +608,7 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
         char *argv[96], *envp[256], extra[sizeof(o->extra_args)];
         char a_profile[PATH_MAX + 32], e_home[PATH_MAX + 8],
             e_xdg[PATH_MAX + 32], e_cache[PATH_MAX + 32], home[PATH_MAX],
-            e_tmp[PATH_MAX + 8], tmpd[PATH_MAX], logpath[PATH_MAX + 16],
-            ws[512];
+            e_tmp[PATH_MAX + 8], logpath[PATH_MAX + 16], ws[512];
         const char *tmp;
         int argc = 0, envc = 0;
         double deadline;
@@ -606,9 +639,10 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                 snprintf(in->profile, sizeof(in->profile), "%.3000s/profile",
                          in->base);
         snprintf(home, sizeof(home), "%.3000s/home", in->base);
-        snprintf(tmpd, sizeof(tmpd), "%.3000s/tmp", in->base);
+        if ((rc = make_tmp(in, err)))
+                goto fail;
         if ((mkdir(in->profile, 0700) && errno != EEXIST) ||
-            mkdir(home, 0700) || mkdir(tmpd, 0700)) {
+            mkdir(home, 0700)) {
                 rc = par_error_set(err, PAR_ERR_IO, "chrome: mkdir %s: %s",
                                    in->profile, strerror(errno));
                 goto fail;
@@ -658,7 +692,7 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                  home);
         /* Chromium's own temp dirs (org.chromium.Chromium.*, the singleton
          * socket) go inside the instance dir too, so nothing outlives it. */
-        snprintf(e_tmp, sizeof(e_tmp), "TMPDIR=%s", tmpd);
+        snprintf(e_tmp, sizeof(e_tmp), "TMPDIR=%s", in->tmp);
         envp[envc++] = e_home;
         envp[envc++] = e_xdg;
         envp[envc++] = e_cache;
@@ -1076,6 +1110,8 @@ par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
                 if (!c->slots || !c->tabs)
                         goto nomem;
                 sweep_orphans(tmp_root(&c->o));
+                if (strcmp(tmp_root(&c->o), "/tmp"))
+                        sweep_orphans("/tmp"); /* see make_tmp */
         }
         for (int i = 0; i < c->nslots; i++)
                 c->slots[i].index = i;

@@ -76,7 +76,7 @@ ledger_starts() { # TAG N → spins/s over first..last start
                 --mongo mongodb://10.77.0.20:27017 --run "$1" --expect "$2" \
                 --wait 900 >/dev/null || true
         "$C" ctl -X log.level=error decode --topic results --from-beginning \
-                --timeout-ms 4000 >"$W/results.jsonl" 2>/dev/null || true
+                --to-end --timeout-ms 30000 >"$W/results.jsonl" 2>/dev/null || true
         "$C" exec ctl "$build/tests/cluster_ledger" \
                 --mongo mongodb://10.77.0.20:27017 --run "$1" --expect "$2" \
                 --results "$W/results.jsonl" --starts "$W/starts" >&2 || true

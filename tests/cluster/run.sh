@@ -128,10 +128,12 @@ ledger() { # TAG EXPECT [WAIT_S]
                 --mongo mongodb://10.77.0.20:27017 --run "$tag" \
                 --expect "$2" --wait "${3:-300}" >/dev/null 2>&1 || true
         sleep 2 # results of a healed node may still be in flight
+        # --to-end: everything written so far, however slow the first
+        # fetch from three brokers (an idle timeout of 2 s missed the DLQ)
         "$C" ctl -X log.level=error decode --topic results --from-beginning \
-                --timeout-ms 4000 >"$W/results.jsonl" 2>/dev/null || true
+                --to-end --timeout-ms 30000 >"$W/results.jsonl" 2>/dev/null || true
         "$C" ctl -X log.level=error decode --topic dlq --from-beginning \
-                --timeout-ms 2000 >"$W/dlq.jsonl" 2>/dev/null || true
+                --to-end --timeout-ms 30000 >"$W/dlq.jsonl" 2>/dev/null || true
         out=$("$C" exec ctl "$build/tests/cluster_ledger" \
                 --mongo mongodb://10.77.0.20:27017 --run "$tag" \
                 --expect "$2" --results "$W/results.jsonl" \

@@ -687,6 +687,63 @@ static void test_spins_recycled(void)
         rmdir(dir);
 }
 
+/* Dirs /tmp/parallel-chrome-* whose owner file names this process. */
+static int own_tmp_dirs(void)
+{
+        glob_t g;
+        int n = 0;
+
+        if (glob("/tmp/parallel-chrome-*/owner", 0, NULL, &g))
+                return 0;
+        for (size_t i = 0; i < g.gl_pathc; i++) {
+                FILE *f = fopen(g.gl_pathv[i], "r");
+                long pid = 0;
+                if (f) {
+                        if (fscanf(f, "%ld", &pid) != 1)
+                                pid = 0;
+                        fclose(f);
+                }
+                n += pid == (long)getpid();
+        }
+        globfree(&g);
+        return n;
+}
+
+/* A temp root whose instance dirs are too long for Chromium's singleton
+ * socket in <instance>/tmp: Chromium still starts (its TMPDIR is then its
+ * own dir in /tmp) and nothing is left anywhere. */
+static void test_long_tmp_dir(void)
+{
+        char root[] = "/tmp/par_recipe_long_XXXXXX", dir[200];
+        par_chrome_opts_t o;
+        par_chrome_t *c = NULL;
+        par_spin_result_t res;
+        par_error_t e = {0};
+
+        REQUIRE(mkdtemp(root));
+        snprintf(dir, sizeof(dir), "%s/%s", root,
+                 "a-long-directory-name-as-deep-deploy-trees-make-them");
+        REQUIRE(mkdir(dir, 0700) == 0);
+        par_chrome_opts_default(&o);
+        snprintf(o.tmp_dir, sizeof(o.tmp_dir), "%s", dir);
+        REQUIRE(par_chrome_new(&c, &o, 1, &e) == PAR_OK);
+        par_recipe_t *r = fixture("bench");
+        REQUIRE(r);
+        CHECKF(spin_on(c, 0, r, params("q", "7", NULL), &res) == PAR_OK,
+               "a spin with a %zu-byte temp root", strlen(dir));
+        CHECK_STR(value(&res, "answer"), "answer:7");
+        CHECK(own_tmp_dirs() == 1);
+        par_spin_result_clear(&res);
+        par_recipe_destroy(r);
+        par_chrome_destroy(c);
+        CHECKF(dir_entries(dir) == 0, "%d entries left in %s", dir_entries(dir),
+               dir);
+        CHECKF(own_tmp_dirs() == 0, "%d dirs of ours left in /tmp",
+               own_tmp_dirs());
+        rmdir(dir);
+        rmdir(root);
+}
+
 int main(void)
 {
         char pages[1024];
@@ -723,6 +780,7 @@ int main(void)
         CHECK(dir_entries(tmpdir) == 0);
         rmdir(tmpdir);
         RUN(test_spins_recycled);
+        RUN(test_long_tmp_dir);
         fx_server_stop(&fx);
         TEST_DONE();
 }

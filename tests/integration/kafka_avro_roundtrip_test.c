@@ -193,8 +193,9 @@ static void test_ctl_decode(void)
         snprintf(cmd, sizeof(cmd),
                  "%s/parallel-ctl -X kafka.bootstrap.servers=%s "
                  "-X topic.prefix=%s decode --topic dlq --from-beginning "
-                 "--count 3 --timeout-ms 20000",
+                 "--to-end --timeout-ms 20000",
                  tu_env("PARALLEL_BINARY_DIR", "."), brokers, prefix);
+        double t0 = par_clock_mono_s();
         REQUIRE((f = popen(cmd, "r")));
         while (fgets(line, sizeof(line), f)) {
                 json_error_t je;
@@ -242,6 +243,10 @@ static void test_ctl_decode(void)
         }
         status = pclose(f);
         CHECKF(status == 0, "parallel-ctl exit status %d", status);
+        /* --to-end stopped it at the end of every partition, not the idle
+         * timeout */
+        CHECKF(par_clock_mono_s() - t0 < 15, "decode --to-end took %.1f s",
+               par_clock_mono_s() - t0);
         CHECKF(lines == 3 && decoded == 2 && errors == 1,
                "%d lines, %d decoded, %d errors", lines, decoded, errors);
 
