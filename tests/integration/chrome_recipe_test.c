@@ -744,7 +744,7 @@ static void test_long_tmp_dir(void)
         rmdir(root);
 }
 
-int main(void)
+static int setup(void)
 {
         char pages[1024];
         par_chrome_opts_t o;
@@ -768,19 +768,27 @@ int main(void)
                 fx_server_stop(&fx);
                 return 1;
         }
-        RUN(test_noop);
-        RUN(test_fixture_pages);
-        RUN(test_failures_are_classified);
-        RUN(test_step_failures);
-        RUN(test_screenshot_page);
-        RUN(test_renderer_crash);
-        RUN(test_browser_killed);
+        return 0;
+}
+
+/* The shared pool's browsers and temp dirs are gone once it is destroyed
+ * (test_spins_recycled makes its own). */
+static void test_pool_leaves_nothing(void)
+{
         par_chrome_destroy(chrome);
+        chrome = NULL;
         CHECK(procs_mentioning(tmpdir) == 0);
         CHECK(dir_entries(tmpdir) == 0);
         rmdir(tmpdir);
-        RUN(test_spins_recycled);
-        RUN(test_long_tmp_dir);
-        fx_server_stop(&fx);
-        TEST_DONE();
 }
+
+static void teardown(void)
+{
+        par_chrome_destroy(chrome); /* NULL unless a test returned early */
+        fx_server_stop(&fx);
+}
+
+TEST_MAIN_WITH(setup, teardown, test_noop, test_fixture_pages,
+               test_failures_are_classified, test_step_failures,
+               test_screenshot_page, test_renderer_crash, test_browser_killed,
+               test_pool_leaves_nothing, test_spins_recycled, test_long_tmp_dir)

@@ -317,7 +317,7 @@ static void test_stock(void)
         par_chrome_destroy(c);
 }
 
-int main(void)
+static int setup(void)
 {
         char pages[1024];
 
@@ -334,18 +334,18 @@ int main(void)
         probe = fixture("probe");
         login = fixture("login");
         whoami = fixture("whoami");
-        if (!probe || !login || !whoami)
-                return 1;
-        RUN(test_spin_scope_context);
-        RUN(test_spin_scope_browser);
-        RUN(test_spin_scope_connect);
-        RUN(test_resource_scope);
-        RUN(test_session_moves);
-        RUN(test_stock);
+        return !probe || !login || !whoami;
+}
+
+static void teardown(void)
+{
         par_recipe_destroy(probe);
         par_recipe_destroy(login);
         par_recipe_destroy(whoami);
         rmdir(tmpdir);
         fx_server_stop(&fx);
-        TEST_DONE();
 }
+
+TEST_MAIN_WITH(setup, teardown, test_spin_scope_context,
+               test_spin_scope_browser, test_spin_scope_connect,
+               test_resource_scope, test_session_moves, test_stock)

@@ -264,10 +264,11 @@ static void test_ctl_decode(void)
         CHECKF(status == 0 && lines == 0, "status %d, %d lines", status, lines);
 }
 
-int main(void)
+static rd_kafka_t *admin;
+
+static int setup(void)
 {
         par_error_t err = {0};
-        rd_kafka_t *admin;
         unsigned char orig[64];
 
         brokers = tu_env("PARALLEL_TEST_KAFKA", "127.0.0.1:9092");
@@ -319,14 +320,19 @@ int main(void)
                 rd_kafka_destroy(admin);
                 return 1;
         }
-        RUN(test_produce);
-        RUN(test_consume);
-        RUN(test_ctl_decode);
+        return 0;
+}
+
+static void teardown(void)
+{
+        par_error_t err = {0};
+
         CHECKF(admin_topic(admin, false, &err) == PAR_OK, "delete topic: %s",
                err.msg);
         rd_kafka_destroy(admin);
         json_decref(dead);
         json_decref(result);
         par_codec_destroy(codec);
-        TEST_DONE();
 }
+
+TEST_MAIN_WITH(setup, teardown, test_produce, test_consume, test_ctl_decode)

@@ -234,13 +234,14 @@ static void test_lag_matches_tool(void)
         rd_kafka_destroy(prod);
 }
 
-int main(void)
+static int setup(void)
 {
         kafka = tu_env("PARALLEL_TEST_KAFKA", "127.0.0.1:9092");
         for (int t = 0; t < 2; t++)
                 snprintf(topics[t], sizeof(topics[t]), "pt_lag_%d.signals.p%d",
                          (int)getpid(), t + 1);
         snprintf(group, sizeof(group), "pt_lag_%d", (int)getpid());
-        RUN(test_lag_matches_tool);
-        TEST_DONE();
+        return 0;
 }
+
+TEST_MAIN_WITH(setup, NULL, test_lag_matches_tool)

@@ -219,11 +219,10 @@ static void test_delete(void)
         CHECK(strstr(out, "8 missing") != NULL);
 }
 
-int main(void)
+static int setup(void)
 {
         par_error_t err;
         rd_kafka_conf_t *conf = NULL;
-        char out[4096];
 
         bootstrap = tu_env("PARALLEL_TEST_KAFKA", "127.0.0.1:9092");
         snprintf(ctl, sizeof(ctl), "%s/parallel-ctl",
@@ -239,13 +238,19 @@ int main(void)
                 fprintf(stderr, "setup: %s\n", err.msg);
                 return 1;
         }
-        RUN(test_create_twice);
-        RUN(test_trace_header);
-        RUN(test_delete);
-        /* leave nothing behind even if a check failed midway */
+        return 0;
+}
+
+/* Leaves nothing behind even if a check failed midway. */
+static void teardown(void)
+{
+        char out[4096];
+
         run_ctl(out, sizeof(out), "delete --yes");
         CHECK(strstr(out, "0 deleted, 8 absent") != NULL);
         rd_kafka_destroy(admin);
         par_config_destroy(cfg);
-        TEST_DONE();
 }
+
+TEST_MAIN_WITH(setup, teardown, test_create_twice, test_trace_header,
+               test_delete)

@@ -316,11 +316,12 @@ static void drop_collection(void)
         mongoc_client_pool_push(pool, c);
 }
 
-int main(void)
+static mongoc_uri_t *uri;
+
+static int setup(void)
 {
         const char *uri_s =
             tu_env("PARALLEL_TEST_MONGO_URI", "mongodb://127.0.0.1:27017");
-        mongoc_uri_t *uri;
         bson_error_t error;
         bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
         mongoc_client_t *c;
@@ -332,6 +333,7 @@ int main(void)
         if (!uri) {
                 fprintf(stderr, "bad PARALLEL_TEST_MONGO_URI %s: %s\n", uri_s,
                         error.message);
+                bson_destroy(ping);
                 return 1;
         }
         mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
@@ -344,27 +346,29 @@ int main(void)
         c = mongoc_client_pool_pop(pool);
         up = mongoc_client_command_simple(c, "admin", ping, NULL, NULL, &error);
         mongoc_client_pool_push(pool, c);
-        if (!up)
+        bson_destroy(ping);
+        if (!up) {
                 fprintf(stderr,
                         "no MongoDB at %s (%s); start it with "
                         "deploy/dev/stack up\n",
                         uri_s, error.message);
-        CHECK(up);
-        if (up) {
-                fprintf(stderr, "collection %s.%s\n", DB, coll_name);
-                RUN(test_sees_insert);
-                RUN(test_resume_after_token);
-                RUN(test_resume_across_restart);
-                drop_collection();
+                return 1;
         }
+        fprintf(stderr, "collection %s.%s\n", DB, coll_name);
+        return 0;
+}
 
+static void teardown(void)
+{
+        drop_collection();
         if (token_after_1)
                 bson_destroy(token_after_1);
         if (token_after_4)
                 bson_destroy(token_after_4);
-        bson_destroy(ping);
         mongoc_client_pool_destroy(pool);
         mongoc_uri_destroy(uri);
         mongoc_cleanup();
-        TEST_DONE();
 }
+
+TEST_MAIN_WITH(setup, teardown, test_sees_insert, test_resume_after_token,
+               test_resume_across_restart)

@@ -70,32 +70,35 @@ static void test_roundtrip(void)
         par_session_store_destroy(s);
 }
 
-int main(void)
+static mongoc_uri_t *uri;
+
+static int setup(void)
 {
         const char *uri_s =
             tu_env("PARALLEL_TEST_MONGO_URI", "mongodb://127.0.0.1:27017");
         bson_error_t be;
-        mongoc_uri_t *uri;
-        mongoc_client_t *cl;
-        mongoc_collection_t *c;
 
         mongoc_init();
-        uri = mongoc_uri_new_with_error(uri_s, &be);
-        if (!uri) {
+        if (!(uri = mongoc_uri_new_with_error(uri_s, &be))) {
                 fprintf(stderr, "bad uri %s: %s\n", uri_s, be.message);
                 return 1;
         }
         pool = mongoc_client_pool_new(uri);
         snprintf(coll, sizeof(coll), "sessions_%d_%ld", (int)getpid(),
                  (long)time(NULL));
-        RUN(test_roundtrip);
-        cl = mongoc_client_pool_pop(pool);
-        c = mongoc_client_get_collection(cl, db, coll);
+        return 0;
+}
+
+static void teardown(void)
+{
+        mongoc_client_t *cl = mongoc_client_pool_pop(pool);
+        mongoc_collection_t *c = mongoc_client_get_collection(cl, db, coll);
         mongoc_collection_drop(c, NULL);
         mongoc_collection_destroy(c);
         mongoc_client_pool_push(pool, cl);
         mongoc_client_pool_destroy(pool);
         mongoc_uri_destroy(uri);
         mongoc_cleanup();
-        TEST_DONE();
 }
+
+TEST_MAIN_WITH(setup, teardown, test_roundtrip)

@@ -75,8 +75,4 @@ static void test_move(void)
         sc_cleanup(&c);
 }
 
-int main(void)
-{
-        RUN(test_move);
-        TEST_DONE();
-}
+TEST_MAIN(test_move)

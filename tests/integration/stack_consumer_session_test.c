@@ -184,8 +184,4 @@ out:
         fx_server_stop(&fx);
 }
 
-int main(void)
-{
-        RUN(test_session_follows_resource);
-        TEST_DONE();
-}
+TEST_MAIN(test_session_follows_resource)

@@ -679,13 +679,14 @@ static void test_prometheus(void)
         sc_cleanup(&w.c);
 }
 
-int main(void)
+static int setup(void)
 {
         if (system("command -v prometheus >/dev/null 2>&1") != 0) {
                 fprintf(stderr, "prometheus not installed (Debian package "
                                 "prometheus; deploy/dev/stack install)\n");
                 return 1;
         }
-        RUN(test_prometheus);
-        TEST_DONE();
+        return 0;
 }
+
+TEST_MAIN_WITH(setup, NULL, test_prometheus)

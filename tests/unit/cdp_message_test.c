@@ -44,8 +44,4 @@ static void test_surrogates(void)
         CHECK(parse("") == NULL);
 }
 
-int main(void)
-{
-        RUN(test_surrogates);
-        TEST_DONE();
-}
+TEST_MAIN(test_surrogates)

@@ -588,7 +588,7 @@ static void test_example_configs(void)
         }
 }
 
-int main(void)
+static int setup(void)
 {
         bindir = getenv("PARALLEL_BINARY_DIR");
         if (!bindir || !*bindir) {
@@ -600,24 +600,21 @@ int main(void)
                 fprintf(stderr, "FAIL: mkdtemp: %s\n", strerror(errno));
                 return 1;
         }
-        RUN(test_help);
-        RUN(test_version);
-        RUN(test_bad_config);
-        RUN(test_bad_config_semantic);
-        RUN(test_ctl_arguments);
-        RUN(test_bad_config_issue11);
-        RUN(test_dump);
-        RUN(test_example_configs);
-
-        {
-                static const char *const files[] = {"bad.properties",
-                                                    "secret.properties"};
-                char path[160];
-                for (size_t i = 0; i < 2; i++) {
-                        snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
-                        unlink(path);
-                }
-                rmdir(tmpdir);
-        }
-        TEST_DONE();
+        return 0;
 }
+
+static void teardown(void)
+{
+        static const char *const files[] = {"bad.properties",
+                                            "secret.properties"};
+        char path[160];
+        for (size_t i = 0; i < 2; i++) {
+                snprintf(path, sizeof(path), "%s/%s", tmpdir, files[i]);
+                unlink(path);
+        }
+        rmdir(tmpdir);
+}
+
+TEST_MAIN_WITH(setup, teardown, test_help, test_version, test_bad_config,
+               test_bad_config_semantic, test_ctl_arguments,
+               test_bad_config_issue11, test_dump, test_example_configs)

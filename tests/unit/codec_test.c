@@ -732,7 +732,7 @@ static void test_dead_letter_original(void)
         CHECK(par_codec_dead_letter_max(100000) == 25000);
 }
 
-int main(void)
+static int setup(void)
 {
         par_error_t err = {0};
 
@@ -740,18 +740,15 @@ int main(void)
                 fprintf(stderr, "codec: %s\n", err.msg);
                 return 1;
         }
-        RUN(test_crc64_and_canonical);
-        RUN(test_fingerprints);
-        RUN(test_signal);
-        RUN(test_result);
-        RUN(test_metrics);
-        RUN(test_worker_and_dlq);
-        RUN(test_dead_letter_original);
-        RUN(test_encode_errors);
-        RUN(test_framing);
-        RUN(test_reject);
-        RUN(test_sized_blocks);
-        RUN(test_threads);
-        par_codec_destroy(codec);
-        TEST_DONE();
+        return 0;
 }
+
+static void teardown(void)
+{
+        par_codec_destroy(codec);
+}
+
+TEST_MAIN_WITH(setup, teardown, test_crc64_and_canonical, test_fingerprints,
+               test_signal, test_result, test_metrics, test_worker_and_dlq,
+               test_dead_letter_original, test_encode_errors, test_framing,
+               test_reject, test_sized_blocks, test_threads)

@@ -386,15 +386,11 @@ static void test_doc_id(void)
         CHECK_STR(par_signal_doc_id(NULL, buf, sizeof(buf)), "?");
 }
 
-int main(void)
+static int setup(void)
 {
         par_signal_limits_default(&lim);
-        RUN(test_valid);
-        RUN(test_roundtrip);
-        RUN(test_traceparent);
-        RUN(test_malformed);
-        RUN(test_built);
-        RUN(test_reasons_utf8);
-        RUN(test_doc_id);
-        TEST_DONE();
+        return 0;
 }
+
+TEST_MAIN_WITH(setup, NULL, test_valid, test_roundtrip, test_traceparent,
+               test_malformed, test_built, test_reasons_utf8, test_doc_id)
