@@ -183,7 +183,8 @@ static par_err_t setup(prod_t *p, par_error_t *err)
         par_err_t rc;
 
         par_signal_limits_from_config(&p->limits, p->cfg);
-        p->value_max = par_kafka_value_max(p->cfg);
+        p->message_max = par_kafka_message_max(p->cfg);
+        p->value_max = par_kafka_value_max_of(p->message_max);
         p->lease_ttl = par_config_int(p->cfg, "producer.lease.ttl");
         if (*par_config_str(p->cfg, "node.id"))
                 snprintf(p->node_id, sizeof(p->node_id), "%s",
@@ -360,10 +361,15 @@ static void loop(prod_t *p)
                         continue;
                 }
                 failures = 0;
-                if (handled && atomic_load(&p->h_restart_streak)) {
+                /* Progress is an event completed, or nothing left to
+                 * complete: re-reading the events after a poison one is
+                 * not (that kept a replay loop out of /health). */
+                if ((p->progressed || par_seqwin_size(p->win) == 0) &&
+                    atomic_load(&p->h_restart_streak)) {
                         atomic_store(&p->h_restart_streak, 0);
                         par_gauge_set(p->m_restart_streak, 0);
                 }
+                p->progressed = false;
                 if (handled) {
                         p->idle_wait_ms = 0;
                 } else {

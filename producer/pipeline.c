@@ -99,11 +99,14 @@ static par_err_t send_event(prod_t *p, const bson_t *token, const char *schema,
                 /* Kafka would refuse it, and the restart would read the
                  * same event again: permanent for this input. */
                 free(buf);
-                return par_error_set(err, PAR_ERR_PERMANENT,
-                                     "%s of %zu bytes exceeds the message "
-                                     "limit (%zu bytes for a value, "
-                                     "topics.message.max.bytes)",
-                                     schema, len, p->value_max);
+                return par_error_set(
+                    err, PAR_ERR_PERMANENT,
+                    "%s of %zu bytes exceeds the message limit (%zu bytes "
+                    "for a value, %s)",
+                    schema, len, p->value_max,
+                    p->message_max < par_kafka_message_max(p->cfg)
+                        ? "the topics' max.message.bytes"
+                        : "topics.message.max.bytes");
         }
         rc = item_push(p, token, 1, &seq, err);
         if (rc) {
@@ -491,6 +494,10 @@ par_err_t pipeline_start(prod_t *p, par_error_t *err)
         rc = par_seqwin_new(&p->win, err);
         if (!rc)
                 rc = publish_new_producer(p, err);
+        if (!rc && publish_size_to_topics(p)) {
+                publish_destroy_producer(p);
+                rc = publish_new_producer(p, err);
+        }
         if (rc)
                 goto fail;
         if (p->lost_history) {
@@ -544,7 +551,8 @@ void pipeline_advance(prod_t *p)
         if (!p->rk)
                 return;
         rd_kafka_poll(p->rk, 0);
-        par_seqwin_advance(p->win, &pos, &len);
+        if (par_seqwin_advance(p->win, &pos, &len))
+                p->progressed = true;
         if (pos && len > 8) {
                 uint8_t *copy = malloc(len);
                 if (copy) {

@@ -80,6 +80,7 @@ typedef struct prod {
         bool kafka_fatal;
         bool restart; /* something asks for pipeline_stop + start */
         bool lost_history;
+        bool progressed; /* pipeline_advance popped completed items */
 
         /* Checkpoint: the released position and what was written. The
          * position bytes are an int64 read time (ms) + a BSON token. */
@@ -108,7 +109,8 @@ typedef struct prod {
         /* Restarts since the last step that made progress: a restart loop
          * (the same event failing again and again) shows in /health. */
         atomic_int h_restart_streak;
-        size_t value_max; /* largest encoded value (msg/kafka) */
+        size_t value_max;   /* largest encoded value (msg/kafka) */
+        size_t message_max; /* the message limit value_max is cut from */
         atomic_int h_active;
         atomic_llong h_last_ok; /* last successful MongoDB round trip */
 } prod_t;
@@ -133,6 +135,11 @@ par_err_t lease_clear_token(prod_t *p, par_error_t *err);
 /* publish.c */
 par_err_t publish_new_producer(prod_t *p, par_error_t *err);
 void publish_destroy_producer(prod_t *p);
+/* Main thread, with a producer: reads the topics' own message limit and,
+ * when it is below the configured one, sizes against it (value_max,
+ * message_max). True when the limit changed: the Kafka producer must then
+ * be made again to batch within it. */
+bool publish_size_to_topics(prod_t *p);
 /* Publishes one message for window item seq; takes payload (malloc'd) and
  * hdrs. Blocks (polling) while librdkafka's queue is full. */
 par_err_t publish(prod_t *p, const char *topic, const char *key, void *payload,

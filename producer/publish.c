@@ -22,6 +22,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "msg/admin.h"
 #include "msg/kafka.h"
 #include "producer.h"
 
@@ -100,6 +101,13 @@ par_err_t publish_new_producer(prod_t *p, par_error_t *err)
         rc = par_kafka_conf_new(&conf, p->cfg, "parallel-producer", err);
         if (rc)
                 return rc;
+        if (p->message_max < par_kafka_message_max(p->cfg)) {
+                /* The topics take less than configured: batches too. */
+                char lim[32];
+                snprintf(lim, sizeof(lim), "%zu", p->message_max);
+                rd_kafka_conf_set(conf, "message.max.bytes", lim, es,
+                                  sizeof(es));
+        }
         if (rd_kafka_conf_set(conf, "enable.idempotence", "true", es,
                               sizeof(es)) != RD_KAFKA_CONF_OK ||
             rd_kafka_conf_set(conf, "acks", "all", es, sizeof(es)) !=
@@ -117,6 +125,47 @@ par_err_t publish_new_producer(prod_t *p, par_error_t *err)
         }
         p->kafka_fatal = false;
         return PAR_OK;
+}
+
+/*
+ * Sizing against topics.message.max.bytes alone let a Signal through that
+ * the topic itself refused (its max.message.bytes set lower, or lowered
+ * later): the failed delivery restarted the pipeline, which read the same
+ * Signal again, forever. So the limit is read from the topics at every
+ * pipeline start: a too-large Signal is then rejected with its reason
+ * before it is produced, and a limit lowered on a running cluster takes
+ * effect after the one restart its first refusal causes. When the topics
+ * cannot be asked (no answer within 2 s, no permission), the last known
+ * limit stands.
+ */
+bool publish_size_to_topics(prod_t *p)
+{
+        char names[PROD_MAX_LEVELS + 1][PAR_KAFKA_TOPIC_MAX];
+        const char *pn[PROD_MAX_LEVELS + 1];
+        int levels = (int)par_config_int(p->cfg, "priority.levels");
+        size_t n = 0, conf_max = par_kafka_message_max(p->cfg), want;
+        int64_t lim = 0;
+        par_error_t e;
+
+        for (int L = 1; L <= levels && L <= PROD_MAX_LEVELS; L++)
+                if (par_kafka_signal_topic(p->cfg, L, names[n],
+                                           sizeof(names[n])))
+                        pn[n] = names[n], n++;
+        pn[n++] = p->dlq_topic;
+        if (par_admin_message_max(p->rk, pn, n, 2000, &lim, &e)) {
+                PAR_DEBUG(COMP, "topics.limit_unknown", "error=\"%s\"", e.msg);
+                return false;
+        }
+        want = (size_t)lim < conf_max ? (size_t)lim : conf_max;
+        if (want == p->message_max)
+                return false;
+        par_log(want < conf_max ? PAR_LOG_WARN : PAR_LOG_INFO, COMP,
+                "topics.limit",
+                "topic_max_message_bytes=%lld configured=%zu sizing_to=%zu",
+                (long long)lim, conf_max, want);
+        p->message_max = want;
+        p->value_max = par_kafka_value_max_of(want);
+        return true;
 }
 
 void publish_destroy_producer(prod_t *p)

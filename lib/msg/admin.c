@@ -235,3 +235,59 @@ int par_admin_partitions(rd_kafka_t *rk, const char *name, int timeout_ms)
         rd_kafka_topic_destroy(t);
         return n;
 }
+
+par_err_t par_admin_message_max(rd_kafka_t *rk, const char *const *names,
+                                size_t n, int timeout_ms, int64_t *out,
+                                par_error_t *err)
+{
+        rd_kafka_ConfigResource_t **cr = calloc(n ? n : 1, sizeof(*cr));
+        rd_kafka_queue_t *q;
+        rd_kafka_AdminOptions_t *opts;
+        rd_kafka_event_t *ev;
+        int64_t min = 0;
+        par_err_t rc = PAR_OK;
+
+        if (!cr)
+                return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
+        for (size_t i = 0; i < n; i++)
+                cr[i] = rd_kafka_ConfigResource_new(RD_KAFKA_RESOURCE_TOPIC,
+                                                    names[i]);
+        q = rd_kafka_queue_new(rk);
+        opts = options(rk, RD_KAFKA_ADMIN_OP_DESCRIBECONFIGS, timeout_ms);
+        rd_kafka_DescribeConfigs(rk, cr, n, opts, q);
+        if ((ev = wait_result(q, timeout_ms, &rc, err))) {
+                size_t nr = 0;
+                const rd_kafka_ConfigResource_t **rr =
+                    rd_kafka_DescribeConfigs_result_resources(
+                        rd_kafka_event_DescribeConfigs_result(ev), &nr);
+                for (size_t i = 0; i < nr; i++) {
+                        size_t ne = 0;
+                        const rd_kafka_ConfigEntry_t **ce;
+                        if (rd_kafka_ConfigResource_error(rr[i]))
+                                continue; /* e.g. not created yet */
+                        ce = rd_kafka_ConfigResource_configs(rr[i], &ne);
+                        for (size_t k = 0; k < ne; k++) {
+                                const char *v =
+                                    rd_kafka_ConfigEntry_value(ce[k]);
+                                long long b = v ? atoll(v) : 0;
+                                if (!strcmp(rd_kafka_ConfigEntry_name(ce[k]),
+                                            "max.message.bytes") &&
+                                    b > 0 && (!min || b < min))
+                                        min = b;
+                        }
+                }
+                rd_kafka_event_destroy(ev);
+                if (!min)
+                        rc = par_error_set(err, PAR_ERR_NOTFOUND,
+                                           "no topic reported "
+                                           "max.message.bytes");
+        }
+        rd_kafka_AdminOptions_destroy(opts);
+        rd_kafka_queue_destroy(q);
+        for (size_t i = 0; i < n; i++)
+                rd_kafka_ConfigResource_destroy(cr[i]);
+        free(cr);
+        if (!rc)
+                *out = min;
+        return rc;
+}

@@ -81,4 +81,16 @@ par_err_t par_admin_delete(rd_kafka_t *rk, const char *const *names, size_t n,
  * does not exist (yet), -2 when metadata could not be fetched. */
 int par_admin_partitions(rd_kafka_t *rk, const char *name, int timeout_ms);
 
+/*
+ * The smallest max.message.bytes among the topics names[0..n) as the
+ * cluster applies it (the topic's own setting, else the broker's
+ * default), into *out. Topics the cluster does not know are left out;
+ * PAR_ERR_NOTFOUND when none answered with the setting. Request-level
+ * failures as par_admin_create. Any client handle will do (a producer's
+ * too).
+ */
+par_err_t par_admin_message_max(rd_kafka_t *rk, const char *const *names,
+                                size_t n, int timeout_ms, int64_t *out,
+                                par_error_t *err);
+
 #endif

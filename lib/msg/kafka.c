@@ -143,12 +143,16 @@ size_t par_kafka_message_max(const par_config_t *cfg)
         return (size_t)lim;
 }
 
-size_t par_kafka_value_max(const par_config_t *cfg)
+size_t par_kafka_value_max_of(size_t m)
 {
-        size_t m = par_kafka_message_max(cfg);
         return m > PAR_KAFKA_MESSAGE_OVERHEAD * 2
                    ? m - PAR_KAFKA_MESSAGE_OVERHEAD
                    : m / 2;
+}
+
+size_t par_kafka_value_max(const par_config_t *cfg)
+{
+        return par_kafka_value_max_of(par_kafka_message_max(cfg));
 }
 
 par_err_t par_kafka_check_sizes(const par_config_t *cfg, par_error_t *err)

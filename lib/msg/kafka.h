@@ -84,6 +84,8 @@ char *par_kafka_signal_topic(const par_config_t *cfg, int priority, char *buf,
 #define PAR_KAFKA_SIGNAL_OVERHEAD 2048
 size_t par_kafka_message_max(const par_config_t *cfg);
 size_t par_kafka_value_max(const par_config_t *cfg);
+/* The same for a given message limit (e.g. a topic's own, when smaller). */
+size_t par_kafka_value_max_of(size_t message_max);
 /* Start-up check: signal.max_params_bytes plus a Signal's own fields fit in
  * par_kafka_value_max(); PAR_ERR_INVALID naming both keys otherwise. */
 par_err_t par_kafka_check_sizes(const par_config_t *cfg, par_error_t *err);
