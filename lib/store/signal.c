@@ -226,15 +226,26 @@ static par_err_t push_param(par_signal_t *s, const char *k, size_t klen,
         return PAR_OK;
 }
 
+/* src for a reason: cut at a character boundary, with the cut marker
+ * ("%.64s" cut inside a character, and the scrub in FAIL then left '?'s). */
+static const char *clip(char *buf, size_t n, const char *src)
+{
+        par_text_clip(buf, n, src, strlen(src), n - 1, NULL);
+        return buf;
+}
+
 par_err_t par_signal_add_param(par_signal_t *s, const char *key,
                                const char *value, par_error_t *err)
 {
         size_t vlen = strlen(value);
 
+        char qb[88];
+
         if (!par_signal_name_valid(key))
                 return par_error_set(
                     err, PAR_ERR_INVALID,
-                    "param name '%.80s' must match [A-Za-z0-9_.-]{1,64}", key);
+                    "param name '%s' must match [A-Za-z0-9_.-]{1,64}",
+                    clip(qb, sizeof(qb), key));
         if (!bson_utf8_validate(value, vlen, false))
                 return par_error_set(err, PAR_ERR_INVALID,
                                      "param %s: value is not valid UTF-8", key);
@@ -259,6 +270,7 @@ static par_err_t parse_params(par_signal_t *s, const bson_iter_t *field,
 {
         bson_iter_t it;
         size_t total = 0;
+        char qb[88];
         par_err_t rc = PAR_OK;
 
         if (!BSON_ITER_HOLDS_DOCUMENT(field) || !bson_iter_recurse(field, &it))
@@ -271,9 +283,9 @@ static par_err_t parse_params(par_signal_t *s, const bson_iter_t *field,
                 uint32_t vlen;
 
                 if (!name_valid_n(k, klen, PAR_SIGNAL_PARAM_KEY_MAX))
-                        FAIL("params: name '%.80s' must match "
+                        FAIL("params: name '%s' must match "
                              "[A-Za-z0-9_.-]{1,64}",
-                             k);
+                             clip(qb, sizeof(qb), k));
                 if (!BSON_ITER_HOLDS_UTF8(&it))
                         FAIL("params.%s must be a string (got %s)", k,
                              type_name(bson_iter_type(&it)));
@@ -302,7 +314,7 @@ static bool is_parallel_field(const char *k)
 par_err_t par_signal_parse(par_signal_t *s, const bson_t *doc,
                            const par_signal_limits_t *lim, par_error_t *err)
 {
-        char id[64];
+        char id[64], qb[88];
         bson_iter_t it;
         unsigned seen = 0;
         par_err_t rc = PAR_OK;
@@ -341,7 +353,7 @@ par_err_t par_signal_parse(par_signal_t *s, const bson_t *doc,
                 else if (is_parallel_field(k))
                         continue;
                 else
-                        FAIL("unknown field '%.64s'", k);
+                        FAIL("unknown field '%s'", clip(qb, 72, k));
                 if (seen & bit)
                         FAIL("field '%s' appears twice", k);
                 seen |= bit;
@@ -367,8 +379,8 @@ par_err_t par_signal_parse(par_signal_t *s, const bson_t *doc,
                                 p = (int64_t)d;
                         } else if (t == BSON_TYPE_UTF8) {
                                 FAIL("priority must be an integer (got "
-                                     "string \"%.32s\")",
-                                     bson_iter_utf8(&it, NULL));
+                                     "string \"%s\")",
+                                     clip(qb, 40, bson_iter_utf8(&it, NULL)));
                         } else {
                                 FAIL("priority must be an integer (got %s)",
                                      type_name(t));
@@ -386,9 +398,9 @@ par_err_t par_signal_parse(par_signal_t *s, const bson_t *doc,
                         str = bson_iter_utf8(&it, &len);
                         if (!name_valid_n(str, len, PAR_SIGNAL_RECIPE_MAX) ||
                             strlen(str) != len)
-                                FAIL("recipe '%.80s' must match "
+                                FAIL("recipe '%s' must match "
                                      "[A-Za-z0-9_.-]{1,64}",
-                                     str);
+                                     clip(qb, sizeof(qb), str));
                         memcpy(s->recipe, str, len + 1);
                         break;
                 case F_RESOURCE:
@@ -436,10 +448,10 @@ par_err_t par_signal_parse(par_signal_t *s, const bson_t *doc,
                         str = bson_iter_utf8(&it, &len);
                         if (len > PAR_SIGNAL_STATUS_MAX ||
                             !par_signal_status_known(str))
-                                FAIL("status '%.32s' is not one of "
+                                FAIL("status '%s' is not one of "
                                      "pending|claimed|done|failed|expired|"
                                      "rejected|dead",
-                                     str);
+                                     clip(qb, 40, str));
                         memcpy(s->status, str, len + 1);
                         break;
                 case F_TRACE:

@@ -713,6 +713,12 @@ static void test_poison_e2e(void)
                                    strstr(er, it->reason),
                                "poison %s: error '%s', want '%s'", it->id, er,
                                it->reason);
+                        /* the euro names: cut between characters */
+                        if (strstr(it->reason, "\xe2") ||
+                            !strcmp(it->reason, "must match"))
+                                CHECKF(!strchr(er, '?') &&
+                                           strstr(er, PAR_TEXT_CUT_MARK),
+                                       "poison %s: error '%s'", it->id, er);
                         break;
                 case K_BIG: {
                         const char *v = json_string_value(
