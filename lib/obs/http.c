@@ -14,6 +14,16 @@
  * headers are written with Content-Length, and the body is then written in
  * chunks from LWS_CALLBACK_HTTP_WRITEABLE, each with LWS_PRE headroom as
  * lws_write() requires.
+ *
+ * Hostile clients. Connections are capped; each one is tracked in a slot
+ * that says whether it is answering a request or waiting for one. A
+ * connection waiting for its request headers gets HEADER_TIMEOUT seconds
+ * from accept (and from the first byte after a keep-alive pause); when the
+ * cap is reached, a new connection takes the slot of the one that has been
+ * waiting longest, so clients that send nothing, or their headers a byte at
+ * a time, cannot keep /health from answering. Requests with a body are
+ * refused: nothing here takes one, and lws 4.1 spins on a body followed by
+ * a pipelined request (see FILTER_HTTP_CONNECTION).
  */
 #include "obs/http.h"
 
@@ -22,6 +32,7 @@
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,20 +49,33 @@
 
 #define CHUNK      16384
 #define MAX_ROUTES 32
-/* Connections served at once; more are refused at accept. These endpoints
- * answer dashboards and scrapers, a handful of clients: a cap keeps a
- * flood of idle sockets from taking every file descriptor of the node. */
+/* Connections served at once. These endpoints answer dashboards and
+ * scrapers, a handful of clients: a cap keeps a flood of idle sockets from
+ * taking every file descriptor of the node. At the cap a new connection
+ * evicts the one waiting longest for a request (refused only when every
+ * connection is answering one). */
 #define MAX_CONNECTIONS 128
-/* Seconds a connection may take to send its request headers, and to stay
- * idle between requests. */
-#define HEADER_TIMEOUT 10
+/* Seconds a connection may take to send its request headers (a real client
+ * sends them in one packet), to stay idle between requests, and to take a
+ * response. */
+#define HEADER_TIMEOUT 3
 #define IDLE_TIMEOUT   5
+#define SEND_TIMEOUT   10
 
 struct par_http_body {
         char *data;
         size_t len, cap;
         bool failed;
 };
+
+/* An accepted connection. The wsi's opaque user data points at its slot,
+ * so WSI_DESTROY frees it; slots are touched on the service thread only. */
+typedef struct conn {
+        struct lws *wsi; /* NULL: slot free */
+        /* 0 while answering a request; otherwise when it began waiting for
+         * one, as a sequence number (lower = waiting longer) */
+        uint64_t waiting_since;
+} conn_t;
 
 typedef struct route {
         char *path;
@@ -72,7 +96,10 @@ struct par_http {
         pthread_t thread;
         bool running;
         atomic_bool stopping;
-        int connections; /* service thread only */
+        /* service thread only */
+        conn_t conns[MAX_CONNECTIONS];
+        int connections;
+        uint64_t seq;
 };
 
 /* Per-connection state: the response being written. */
@@ -190,6 +217,80 @@ static void pss_clear(pss_t *pss)
         memset(pss, 0, sizeof(*pss));
 }
 
+/* ---------------------------------------------------------- connections */
+
+/* wsi's slot; NULL when it has none (refused before it got one). */
+static conn_t *conn_of(struct lws *wsi)
+{
+        conn_t *c = lws_get_opaque_user_data(wsi);
+
+        return c && c->wsi == wsi ? c : NULL;
+}
+
+/* Gives a new connection a free slot, waiting for its first request.
+ * False when none is free. */
+static bool conn_add(par_http_t *h, struct lws *wsi)
+{
+        for (int i = 0; i < MAX_CONNECTIONS; i++) {
+                conn_t *c = &h->conns[i];
+                if (c->wsi)
+                        continue;
+                c->wsi = wsi;
+                c->waiting_since = ++h->seq;
+                h->connections++;
+                lws_set_opaque_user_data(wsi, c);
+                return true;
+        }
+        return false;
+}
+
+static void conn_remove(par_http_t *h, struct lws *wsi)
+{
+        conn_t *c = conn_of(wsi);
+
+        if (!c)
+                return;
+        memset(c, 0, sizeof(*c));
+        h->connections--;
+        lws_set_opaque_user_data(wsi, NULL);
+}
+
+/* Marks wsi as answering a request (waiting false) or waiting for the
+ * next one. */
+static void conn_set_waiting(par_http_t *h, struct lws *wsi, bool waiting)
+{
+        conn_t *c = conn_of(wsi);
+
+        if (c)
+                c->waiting_since = waiting ? ++h->seq : 0;
+}
+
+/* At the cap, closes the connection that has waited longest for a request,
+ * so a new client gets its slot. False when every connection is answering
+ * one (the new one is refused then). */
+static bool conn_make_room(par_http_t *h)
+{
+        conn_t *oldest = NULL;
+
+        if (h->connections < MAX_CONNECTIONS)
+                return true;
+        for (int i = 0; i < MAX_CONNECTIONS; i++) {
+                conn_t *c = &h->conns[i];
+                if (c->wsi && c->waiting_since &&
+                    (!oldest || c->waiting_since < oldest->waiting_since))
+                        oldest = c;
+        }
+        if (!oldest)
+                return false;
+        /* Synchronously: WSI_DESTROY frees the slot before this returns.
+         * Safe here, inside the listening socket's callback, not the
+         * victim's. */
+        lws_set_timeout(oldest->wsi, PENDING_TIMEOUT_USER_OK, LWS_TO_KILL_SYNC);
+        return h->connections < MAX_CONNECTIONS;
+}
+
+/* --------------------------------------------------------------- requests */
+
 static bool method_allowed(struct lws *wsi)
 {
         char *uri = NULL;
@@ -197,6 +298,21 @@ static bool method_allowed(struct lws *wsi)
         int m = lws_http_get_uri_and_method(wsi, &uri, &len);
 
         return m == LWSHUMETH_GET || m == LWSHUMETH_HEAD;
+}
+
+/* True when the request announces a body (Content-Length other than 0, or
+ * any Transfer-Encoding). */
+static bool has_body(struct lws *wsi)
+{
+        char len[32];
+
+        if (lws_hdr_total_length(wsi, WSI_TOKEN_HTTP_TRANSFER_ENCODING) > 0)
+                return true;
+        if (lws_hdr_copy(wsi, len, sizeof(len),
+                         WSI_TOKEN_HTTP_CONTENT_LENGTH) <= 0)
+                return lws_hdr_total_length(wsi,
+                                            WSI_TOKEN_HTTP_CONTENT_LENGTH) > 0;
+        return strspn(len, "0") != strlen(len);
 }
 
 /* Runs the handler for the request and sends the headers. Returns -1 to
@@ -214,6 +330,7 @@ static int begin_response(struct lws *wsi, par_http_t *h, pss_t *pss,
         int method = lws_http_get_uri_and_method(wsi, &uri, &urilen);
 
         pss_clear(pss);
+        conn_set_waiting(h, wsi, false);
         if (method != LWSHUMETH_GET && method != LWSHUMETH_HEAD) {
                 status = 405;
                 par_http_body_printf(&body, "method not allowed\n");
@@ -257,6 +374,7 @@ static int begin_response(struct lws *wsi, par_http_t *h, pss_t *pss,
         if (pss->head || pss->len == 0) {
                 if (pss->close_after || lws_http_transaction_completed(wsi))
                         return -1;
+                conn_set_waiting(h, wsi, true);
                 return 0;
         }
         lws_callback_on_writable(wsi);
@@ -264,7 +382,7 @@ static int begin_response(struct lws *wsi, par_http_t *h, pss_t *pss,
 }
 
 /* Writes the next chunk of the body. Returns -1 to close. */
-static int continue_response(struct lws *wsi, pss_t *pss)
+static int continue_response(struct lws *wsi, par_http_t *h, pss_t *pss)
 {
         unsigned char buf[LWS_PRE + CHUNK];
         size_t n = pss->len - pss->sent;
@@ -287,6 +405,7 @@ static int continue_response(struct lws *wsi, pss_t *pss)
         pss_clear(pss);
         if (pss->close_after || lws_http_transaction_completed(wsi))
                 return -1;
+        conn_set_waiting(h, wsi, true);
         return 0;
 }
 
@@ -299,18 +418,15 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
         switch (reason) {
         case LWS_CALLBACK_FILTER_NETWORK_CONNECTION:
                 /* Before anything is allocated for the socket. */
-                if (h && h->connections >= MAX_CONNECTIONS)
-                        return 1;
-                return 0;
+                return h && !conn_make_room(h);
         case LWS_CALLBACK_SERVER_NEW_CLIENT_INSTANTIATED:
-                /* Marked on the wsi itself: its per-session data may not
-                 * exist yet. */
-                if (h) {
-                        h->connections++;
-                        lws_set_opaque_user_data(wsi, h);
-                }
-                /* Bounds the wait for request headers (slow or silent
-                 * clients); lws replaces it once a request is parsed. */
+                /* The slot hangs on the wsi itself: its per-session data
+                 * may not exist yet. */
+                if (h && !conn_add(h, wsi))
+                        return -1;
+                /* Bounds the wait for the first byte (silent clients); lws
+                 * replaces it with timeout_secs_ah_idle = HEADER_TIMEOUT
+                 * once the headers start. */
                 lws_set_timeout(wsi, PENDING_TIMEOUT_HTTP_KEEPALIVE_IDLE,
                                 HEADER_TIMEOUT);
                 return 0;
@@ -327,6 +443,15 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
                             wsi, HTTP_STATUS_METHOD_NOT_ALLOWED, NULL);
                         return -1;
                 }
+                /* A GET with a body: lws 4.1 would read the body and then
+                 * spin on a request pipelined behind it, calling
+                 * HTTP_BODY_COMPLETION forever (the service thread at 100%,
+                 * every other connection stuck). */
+                if (has_body(wsi)) {
+                        lws_return_http_status(wsi, HTTP_STATUS_BAD_REQUEST,
+                                               NULL);
+                        return -1;
+                }
                 return 0;
         case LWS_CALLBACK_RAW_ADOPT:
         case LWS_CALLBACK_RAW_RX:
@@ -334,15 +459,13 @@ static int callback_http(struct lws *wsi, enum lws_callback_reasons reason,
                  * into a raw socket with no timeout: close it. */
                 return -1;
         case LWS_CALLBACK_WSI_DESTROY:
-                if (h && lws_get_opaque_user_data(wsi) == h) {
-                        h->connections--;
-                        lws_set_opaque_user_data(wsi, NULL);
-                }
+                if (h)
+                        conn_remove(h, wsi);
                 return 0;
         case LWS_CALLBACK_HTTP:
                 return begin_response(wsi, h, pss, in ? (const char *)in : "/");
         case LWS_CALLBACK_HTTP_WRITEABLE:
-                return continue_response(wsi, pss);
+                return continue_response(wsi, h, pss);
         case LWS_CALLBACK_HTTP_BODY:
         case LWS_CALLBACK_HTTP_BODY_COMPLETION:
                 return 0; /* request bodies are ignored (405 anyway) */
@@ -486,6 +609,9 @@ par_err_t par_http_start(par_http_t *h, par_error_t *err)
         info.options = LWS_SERVER_OPTION_EXPLICIT_VHOSTS;
         info.port = CONTEXT_PORT_NO_LISTEN;
         info.user = h;
+        /* Per context in lws 4.1: bounds the time from a request's headers
+         * to the end of its response. */
+        info.timeout_secs = SEND_TIMEOUT;
         info.gid = -1;
         info.uid = -1;
         h->ctx = lws_create_context(&info);
@@ -500,7 +626,7 @@ par_err_t par_http_start(par_http_t *h, par_error_t *err)
         info.iface = h->host;
         info.protocols = protocols;
         info.keepalive_timeout = IDLE_TIMEOUT;
-        info.timeout_secs = HEADER_TIMEOUT;
+        info.timeout_secs_ah_idle = HEADER_TIMEOUT;
         /* An IPv4 address must be bound as an IPv4 socket. */
         if (h->host && !strchr(h->host, ':'))
                 info.options |= LWS_SERVER_OPTION_DISABLE_IPV6;

@@ -11,6 +11,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -433,6 +434,127 @@ static void test_hostile_connections(void)
         par_http_destroy(h);
 }
 
+/* GET /health on a fresh connection, everything bounded by 1 s: the
+ * status, or -1 when the server did not answer in time. */
+static int health_within_1s(int port)
+{
+        char endpoint[32];
+        par_httpc_t *c = NULL;
+        resp_t r;
+        int status = -1;
+
+        snprintf(endpoint, sizeof(endpoint), "127.0.0.1:%d", port);
+        if (par_httpc_open(&c, endpoint, 1000, NULL))
+                return -1;
+        if (!par_httpc_request(c, "GET", "/health", PAR_HTTPC_CLOSE, 1000, &r,
+                               NULL)) {
+                status = r.status;
+                resp_free(&r);
+        }
+        par_httpc_close(c);
+        return status;
+}
+
+/* Regression (issue 11, found by fuzz_http): a GET carrying a body,
+ * pipelined behind another request, made lws call HTTP_BODY_COMPLETION in a
+ * loop on the service thread; nothing was served again. */
+static void test_pipelined_body(void)
+{
+        par_http_t *h = NULL;
+        par_error_t err;
+        char buf[1024] = "";
+        size_t got = 0;
+        const char *req = "GET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+                          "GET /health HTTP/1.1\r\nHost: x\r\n"
+                          "Content-Length: 3\r\n\r\nabc";
+
+        REQUIRE(par_http_new(&h, "127.0.0.1:0", &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/health", health, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_start(h, &err) == PAR_OK);
+        int port = par_http_port(h), fd = raw_connect(port);
+        REQUIRE(fd >= 0);
+        CHECK(write(fd, req, strlen(req)) == (ssize_t)strlen(req));
+        double t0 = now_s();
+        bool eof = false;
+        while (!eof && got < sizeof(buf) - 1 && now_s() - t0 < 2) {
+                struct pollfd p = {fd, POLLIN, 0};
+                if (poll(&p, 1, 100) <= 0)
+                        continue;
+                ssize_t n = read(fd, buf + got, sizeof(buf) - 1 - got);
+                if (n <= 0)
+                        eof = true;
+                else
+                        got += (size_t)n;
+        }
+        buf[got] = '\0';
+        CHECKF(!strncmp(buf, "HTTP/1.1 200", 12), "first got '%.20s'", buf);
+        CHECKF(strstr(buf, "HTTP/1.1 400"), "the body got no 400");
+        CHECKF(eof, "left open after the 400");
+        close(fd);
+        CHECKF(health_within_1s(port) == 200, "server wedged");
+        par_http_destroy(h);
+}
+
+/* Slowloris (issue 11): more clients than the connection cap, each sending
+ * its headers a few bytes at a time or not at all. /health must keep
+ * answering at once, and every slow connection must be closed within the
+ * header timeout (3 s) however it trickles. */
+static void test_slow_clients(void)
+{
+        enum { N = 160 }; /* the server's cap is 128 */
+        par_http_t *h = NULL;
+        par_error_t err;
+        int fds[N], open_fds = 0, port;
+        const char *part = "GET /health HTTP/1.1\r\nHost: x\r\nX-Slow: ";
+
+        REQUIRE(par_http_new(&h, "127.0.0.1:0", &err) == PAR_OK);
+        REQUIRE(par_http_route(h, "/health", health, NULL, &err) == PAR_OK);
+        REQUIRE(par_http_start(h, &err) == PAR_OK);
+        port = par_http_port(h);
+
+        double t0 = now_s();
+        for (int i = 0; i < N; i++) {
+                fds[i] = raw_connect(port);
+                REQUIRE(fds[i] >= 0);
+                /* Half send part of a request, half nothing. */
+                if (i % 2)
+                        CHECK(send(fds[i], part, strlen(part), MSG_NOSIGNAL) >
+                              0);
+        }
+        usleep(300 * 1000);
+        for (int i = 0; i < 3; i++)
+                CHECKF(health_within_1s(port) == 200,
+                       "/health not answered with %d slow clients", N);
+
+        /* Trickle a byte every 200 ms on every connection still open: a
+         * deadline per byte would keep them all forever. */
+        bool closed[N] = {false};
+        while (now_s() - t0 < 7) {
+                open_fds = 0;
+                for (int i = 0; i < N; i++) {
+                        if (closed[i])
+                                continue;
+                        struct pollfd p = {fds[i], POLLIN, 0};
+                        char c;
+                        if ((poll(&p, 1, 0) > 0 && read(fds[i], &c, 1) <= 0) ||
+                            send(fds[i], "a", 1, MSG_NOSIGNAL) < 0) {
+                                closed[i] = true;
+                                continue;
+                        }
+                        open_fds++;
+                }
+                if (!open_fds)
+                        break;
+                usleep(200 * 1000);
+        }
+        CHECKF(open_fds == 0, "%d of %d slow connections open after %.1f s",
+               open_fds, N, now_s() - t0);
+        for (int i = 0; i < N; i++)
+                close(fds[i]);
+        CHECK(health_within_1s(port) == 200);
+        par_http_destroy(h);
+}
+
 /* Regression (issue 11): an address the host does not have logged
  * "listening" and bound nothing. */
 static void test_non_local_address(void)
@@ -592,5 +714,5 @@ static void test_health_handler_ran(void)
 
 TEST_MAIN(test_addresses, test_requests, test_concurrent,
           test_bind_conflict_and_restart, test_hostile_connections,
-          test_non_local_address, test_chunked, test_escape,
-          test_health_handler_ran)
+          test_pipelined_body, test_slow_clients, test_non_local_address,
+          test_chunked, test_escape, test_health_handler_ran)
