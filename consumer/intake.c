@@ -131,7 +131,7 @@ void intake_message(node_t *n, const rd_kafka_message_t *m)
                 return;
         assign_delivered(n, topic, m->partition, level);
         if (par_offsets_track(n->offsets, topic, m->partition, m->offset, &e)) {
-                PAR_DEBUG("consumer", "duplicate", "%s", e.msg);
+                PAR_DEBUG("consumer", "duplicate", "error=\"%s\"", e.msg);
                 return;
         }
         if (par_codec_decode(n->codec, m->payload, m->len, PAR_SCHEMA_SIGNAL,

@@ -165,13 +165,10 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
         bool ok;
         par_err_t rc;
 
-        char qid[160], qreason[400];
-
         par_counter_inc(p->m_rejected);
         par_counter_inc(p->m_dead_letters);
-        par_log(PAR_LOG_WARN, COMP, "signal.rejected", "id=%s reason=%s",
-                par_text_logfmt(qid, sizeof(qid), id),
-                par_text_logfmt(qreason, sizeof(qreason), reason));
+        par_log(PAR_LOG_WARN, COMP, "signal.rejected", "id=%s reason=%s", id,
+                reason);
         par_text_clip(why, sizeof(why), reason, strlen(reason), 400, NULL);
         if (bson_iter_init_find(&it, doc, "_id")) {
                 bson_append_iter(&filter, "_id", 3, &it);
@@ -191,10 +188,7 @@ static par_err_t reject(prod_t *p, const bson_t *doc, const char *id,
                         size_t n = strlen(why);
                         par_counter_inc(p->m_set_aside);
                         par_log(PAR_LOG_ERROR, COMP, "signal.unmarkable",
-                                "id=%s error=%s",
-                                par_text_logfmt(qid, sizeof(qid), id),
-                                par_text_logfmt(qreason, sizeof(qreason),
-                                                e.message));
+                                "id=%s error=%s", id, e.message);
                         snprintf(why + n, sizeof(why) - n,
                                  " (not marked rejected: %s)", e.message);
                         par_utf8_scrub(why);
@@ -264,7 +258,7 @@ static par_err_t set_aside_if_stuck(prod_t *p, const bson_t *doc,
                                     const bson_t *token, par_err_t rc,
                                     par_error_t *err)
 {
-        char id[64], qid[160], qerr[400];
+        char id[64];
         uint64_t seq;
 
         if (rc == PAR_OK || rc == PAR_ERR_MONGO || rc == PAR_ERR_KAFKA ||
@@ -272,9 +266,8 @@ static par_err_t set_aside_if_stuck(prod_t *p, const bson_t *doc,
                 return rc;
         par_signal_doc_id(doc, id, sizeof(id));
         par_counter_inc(p->m_set_aside);
-        par_log(PAR_LOG_ERROR, COMP, "signal.set_aside", "id=%s error=%s",
-                par_text_logfmt(qid, sizeof(qid), id),
-                par_text_logfmt(qerr, sizeof(qerr), err ? err->msg : "?"));
+        par_log(PAR_LOG_ERROR, COMP, "signal.set_aside", "id=%s error=%s", id,
+                err ? err->msg : "?");
         return item_push(p, token, 0, &seq, err);
 }
 

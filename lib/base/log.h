@@ -6,6 +6,13 @@
  *   ts=2026-11-27T00:00:00.123Z level=info comp=producer event=started lease=…
  * port=…
  *
+ * Values need no escaping by the caller: every %s is escaped where it
+ * lands. After "key=" it is written as a logfmt value, double-quoted when it
+ * holds a space, '"', '=', '\', a control byte or invalid UTF-8 (with \"
+ * \\ \n \r \t \xNN escapes); inside the format's own quotes (key="%s") only
+ * escaped. So an event is one line and its fields are the caller's, whatever
+ * the values contain. A value is cut (ending "...") past about 1 KB.
+ *
  * Thread-safe: each line is written with one fwrite under a lock. Library code
  * may log (it never prints otherwise); main() picks the level and the sink.
  * Never pass secrets as fields; config values marked secret are redacted by

@@ -1418,7 +1418,8 @@ static par_err_t run_step(spin_t *s, const par_step_t *st)
                 /* The reference replayer skips these too (an extension
                  * would run them); say so, so nobody thinks it ran. */
                 par_log(PAR_LOG_WARN, "spin", "custom_step_skipped",
-                        "recipe=%s step=%d name=%s: customStep is not run",
+                        "recipe=%s step=%d name=%s why=\"customStep is not "
+                        "run\"",
                         s->r->name, s->step, st->custom_name);
                 return PAR_OK;
         }

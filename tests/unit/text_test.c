@@ -1,10 +1,8 @@
-/* text_test.c — UTF-8-safe cutting and escaping (lib/base/text), and the two
- * places that rely on it for every message: par_error_set and par_log. */
+/* text_test.c — UTF-8-safe cutting and escaping (lib/base/text), and
+ * par_error_set, which relies on it for every message (par_log: log_test). */
 #include <stdio.h>
-#include <unistd.h>
 
 #include "base/err.h"
-#include "base/log.h"
 #include "base/text.h"
 #include "testutil.h"
 
@@ -87,27 +85,5 @@ static void test_logfmt(void)
         CHECK(strlen(buf) <= 9 && buf[0] == '"' && buf[strlen(buf) - 1] == '"');
 }
 
-/* Regression (issue 11): a newline in a logged value forged a log line. */
-static void test_log_one_line(void)
-{
-        char path[] = "/tmp/par-text-test-XXXXXX";
-        int fd = mkstemp(path);
-        REQUIRE(fd >= 0);
-        FILE *f = fdopen(fd, "w+");
-        REQUIRE(f);
-        par_log_set_file(f);
-        par_log(PAR_LOG_WARN, "t", "ev", "recipe=%s",
-                "x\nts=2026 level=error comp=evil event=forged");
-        par_log_set_file(NULL);
-        rewind(f);
-        char line[4096];
-        int lines = 0;
-        while (fgets(line, sizeof(line), f))
-                lines++;
-        CHECK(lines == 1);
-        fclose(f);
-        unlink(path);
-}
-
 TEST_MAIN(test_seq_len, test_clip, test_scrub, test_error_set_valid,
-          test_logfmt, test_log_one_line)
+          test_logfmt)
