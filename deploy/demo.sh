@@ -8,17 +8,20 @@
 #   deploy/demo.sh [BUILD_DIR]      (make demo)
 #
 # Knobs (environment): DEMO_NOOP (per priority, default 600), DEMO_BROWSER
-# (per priority, default 60), DEMO_WORKERS (per node, default 2),
-# DEMO_TIMEOUT (seconds to wait for completion, default 150).
+# (per priority, default 40), DEMO_WORKERS (per node, default 2),
+# DEMO_TIMEOUT (seconds to wait for completion, default 300),
+# DEMO_SCREENSHOT (a .png path: the cluster page of `parallel-ctl status
+# --http`, taken in headless Chromium when half the signals are final).
+# `parallel-ctl status` is captured at that moment too and printed at the end.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build=$(cd "${1:-$root/build}" && pwd)
 stack="$root/deploy/dev/stack"
 ctl="$build/parallel-ctl"
 noop=${DEMO_NOOP:-600}
-browser=${DEMO_BROWSER:-60}
+browser=${DEMO_BROWSER:-40}
 workers=${DEMO_WORKERS:-2}
-deadline=${DEMO_TIMEOUT:-150}
+deadline=${DEMO_TIMEOUT:-300}
 run=$(mktemp -d /tmp/parallel-demo.XXXXXX)
 pids=()
 stack_started=0
@@ -58,7 +61,7 @@ trap 'exit 130' INT TERM
 
 # A private namespace so the demo's counts are its own.
 tag="demo$(date +%s)"
-cfg=(-X "topic.prefix=$tag" -X "mongo.collection=signals_$tag"
+cfg=(-X "topic.prefix=$tag" -X "mongo.collection=signals_$tag" -X "consumer.group=$tag"
      -X "recipes.dir=$root/tests/fixtures/recipes" -X log.level=warn)
 
 "$ctl" "${cfg[@]}" topics create --partitions 4 >/dev/null
@@ -77,6 +80,15 @@ for n in a b; do
                 -X "workers.max=$workers" >"$run/consumer-$n.log" 2>&1 &
         pids+=($!)
 done
+
+shot=${DEMO_SCREENSHOT:-}
+if [ -n "$shot" ]; then
+        page_port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+        "$ctl" "${cfg[@]}" status --http "127.0.0.1:$page_port" \
+                >"$run/status-http.log" 2>&1 &
+        pids+=($!)
+fi
+captured=0
 
 start_ms=$(($(date +%s%N) / 1000000))
 total=0
@@ -102,6 +114,20 @@ while :; do
         printf '\rdemo: %4ds  done %5d  failed %3d  dead %3d  running %3d  pending %5d  / %d ' \
                 "$el" "${done_n:-0}" "${failed:-0}" "${dead:-0}" "${claimed:-0}" \
                 "${pending:-0}" "$total"
+        # Half way: the cluster as parallel-ctl status sees it, at work.
+        if [ "$captured" = 0 ] && [ $((final * 2)) -ge "$total" ]; then
+                captured=1
+                "$ctl" "${cfg[@]}" status >"$run/status.txt" 2>&1 || true
+                if [ -n "$shot" ]; then
+                        chromium --headless --no-sandbox --disable-gpu \
+                                --user-data-dir="$run/shot-profile" \
+                                --window-size=1280,1500 \
+                                --virtual-time-budget=6000 \
+                                --screenshot="$shot" \
+                                "http://127.0.0.1:$page_port/" \
+                                >"$run/shot.log" 2>&1 || true
+                fi
+        fi
         [ "$final" -ge "$total" ] && break
         if [ "$el" -ge "$deadline" ]; then
                 echo; echo "demo: not finished after ${deadline}s" >&2
@@ -113,4 +139,11 @@ echo
 echo
 "$ctl" "${cfg[@]}" report --since-ms "$start_ms"
 echo
+if [ -s "$run/status.txt" ]; then
+        echo "the cluster half way through (parallel-ctl status):"
+        echo
+        cat "$run/status.txt"
+        echo
+fi
+[ -z "$shot" ] || echo "demo: the cluster page half way through: $shot"
 echo "demo: every signal reached a final state; stopping what the demo started"
