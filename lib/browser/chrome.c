@@ -1,5 +1,8 @@
 /*
- * chrome.c — Chrome supervision: browsers, their lifetimes, and worker tabs.
+ * chrome.c — Chrome supervision: browsers and their lifetimes, and the
+ * pool's lifecycle. Contexts and the tabs in them (preparing, handing out,
+ * disposing of, resource contexts) are stager.c's; the structures both
+ * share are in chrome_int.h.
  *
  * Structure. A *slot* is a place where one browser lives: in launch mode
  * one shared slot (isolation context) or one per worker (isolation
@@ -30,12 +33,9 @@
  * still open), kill and relaunch (with
  * exponential backoff), so a dead browser is replaced before the next
  * acquire needs it; an acquirer that finds no live browser asks the
- * supervisor and waits. A second thread, the stager, keeps each live
- * browser stocked with prepared contexts and disposes of used ones (see
- * chrome.h on state scopes), so creating and disposing of contexts — six
- * CDP calls to make one, one to dispose of it, tens of milliseconds of
- * browser work — stays off the spin's path; it also expires idle resource
- * contexts. Children get PR_SET_PDEATHSIG, tied to that
+ * supervisor and waits. A second thread, the stager (stager.c), keeps each
+ * live browser stocked with prepared contexts and disposes of used ones.
+ * Children get PR_SET_PDEATHSIG, tied to that
  * thread: if the node dies, so do its browsers (Chromium's own children
  * exit with their browser process). chrome->mu guards the slots' current
  * instances, reference counts, counters and instance flags; it is never
@@ -44,6 +44,7 @@
 #include "base/backoff.h"
 #include "base/clock.h"
 #include "browser/chrome.h"
+#include "browser/chrome_int.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -65,106 +66,8 @@
 
 extern char **environ;
 
-#define HEALTH_TIMEOUT_MS 5000
-#define CLOSE_TIMEOUT_MS  5000
 #define MONITOR_PERIOD_MS 200
 #define PING_FAILURES     2 /* this many in a row: the browser is hung */
-
-struct inst {
-        int refs;          /* chrome->mu */
-        int in_use;        /* tabs acquired now; chrome->mu */
-        int spins;         /* chrome->mu */
-        bool dead;         /* chrome->mu */
-        bool recycle;      /* chrome->mu */
-        double recycle_at; /* chrome->mu: when recycle was set */
-        par_cdp_t *cdp;
-        pid_t pid; /* -1 in connect mode */
-        /* below: supervisor thread only */
-        bool reaped;
-        bool stopping;          /* we are stopping it: exit is expected */
-        char base[PATH_MAX];    /* temp dir: profile (unless persistent) +
-                                   home; removed on retire; "" in connect */
-        char profile[PATH_MAX]; /* --user-data-dir */
-        char tmp[PATH_MAX];     /* Chromium's TMPDIR: <base>/tmp, or its own
-                                   dir in /tmp when base is too long */
-        bool tmp_inside;        /* tmp is inside base */
-        char endpoint[280];     /* host:port */
-        double started;
-        double last_ping;  /* last browser-level round trip */
-        int ping_failures; /* consecutive */
-};
-
-struct slot {
-        int index;
-        char endpoint[280]; /* connect mode */
-        /* chrome->mu; inst is replaced only by the supervisor */
-        struct inst *inst;    /* reference held */
-        bool wanted;          /* has been used: keep a browser running */
-        bool requested;       /* an acquirer waits for a (new) browser */
-        uint64_t attempts;    /* launch attempts finished */
-        par_error_t last_err; /* of the last failed attempt */
-        par_tab_t *stock;     /* prepared contexts (chrome->mu) */
-        int nstock;           /* chrome->mu */
-        int stock_target;     /* ready_contexts x workers using this slot */
-        int preparing;        /* stager: being made now (chrome->mu) */
-        double stock_pause;   /* stager: no preparing before (chrome->mu) */
-        /* supervisor thread only */
-        int failures;    /* consecutive launch failures / early deaths */
-        bool died;       /* the last instance died: next start = restart */
-        double next_try; /* monotonic seconds */
-};
-
-struct rctx;
-
-struct par_tab {
-        par_chrome_t *chrome;
-        struct inst *inst; /* reference held */
-        int worker;        /* holder while acquired */
-        bool acquired;
-        par_state_scope_t scope;
-        bool fresh;       /* resource scope: made for this acquire */
-        struct rctx *res; /* resource scope: its entry (chrome->mu) */
-        json_t *saved;    /* resource scope: last snapshot (owned) */
-        par_tab_t *next;  /* in a stock or the disposal queue */
-        char target_id[64];
-        char session_id[64];
-        char context_id[64];
-};
-
-/* A resource's context, in the LRU list (chrome->mu). */
-struct rctx {
-        char *key;
-        par_tab_t *tab;
-        bool busy;        /* acquired by a worker */
-        bool doomed;      /* dropped while busy: dispose of at release */
-        double last_used; /* monotonic seconds, at release */
-        struct rctx *prev, *next;
-};
-
-struct par_chrome {
-        par_chrome_opts_t o;
-        int nworkers;
-        par_tab_t **tabs; /* per worker: the tab it holds (chrome->mu) */
-        int nslots;
-        struct slot *slots;
-        par_tab_t *trash;          /* to dispose of (chrome->mu) */
-        int disposing;             /* stager: being disposed of now */
-        struct rctx *lru, *mru;    /* resource contexts (chrome->mu) */
-        int nres;                  /* chrome->mu */
-        pthread_cond_t stage_cond; /* stager: work to do */
-        bool stage_stop;
-        pthread_t stager;
-        bool stager_started;
-
-        pthread_mutex_t mu;
-        pthread_cond_t cond;     /* acquirers: slot or in_use changed */
-        pthread_cond_t sup_cond; /* supervisor: work to do */
-        par_chrome_stats_t st;
-        bool stop;
-
-        pthread_t supervisor;
-        bool supervisor_started;
-};
 
 /* ---- small helpers ---------------------------------------------------- */
 
@@ -461,30 +364,6 @@ par_err_t par_chrome_opts_from_config(par_chrome_opts_t *o,
 
 /* ---- instances -------------------------------------------------------- */
 
-/* chrome->mu held. Drops one reference; returns the instance to free (its
- * cdp must be destroyed outside the lock) or NULL. */
-static struct inst *inst_unref_locked(struct inst *in)
-{
-        return --in->refs == 0 ? in : NULL;
-}
-
-static void inst_free(struct inst *in)
-{
-        if (!in)
-                return;
-        par_cdp_destroy(in->cdp);
-        free(in);
-}
-
-static void inst_unref(par_chrome_t *c, struct inst *in)
-{
-        struct inst *f;
-        pthread_mutex_lock(&c->mu);
-        f = inst_unref_locked(in);
-        pthread_mutex_unlock(&c->mu);
-        inst_free(f);
-}
-
 /* Has the process exited? Reaps it if so. Supervisor thread. */
 static bool inst_exited(struct inst *in)
 {
@@ -775,7 +654,7 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
         return PAR_OK;
 fail:
         inst_stop(c, in);
-        inst_free(in);
+        chrome_inst_free(in);
         return rc;
 }
 
@@ -845,7 +724,7 @@ static void slot_retire(par_chrome_t *c, struct slot *s, bool died)
                 c->st.crashes++;
         pthread_cond_broadcast(&c->cond);
         pthread_mutex_unlock(&c->mu);
-        inst_unref(c, in);
+        chrome_inst_unref(c, in);
 }
 
 /* One launch (or connect) attempt for the slot; publishes the result. */
@@ -987,69 +866,7 @@ static void *supervisor_main(void *arg)
         return NULL;
 }
 
-/*
- * Gives a reference to the slot's live instance and counts the caller as
- * in_use, asking the supervisor for a (re)launch when there is none.
- */
-static par_err_t slot_get(par_chrome_t *c, struct slot *s, struct inst **out,
-                          par_error_t *err)
-{
-        struct timespec dl;
-        uint64_t gen = 0;
-        bool asked = false;
-        par_err_t rc = PAR_OK;
-        int wait_ms = c->o.start_timeout_ms + c->o.backoff_max_ms +
-                      2 * c->o.call_timeout_ms + 5000;
-
-        par_clock_deadline(&dl, wait_ms);
-        pthread_mutex_lock(&c->mu);
-        s->wanted = true;
-        for (;;) {
-                struct inst *in = s->inst;
-                if (in && !in->dead && !in->recycle &&
-                    par_cdp_connected(in->cdp)) {
-                        in->refs++;
-                        in->in_use++;
-                        *out = in;
-                        break;
-                }
-                if (c->stop) {
-                        rc = par_error_set(err, PAR_ERR_CANCELLED,
-                                           "chrome: shutting down");
-                        break;
-                }
-                if (asked && s->attempts != gen && !s->inst) {
-                        rc = par_error_set(err, s->last_err.code, "%s",
-                                           s->last_err.msg);
-                        break;
-                }
-                if (!asked) {
-                        gen = s->attempts;
-                        asked = true;
-                }
-                s->requested = true;
-                pthread_cond_signal(&c->sup_cond);
-                if (pthread_cond_timedwait(&c->cond, &c->mu, &dl) ==
-                    ETIMEDOUT) {
-                        rc = par_error_set(err, PAR_ERR_TIMEOUT,
-                                           "chrome: no browser for slot %d "
-                                           "within %d ms",
-                                           s->index, wait_ms);
-                        break;
-                }
-        }
-        pthread_mutex_unlock(&c->mu);
-        return rc;
-}
-
-static struct slot *slot_of(par_chrome_t *c, int worker)
-{
-        return &c->slots[worker % c->nslots];
-}
-
 /* ---- pool ------------------------------------------------------------- */
-
-static void *stager_main(void *arg);
 
 par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
                          int workers, par_error_t *err)
@@ -1124,12 +941,8 @@ par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
                 goto fail;
         }
         c->supervisor_started = true;
-        if (pthread_create(&c->stager, NULL, stager_main, c)) {
-                rc = par_error_set(err, PAR_ERR_IO,
-                                   "chrome: cannot start stager thread");
+        if ((rc = chrome_stager_start(c, err)))
                 goto fail;
-        }
-        c->stager_started = true;
         *out = c;
         return PAR_OK;
 nomem:
@@ -1139,133 +952,13 @@ fail:
         return rc;
 }
 
-/* Disposes of a tab's context (which closes its target) or, without one,
- * closes the target (best effort), and frees the tab. */
-static void tab_drop(par_chrome_t *c, par_tab_t *t)
-{
-        par_cdp_t *cdp = t->inst->cdp;
-
-        if (par_cdp_connected(cdp)) {
-                par_error_t e;
-                if (*t->context_id)
-                        par_cdp_call_take(cdp, NULL,
-                                          "Target.disposeBrowserContext",
-                                          json_pack("{s:s}", "browserContextId",
-                                                    t->context_id),
-                                          CLOSE_TIMEOUT_MS, NULL, &e);
-                else if (*t->target_id)
-                        par_cdp_call_take(
-                            cdp, NULL, "Target.closeTarget",
-                            json_pack("{s:s}", "targetId", t->target_id),
-                            CLOSE_TIMEOUT_MS, NULL, &e);
-        }
-        if (*t->session_id)
-                par_cdp_session_forget(cdp, t->session_id);
-        pthread_mutex_lock(&c->mu);
-        if (*t->context_id)
-                c->st.contexts_disposed++;
-        c->st.tabs_open--;
-        pthread_mutex_unlock(&c->mu);
-        json_decref(t->saved);
-        inst_unref(c, t->inst);
-        free(t);
-}
-
-/* chrome->mu held: queue t for the stager to dispose of. */
-static void trash_locked(par_chrome_t *c, par_tab_t *t)
-{
-        t->next = c->trash;
-        c->trash = t;
-        pthread_cond_signal(&c->stage_cond);
-}
-
-static void rctx_unlink(par_chrome_t *c, struct rctx *e)
-{
-        if (e->prev)
-                e->prev->next = e->next;
-        else
-                c->lru = e->next;
-        if (e->next)
-                e->next->prev = e->prev;
-        else
-                c->mru = e->prev;
-        e->prev = e->next = NULL;
-        c->nres--;
-}
-
-static void rctx_push_mru(par_chrome_t *c, struct rctx *e)
-{
-        e->prev = c->mru;
-        e->next = NULL;
-        if (c->mru)
-                c->mru->next = e;
-        else
-                c->lru = e;
-        c->mru = e;
-        c->nres++;
-}
-
-static struct rctx *rctx_find(par_chrome_t *c, const char *key)
-{
-        for (struct rctx *e = c->mru; e; e = e->prev)
-                if (!strcmp(e->key, key))
-                        return e;
-        return NULL;
-}
-
-/* chrome->mu held: unlinks an idle entry, queues its tab for disposal. */
-static void rctx_evict_locked(par_chrome_t *c, struct rctx *e)
-{
-        rctx_unlink(c, e);
-        if (e->tab) {
-                e->tab->res = NULL;
-                trash_locked(c, e->tab);
-        }
-        free(e->key);
-        free(e);
-}
-
 void par_chrome_destroy(par_chrome_t *c)
 {
         if (!c)
                 return;
-        if (c->stager_started) {
-                pthread_mutex_lock(&c->mu);
-                c->stage_stop = true;
-                pthread_cond_signal(&c->stage_cond);
-                pthread_mutex_unlock(&c->mu);
-                pthread_join(c->stager, NULL);
-        }
-        /* Tabs first, while their browsers still answer. */
-        for (int i = 0; c->tabs && i < c->nworkers; i++) {
-                if (c->tabs[i]) {
-                        par_log(PAR_LOG_ERROR, "chrome", "tab_leaked",
-                                "worker=%d", i);
-                        if (c->tabs[i]->res)
-                                c->tabs[i]->res->tab = NULL;
-                        tab_drop(c, c->tabs[i]);
-                }
-        }
-        while (c->lru) {
-                struct rctx *e = c->lru;
-                rctx_unlink(c, e);
-                if (e->tab)
-                        tab_drop(c, e->tab);
-                free(e->key);
-                free(e);
-        }
-        for (int i = 0; c->slots && i < c->nslots; i++) {
-                while (c->slots[i].stock) {
-                        par_tab_t *t = c->slots[i].stock;
-                        c->slots[i].stock = t->next;
-                        tab_drop(c, t);
-                }
-        }
-        while (c->trash) {
-                par_tab_t *t = c->trash;
-                c->trash = t->next;
-                tab_drop(c, t);
-        }
+        chrome_stager_stop(c);
+        /* tabs first, while their browsers still answer */
+        chrome_stager_drain(c);
         if (c->supervisor_started) {
                 pthread_mutex_lock(&c->mu);
                 c->stop = true;
@@ -1283,542 +976,6 @@ void par_chrome_destroy(par_chrome_t *c)
         free(c);
 }
 
-/* A new browser context with one about:blank target, attached, Page and
- * Runtime enabled. On success the tab owns the caller's reference to `in`;
- * on failure the caller still owns it. Any thread. */
-static par_err_t tab_create(par_chrome_t *c, struct inst *in, par_tab_t **out,
-                            par_error_t *err)
-{
-        par_tab_t *t = calloc(1, sizeof(*t));
-        par_cdp_t *cdp = in->cdp;
-        int to = c->o.call_timeout_ms;
-        json_t *r = NULL;
-        par_err_t rc;
-
-        if (!t)
-                return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
-        t->chrome = c;
-        t->inst = in;
-        t->worker = -1;
-        t->scope = PAR_STATE_SPIN;
-        pthread_mutex_lock(&c->mu);
-        c->st.tabs_open++; /* tab_drop counts it out, on any path */
-        pthread_mutex_unlock(&c->mu);
-        if ((rc = par_cdp_call(cdp, NULL, "Target.createBrowserContext", NULL,
-                               to, &r, err)))
-                goto fail;
-        snprintf(t->context_id, sizeof(t->context_id), "%s",
-                 json_string_value(json_object_get(r, "browserContextId")));
-        json_decref(r);
-        r = NULL;
-        if ((rc =
-                 par_cdp_call_take(cdp, NULL, "Target.createTarget",
-                                   json_pack("{s:s,s:s}", "url", "about:blank",
-                                             "browserContextId", t->context_id),
-                                   to, &r, err)))
-                goto fail;
-        snprintf(t->target_id, sizeof(t->target_id), "%s",
-                 json_string_value(json_object_get(r, "targetId")));
-        json_decref(r);
-        r = NULL;
-        if ((rc = par_cdp_call_take(
-                 cdp, NULL, "Target.attachToTarget",
-                 json_pack("{s:s,s:b}", "targetId", t->target_id, "flatten", 1),
-                 to, &r, err)))
-                goto fail;
-        snprintf(t->session_id, sizeof(t->session_id), "%s",
-                 json_string_value(json_object_get(r, "sessionId")));
-        json_decref(r);
-        r = NULL;
-        if ((rc = par_cdp_call(cdp, t->session_id, "Page.enable", NULL, to,
-                               NULL, err)) ||
-            (rc = par_cdp_call_take(
-                 cdp, t->session_id, "Page.setLifecycleEventsEnabled",
-                 json_pack("{s:b}", "enabled", 1), to, NULL, err)) ||
-            (rc = par_cdp_call(cdp, t->session_id, "Runtime.enable", NULL, to,
-                               NULL, err)))
-                goto fail;
-        pthread_mutex_lock(&c->mu);
-        c->st.tabs_created++;
-        pthread_mutex_unlock(&c->mu);
-        *out = t;
-        return PAR_OK;
-fail:
-        json_decref(r);
-        par_error_prefix(err, "chrome: new context");
-        pthread_mutex_lock(&c->mu);
-        in->refs++; /* tab_drop drops one; the caller keeps its own */
-        pthread_mutex_unlock(&c->mu);
-        tab_drop(c, t);
-        return rc;
-}
-
-/* chrome->mu held: is the instance fit to hand out tabs of? */
-static bool inst_usable_locked(struct inst *in)
-{
-        return in && !in->dead && !in->recycle && par_cdp_connected(in->cdp);
-}
-
-/* ---- the stager thread -------------------------------------------------
- *
- * One pass: queue stale stock (its browser died, was replaced or is due
- * for recycling) and idle resource contexts for disposal; then dispose of
- * one tab and prepare one context, each outside the lock. Alternating keeps
- * both queues moving under load; a preparation failure (a browser going
- * away) pauses that slot's preparation briefly instead of spinning.
- */
-static void *stager_main(void *arg)
-{
-        par_chrome_t *c = arg;
-        int rr = 0; /* round robin over slots */
-
-        pthread_mutex_lock(&c->mu);
-        while (!c->stage_stop) {
-                double now = par_clock_mono_s();
-                par_tab_t *drop = NULL, *made = NULL;
-                struct slot *fill = NULL;
-                struct inst *in = NULL;
-                par_error_t e;
-
-                for (int i = 0; i < c->nslots; i++) {
-                        struct slot *s = &c->slots[i];
-                        par_tab_t **pp = &s->stock;
-                        while (*pp) {
-                                par_tab_t *t = *pp;
-                                if (t->inst == s->inst &&
-                                    inst_usable_locked(t->inst) &&
-                                    !par_cdp_session_dead(t->inst->cdp,
-                                                          t->session_id)) {
-                                        pp = &t->next;
-                                        continue;
-                                }
-                                *pp = t->next;
-                                s->nstock--;
-                                trash_locked(c, t);
-                        }
-                }
-                for (struct rctx *r = c->lru, *nx; r; r = nx) {
-                        nx = r->next;
-                        if (r->busy)
-                                continue;
-                        if (now - r->last_used >
-                                c->o.resource_idle_ms / 1000.0 ||
-                            !inst_usable_locked(r->tab->inst)) {
-                                c->st.resource_evicted++;
-                                rctx_evict_locked(c, r);
-                        }
-                }
-                if (c->trash) {
-                        drop = c->trash;
-                        c->trash = drop->next;
-                        c->disposing++;
-                }
-                for (int k = 0; k < c->nslots && !fill; k++) {
-                        struct slot *s = &c->slots[(rr + k) % c->nslots];
-                        if (s->wanted && inst_usable_locked(s->inst) &&
-                            s->nstock + s->preparing < s->stock_target &&
-                            now >= s->stock_pause) {
-                                fill = s;
-                                in = s->inst;
-                                in->refs++;
-                                s->preparing++;
-                                rr = (rr + k + 1) % c->nslots;
-                        }
-                }
-                if (!drop && !fill) {
-                        struct timespec dl;
-                        clock_gettime(CLOCK_MONOTONIC, &dl);
-                        dl.tv_sec += 1;
-                        pthread_cond_timedwait(&c->stage_cond, &c->mu, &dl);
-                        continue;
-                }
-                pthread_mutex_unlock(&c->mu);
-                if (drop) {
-                        double t0 = par_clock_mono_s();
-                        tab_drop(c, drop);
-                        par_log(PAR_LOG_DEBUG, "chrome", "disposed", "ms=%.0f",
-                                (par_clock_mono_s() - t0) * 1000);
-                }
-                double t1 = par_clock_mono_s();
-                if (fill && tab_create(c, in, &made, &e)) {
-                        par_log(PAR_LOG_DEBUG, "chrome", "prepare_failed",
-                                "slot=%d error=\"%s\"", fill->index, e.msg);
-                        inst_unref(c, in);
-                        made = NULL;
-                }
-                if (fill)
-                        par_log(PAR_LOG_DEBUG, "chrome", "prepared", "ms=%.0f",
-                                (par_clock_mono_s() - t1) * 1000);
-                pthread_mutex_lock(&c->mu);
-                if (drop)
-                        c->disposing--;
-                if (fill) {
-                        fill->preparing--;
-                        if (!made)
-                                fill->stock_pause = par_clock_mono_s() + 0.2;
-                        else if (made->inst != fill->inst) {
-                                trash_locked(c, made);
-                        } else {
-                                made->next = fill->stock;
-                                fill->stock = made;
-                                fill->nstock++;
-                        }
-                }
-        }
-        pthread_mutex_unlock(&c->mu);
-        return NULL;
-}
-
-/* Undoes the in_use count of an acquire (chrome->mu held). */
-static void inst_done_locked(par_chrome_t *c, struct inst *in)
-{
-        if (--in->in_use == 0 && in->recycle)
-                pthread_cond_signal(&c->sup_cond); /* recycle it now */
-}
-
-static void inst_done(par_chrome_t *c, struct inst *in)
-{
-        pthread_mutex_lock(&c->mu);
-        inst_done_locked(c, in);
-        pthread_mutex_unlock(&c->mu);
-}
-
-/*
- * A clean context for worker: from its slot's stock, or made now. The
- * returned tab's instance counts it in_use.
- */
-static par_err_t clean_tab(par_chrome_t *c, int worker, par_tab_t **out,
-                           par_error_t *err)
-{
-        struct slot *s = slot_of(c, worker);
-        struct inst *in = NULL;
-        par_tab_t *t = NULL, **pp;
-        par_err_t rc;
-
-        if ((rc = slot_get(c, s, &in, err)))
-                return rc;
-        pthread_mutex_lock(&c->mu);
-        for (pp = &s->stock; *pp; pp = &(*pp)->next) {
-                if ((*pp)->inst == in &&
-                    !par_cdp_session_dead(in->cdp, (*pp)->session_id)) {
-                        t = *pp;
-                        *pp = t->next;
-                        t->next = NULL;
-                        s->nstock--;
-                        break;
-                }
-        }
-        if (t) {
-                c->st.contexts_ready++;
-                in->refs--; /* the stocked tab holds its own reference */
-        } else {
-                c->st.contexts_missed++;
-        }
-        pthread_cond_signal(&c->stage_cond); /* restock */
-        pthread_mutex_unlock(&c->mu);
-        if (!t && (rc = tab_create(c, in, &t, err))) {
-                /* A broken browser is noticed by the next health check. */
-                inst_done(c, in);
-                inst_unref(c, in);
-                return rc;
-        }
-        *out = t;
-        return PAR_OK;
-}
-
-/* Resource scope: the resource's tab, or a clean one made its own. */
-static par_err_t resource_tab(par_chrome_t *c, int worker, const char *key,
-                              par_tab_t **out, par_error_t *err)
-{
-        struct timespec dl;
-        struct rctx *e;
-        par_tab_t *t = NULL;
-        par_err_t rc;
-
-        clock_gettime(CLOCK_MONOTONIC, &dl);
-        dl.tv_sec += c->o.call_timeout_ms / 1000 + 1;
-        pthread_mutex_lock(&c->mu);
-        for (;;) {
-                e = rctx_find(c, key);
-                if (!e || !e->busy)
-                        break;
-                if (c->stop || c->stage_stop) {
-                        pthread_mutex_unlock(&c->mu);
-                        return par_error_set(err, PAR_ERR_CANCELLED,
-                                             "chrome: shutting down");
-                }
-                if (pthread_cond_timedwait(&c->cond, &c->mu, &dl) ==
-                    ETIMEDOUT) {
-                        pthread_mutex_unlock(&c->mu);
-                        return par_error_set(err, PAR_ERR_TIMEOUT,
-                                             "chrome: resource context held "
-                                             "by another worker for %d ms",
-                                             c->o.call_timeout_ms);
-                }
-        }
-        if (e && inst_usable_locked(e->tab->inst) &&
-            !par_cdp_session_dead(e->tab->inst->cdp, e->tab->session_id)) {
-                struct inst *in = e->tab->inst;
-                par_error_t he;
-                int to = c->o.call_timeout_ms < HEALTH_TIMEOUT_MS
-                             ? c->o.call_timeout_ms
-                             : HEALTH_TIMEOUT_MS;
-
-                e->busy = true;
-                in->in_use++;
-                rctx_unlink(c, e);
-                rctx_push_mru(c, e);
-                pthread_mutex_unlock(&c->mu);
-                if (!par_cdp_call_take(
-                        in->cdp, e->tab->session_id, "Runtime.evaluate",
-                        json_pack("{s:s}", "expression", "1"), to, NULL, &he)) {
-                        pthread_mutex_lock(&c->mu);
-                        c->st.resource_hits++;
-                        pthread_mutex_unlock(&c->mu);
-                        e->tab->fresh = false;
-                        *out = e->tab;
-                        return PAR_OK;
-                }
-                par_log(PAR_LOG_WARN, "chrome", "tab_unhealthy",
-                        "worker=%d error=\"%s\"", worker, he.msg);
-                pthread_mutex_lock(&c->mu);
-                inst_done_locked(c, in);
-                c->st.tabs_replaced++;
-                e->busy = false;
-                rctx_evict_locked(c, e);
-                e = NULL;
-        } else if (e) {
-                rctx_evict_locked(c, e);
-                e = NULL;
-        }
-        /* A placeholder entry, busy, so a second acquire of the same
-         * resource waits for this one instead of making a twin. */
-        e = calloc(1, sizeof(*e));
-        if (!e || !(e->key = strdup(key))) {
-                free(e);
-                pthread_mutex_unlock(&c->mu);
-                return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
-        }
-        e->busy = true;
-        rctx_push_mru(c, e);
-        c->st.resource_misses++;
-        pthread_mutex_unlock(&c->mu);
-
-        rc = clean_tab(c, worker, &t, err);
-
-        pthread_mutex_lock(&c->mu);
-        if (rc) {
-                rctx_unlink(c, e);
-                free(e->key);
-                free(e);
-        } else {
-                e->tab = t;
-                t->res = e;
-                t->scope = PAR_STATE_RESOURCE;
-                t->fresh = true;
-                /* Over the bound: drop the least recently used idle ones. */
-                for (struct rctx *r = c->lru, *nx;
-                     r && c->nres > c->o.resource_contexts; r = nx) {
-                        nx = r->next;
-                        if (!r->busy) {
-                                c->st.resource_evicted++;
-                                rctx_evict_locked(c, r);
-                        }
-                }
-                *out = t;
-        }
-        pthread_cond_broadcast(&c->cond);
-        pthread_mutex_unlock(&c->mu);
-        return rc;
-}
-
-par_err_t par_chrome_tab_acquire_scoped(par_chrome_t *c, int worker,
-                                        par_state_scope_t scope,
-                                        const char *resource, par_tab_t **out,
-                                        par_error_t *err)
-{
-        par_tab_t *t = NULL;
-        struct inst *in;
-        bool held;
-        par_err_t rc;
-
-        if (!c || worker < 0 || worker >= c->nworkers)
-                return par_error_set(err, PAR_ERR_INVALID,
-                                     "chrome: worker %d out of range 0..%d",
-                                     worker, c ? c->nworkers - 1 : -1);
-        pthread_mutex_lock(&c->mu);
-        held = c->tabs[worker] != NULL;
-        pthread_mutex_unlock(&c->mu);
-        if (held)
-                return par_error_set(err, PAR_ERR_INVALID,
-                                     "chrome: worker %d already holds a tab",
-                                     worker);
-        if (scope == PAR_STATE_DEFAULT)
-                scope = c->o.scope;
-        if (scope == PAR_STATE_RESOURCE && resource && *resource)
-                rc = resource_tab(c, worker, resource, &t, err);
-        else
-                rc = clean_tab(c, worker, &t, err);
-        if (rc)
-                return rc;
-        in = t->inst;
-        pthread_mutex_lock(&c->mu);
-        c->tabs[worker] = t;
-        c->st.spins++;
-        if (++in->spins >= c->o.recycle_after && c->o.recycle_after > 0 &&
-            !in->recycle) {
-                in->recycle = true;
-                in->recycle_at = par_clock_mono_s();
-        }
-        pthread_mutex_unlock(&c->mu);
-        t->worker = worker;
-        t->acquired = true;
-        *out = t;
-        return PAR_OK;
-}
-
-par_err_t par_chrome_tab_acquire(par_chrome_t *c, int worker, par_tab_t **out,
-                                 par_error_t *err)
-{
-        return par_chrome_tab_acquire_scoped(c, worker, PAR_STATE_DEFAULT, NULL,
-                                             out, err);
-}
-
-void par_chrome_tab_release(par_chrome_t *c, par_tab_t *t, bool broken)
-{
-        struct inst *in;
-        bool dead;
-
-        if (!c || !t)
-                return;
-        in = t->inst;
-        dead = broken || par_cdp_session_dead(in->cdp, t->session_id);
-        pthread_mutex_lock(&c->mu);
-        if (t->worker >= 0 && t->worker < c->nworkers &&
-            c->tabs[t->worker] == t)
-                c->tabs[t->worker] = NULL;
-        t->acquired = false;
-        if (dead)
-                c->st.tabs_replaced++;
-        if (t->res && !dead && !t->res->doomed) {
-                t->res->busy = false;
-                t->res->last_used = par_clock_mono_s();
-        } else if (t->res) {
-                t->res->busy = false;
-                rctx_evict_locked(c, t->res); /* queues t */
-        } else {
-                trash_locked(c, t);
-        }
-        inst_done_locked(c, in);
-        pthread_cond_broadcast(&c->cond);
-        pthread_mutex_unlock(&c->mu);
-}
-
-bool par_chrome_resource_drop(par_chrome_t *c, const char *resource)
-{
-        struct rctx *e;
-
-        if (!c || !resource)
-                return false;
-        pthread_mutex_lock(&c->mu);
-        e = rctx_find(c, resource);
-        if (e && e->busy)
-                e->doomed = true; /* its release disposes of it */
-        else if (e)
-                rctx_evict_locked(c, e);
-        pthread_mutex_unlock(&c->mu);
-        return e != NULL;
-}
-
-bool par_chrome_stocked(par_chrome_t *c)
-{
-        bool ok;
-
-        pthread_mutex_lock(&c->mu);
-        ok = !c->trash && !c->disposing;
-        for (int i = 0; ok && i < c->nslots; i++) {
-                struct slot *s = &c->slots[i];
-                if (s->wanted && s->nstock < s->stock_target)
-                        ok = false;
-        }
-        pthread_mutex_unlock(&c->mu);
-        return ok;
-}
-
-par_state_scope_t par_tab_scope(par_tab_t *t)
-{
-        return t->scope;
-}
-
-bool par_tab_fresh(par_tab_t *t)
-{
-        return t->fresh;
-}
-
-const char *par_tab_resource(par_tab_t *t)
-{
-        return t->res ? t->res->key : "";
-}
-
-json_t *par_tab_saved_state(par_tab_t *t)
-{
-        return t->saved;
-}
-
-void par_tab_set_saved_state(par_tab_t *t, json_t *state)
-{
-        json_t *old = t->saved;
-
-        t->saved = state ? json_incref(state) : NULL;
-        json_decref(old);
-}
-
-par_cdp_t *par_tab_cdp(par_tab_t *t)
-{
-        return t->inst->cdp;
-}
-
-const char *par_tab_session_id(par_tab_t *t)
-{
-        return t->session_id;
-}
-
-const char *par_tab_target_id(par_tab_t *t)
-{
-        return t->target_id;
-}
-
-const char *par_tab_context_id(par_tab_t *t)
-{
-        return t->context_id;
-}
-
-int par_tab_worker(par_tab_t *t)
-{
-        return t->worker;
-}
-
-pid_t par_tab_browser_pid(par_tab_t *t)
-{
-        return t->inst->pid;
-}
-
-par_err_t par_tab_call(par_tab_t *t, const char *method, json_t *params,
-                       int timeout_ms, json_t **result, par_error_t *err)
-{
-        return par_cdp_call(t->inst->cdp, t->session_id, method, params,
-                            timeout_ms > 0 ? timeout_ms
-                                           : t->chrome->o.call_timeout_ms,
-                            result, err);
-}
-
-par_err_t par_tab_waiter_new(par_tab_t *t, const char *const *methods,
-                             par_cdp_waiter_t **out, par_error_t *err)
-{
-        return par_cdp_waiter_new(out, t->inst->cdp, t->session_id, methods,
-                                  err);
-}
-
 void par_chrome_stats(par_chrome_t *c, par_chrome_stats_t *out)
 {
         pthread_mutex_lock(&c->mu);
@@ -1833,7 +990,7 @@ pid_t par_chrome_browser_pgid(par_chrome_t *c, int worker)
 
         if (!c || worker < 0 || worker >= c->nworkers)
                 return -1;
-        s = slot_of(c, worker);
+        s = chrome_slot_of(c, worker);
         pthread_mutex_lock(&c->mu);
         if (s->inst && !s->inst->dead)
                 pid = s->inst->pid;
