@@ -39,7 +39,7 @@ static void dead_letter_raw(node_t *n, const rd_kafka_message_t *m,
          * the dead letter itself too large). */
         if (dl && par_codec_dead_letter_original(
                       dl, m->payload, m->len,
-                      par_codec_dead_letter_max(par_kafka_value_max(n->cfg)))) {
+                      par_codec_dead_letter_max(n->value_max))) {
                 json_decref(dl);
                 dl = NULL;
         }

@@ -19,6 +19,7 @@
 #include "base/clock.h"
 #include "base/log.h"
 #include "commit.h"
+#include "msg/admin.h"
 #include "endpoint.h"
 #include "intake.h"
 #include "job.h"
@@ -52,6 +53,39 @@ static par_err_t kdefault(rd_kafka_conf_t *c, const char *k, const char *v,
         return kset(c, k, v, err);
 }
 
+/*
+ * Sizes results and dead letters against the output topics' own
+ * max.message.bytes when it is below the configured limit (asked once,
+ * with the consumer handle, before the producer is made). Sized by the
+ * configuration alone, a result the topic refused was dropped, and a batch
+ * of small results over the topic's limit with it. No answer within 2 s:
+ * the configured limit.
+ */
+static void size_to_topics(node_t *n, rd_kafka_conf_t *pc)
+{
+        const char *names[] = {n->t_results, n->t_dlq, n->t_workers,
+                               n->t_metrics};
+        size_t conf_max = par_kafka_message_max(n->cfg);
+        int64_t lim = 0;
+        par_error_t e;
+        char v[32];
+
+        n->message_max = conf_max;
+        if (par_admin_message_max(n->consumer, names, 4, 2000, &lim, &e)) {
+                PAR_DEBUG("consumer", "topics.limit_unknown", "error=\"%s\"",
+                          e.msg);
+        } else if ((size_t)lim < conf_max) {
+                n->message_max = (size_t)lim;
+                par_log(PAR_LOG_WARN, "consumer", "topics.limit",
+                        "topic_max_message_bytes=%lld configured=%zu "
+                        "sizing_to=%zu",
+                        (long long)lim, conf_max, n->message_max);
+                snprintf(v, sizeof(v), "%zu", n->message_max);
+                kset(pc, "message.max.bytes", v, NULL);
+        }
+        n->value_max = par_kafka_value_max_of(n->message_max);
+}
+
 static par_err_t make_clients(node_t *n, par_error_t *err)
 {
         rd_kafka_conf_t *pc = NULL, *cc = NULL;
@@ -59,16 +93,6 @@ static par_err_t make_clients(node_t *n, par_error_t *err)
         par_err_t rc;
 
         snprintf(cid, sizeof(cid), "parallel-consumer-%s", n->id);
-        if ((rc = par_kafka_conf_new(&pc, n->cfg, cid, err)))
-                return rc;
-        if ((rc = kset(pc, "enable.idempotence", "true", err)) ||
-            (rc = kset(pc, "linger.ms", "2", err)))
-                goto fail;
-        rc = pub_new(&n->pub, pc, RESULTS_IN_FLIGHT, err);
-        pc = NULL;
-        if (rc)
-                goto fail;
-
         if ((rc = par_kafka_conf_new(&cc, n->cfg, cid, err)))
                 goto fail;
         if ((rc = kdefault(cc, "group.id",
@@ -91,6 +115,17 @@ static par_err_t make_clients(node_t *n, par_error_t *err)
         }
         cc = NULL;
         rd_kafka_poll_set_consumer(n->consumer);
+
+        if ((rc = par_kafka_conf_new(&pc, n->cfg, cid, err)))
+                goto fail;
+        size_to_topics(n, pc);
+        if ((rc = kset(pc, "enable.idempotence", "true", err)) ||
+            (rc = kset(pc, "linger.ms", "2", err)))
+                goto fail;
+        rc = pub_new(&n->pub, pc, RESULTS_IN_FLIGHT, err);
+        pc = NULL;
+        if (rc)
+                goto fail;
 
         rd_kafka_topic_partition_list_t *subs =
             rd_kafka_topic_partition_list_new(n->levels);
@@ -162,7 +197,7 @@ static void fill_pipe_env(node_t *n)
             .backoff_ms = par_config_int(cfg, "retry.backoff"),
             .backoff_max_ms = par_config_int(cfg, "retry.backoff_max"),
             .max_attempts = (int)par_config_int(cfg, "max.attempts"),
-            .value_max = par_kafka_value_max(cfg),
+            .value_max = n->value_max,
         };
 }
 

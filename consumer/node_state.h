@@ -74,6 +74,9 @@ struct node {
         char topics[NODE_MAX_LEVELS][PAR_KAFKA_TOPIC_MAX];
         char t_results[PAR_KAFKA_TOPIC_MAX], t_dlq[PAR_KAFKA_TOPIC_MAX],
             t_metrics[PAR_KAFKA_TOPIC_MAX], t_workers[PAR_KAFKA_TOPIC_MAX];
+        /* What results and dead letters are sized against: the configured
+         * message limit, or the output topics' own when smaller. */
+        size_t message_max, value_max;
 
         rd_kafka_t *consumer; /* main thread only */
         pub_t *pub;           /* any thread */

@@ -21,7 +21,9 @@
  *     10 MB of compressible junk and a 10 MB Signal (params far over the
  *     limit) → a bounded DeadLetter with the original's length and SHA-256;
  *   recipes: an extract of ~2 MB of euro signs → done, the value cut at a
- *     character boundary with the cut marker, within the message limit;
+ *     character boundary with the cut marker, within the results topic's
+ *     own limit (set below the configured one: the node used to send a
+ *     result the topic refused, and drop it);
  *     quote and template-literal injections through a bare {{p}} → done,
  *     the params come back as data and nothing ran; a param giving a
  *     data:, file: or javascript: URL to navigate → failed at once (no
@@ -42,8 +44,11 @@
 #define MSG_MAX    "65536"
 #define PARAMS_MAX "59392" /* 65536 - 4096 (framing) - 2048 (Signal) */
 #define VALUE_MAX  61440
-/* signals.p3 takes less than the programs are told (see topic_limit) */
-#define TOPIC_P3_MAX "45056"
+/* signals.p3 and results take less than the programs are told (see
+ * topic_limit): the producer and the node must size to them */
+#define TOPIC_P3_MAX      "45056"
+#define TOPIC_RESULTS_MAX "28672"
+#define NODE_VALUE_MAX    24576 /* 28672 - 4096 */
 
 #define EUROS10                                                                \
         "\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82\xac\xe2\x82" \
@@ -433,7 +438,7 @@ static void take(su_ctx_t *c, rd_kafka_message_t *m)
                                     utf8 && *reason &&
                                     (!r->reason || strstr(reason, r->reason)) &&
                                     olen == (json_int_t)r->len && plen > 0 &&
-                                    plen <= VALUE_MAX / 4 &&
+                                    plen <= NODE_VALUE_MAX / 4 &&
                                     !strcmp(json_string_value(
                                                 json_object_get(v, "source")),
                                             "consumer");
@@ -600,6 +605,8 @@ static void test_poison_e2e(void)
         REQUIRE(sc_reader_new(&c, &r, 1) == 0);
         snprintf(text, sizeof(text), "%s.signals.p3", c.name);
         REQUIRE(topic_limit(&c, text, TOPIC_P3_MAX) == 0);
+        snprintf(text, sizeof(text), "%s.results", c.name);
+        REQUIRE(topic_limit(&c, text, TOPIC_RESULTS_MAX) == 0);
         REQUIRE(su_producer_start(
                     &c, &prod, "producer", "topics.message.max.bytes=" MSG_MAX,
                     "signal.max_params_bytes=" PARAMS_MAX, NULL) == 0);
@@ -730,7 +737,7 @@ static void test_poison_e2e(void)
                                "retrying, doc '%s'",
                                it->finals, it->dones, it->retrying, st);
                         /* cut at a character boundary, with the marker */
-                        CHECKF(v && n <= VALUE_MAX / 2 &&
+                        CHECKF(v && n <= NODE_VALUE_MAX / 2 &&
                                    n > strlen(PAR_TEXT_CUT_MARK) &&
                                    !strcmp(v + n - strlen(PAR_TEXT_CUT_MARK),
                                            PAR_TEXT_CUT_MARK) &&
