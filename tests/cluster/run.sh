@@ -380,8 +380,10 @@ s_scale() {
         # (earlier scenarios are all finished, so open = this run's).
         local open i
         for ((i = 0; i < 600; i++)); do
+                # A status call that fails (the stand-in busy) is asked again.
                 open=$("$C" ctl -X log.level=error signal status 2>/dev/null |
-                        awk '$1 == "pending" || $1 == "claimed" { o += $2 } END { print o + 0 }')
+                        awk '$1 == "pending" || $1 == "claimed" { o += $2 } END { print o + 0 }') ||
+                        { sleep 1; continue; }
                 [ "$open" -le $((n / 10)) ] && ! kill -0 "${bg[0]}" 2>/dev/null && break
                 sleep 1
         done
