@@ -729,11 +729,13 @@ static void test_long_tmp_dir(void)
         REQUIRE(par_chrome_new(&c, &o, 1, &e) == PAR_OK);
         par_recipe_t *r = fixture("bench");
         REQUIRE(r);
-        CHECKF(spin_on(c, 0, r, params("q", "7", NULL), &res) == PAR_OK,
+        json_t *p = params("q", "7", NULL);
+        CHECKF(spin_on(c, 0, r, p, &res) == PAR_OK,
                "a spin with a %zu-byte temp root", strlen(dir));
         CHECK_STR(value(&res, "answer"), "answer:7");
         CHECK(own_tmp_dirs() == 1);
         par_spin_result_clear(&res);
+        json_decref(p);
         par_recipe_destroy(r);
         par_chrome_destroy(c);
         CHECKF(dir_entries(dir) == 0, "%d entries left in %s", dir_entries(dir),
