@@ -1,6 +1,8 @@
 /* testutil.c — see testutil.h. */
 #include "testutil.h"
 
+#include "browser/recipe.h"
+
 int tu_failures;
 int tu_checks;
 
@@ -18,6 +20,30 @@ const char *tu_env(const char *name, const char *def)
 {
         const char *v = getenv(name);
         return v && *v ? v : def;
+}
+
+int tu_write_file(const char *dir, const char *name, const char *text)
+{
+        char path[1024];
+        snprintf(path, sizeof(path), "%s/%s", dir, name);
+        FILE *f = fopen(path, "w");
+        if (!f)
+                return -1;
+        fputs(text, f);
+        return fclose(f);
+}
+
+par_recipe_t *tu_recipe_fixture(const char *name, int default_timeout_ms)
+{
+        char path[1024];
+        par_recipe_t *r = NULL;
+        par_error_t e = {0};
+
+        snprintf(path, sizeof(path), "%s/tests/fixtures/recipes/%s.json",
+                 tu_env("PARALLEL_SOURCE_DIR", "."), name);
+        if (par_recipe_load_file(&r, path, default_timeout_ms, &e))
+                fprintf(stderr, "load %s: %s\n", path, e.msg);
+        return r;
 }
 
 int tu_main(int (*setup)(void), void (*teardown)(void), const tu_test_fn *tests,

@@ -83,6 +83,15 @@ const char *tu_str(const char *s);
 /* An env var or a default (e.g. the stack's addresses). */
 const char *tu_env(const char *name, const char *def);
 
+/* Writes text to dir/name; 0 on success. */
+int tu_write_file(const char *dir, const char *name, const char *text);
+
+/* tests/fixtures/recipes/<name>.json (under PARALLEL_SOURCE_DIR), loaded
+ * with default_timeout_ms for its steps; NULL (the reason printed) when
+ * it does not load. */
+struct par_recipe;
+struct par_recipe *tu_recipe_fixture(const char *name, int default_timeout_ms);
+
 typedef void (*tu_test_fn)(void);
 
 /* Runs setup (may be NULL; nonzero fails the program), every test in

@@ -30,15 +30,7 @@ static par_spin_opts_t sopts = {30000, 50};
 
 static par_recipe_t *fixture(const char *name)
 {
-        char path[1024];
-        par_recipe_t *r = NULL;
-        par_error_t e = {0};
-
-        snprintf(path, sizeof(path), "%s/tests/fixtures/recipes/%s.json",
-                 tu_env("PARALLEL_SOURCE_DIR", "."), name);
-        if (par_recipe_load_file(&r, path, 5000, &e))
-                fprintf(stderr, "load %s: %s\n", path, e.msg);
-        return r;
+        return tu_recipe_fixture(name, 5000);
 }
 
 static par_recipe_t *inline_recipe(const char *json)

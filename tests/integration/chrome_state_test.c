@@ -32,19 +32,6 @@ static char tmpdir[] = "/tmp/par_state_it_XXXXXX";
 static par_spin_opts_t sopts = {30000, 50};
 static par_recipe_t *probe, *login, *whoami;
 
-static par_recipe_t *fixture(const char *name)
-{
-        char path[1024];
-        par_recipe_t *r = NULL;
-        par_error_t e = {0};
-
-        snprintf(path, sizeof(path), "%s/tests/fixtures/recipes/%s.json",
-                 tu_env("PARALLEL_SOURCE_DIR", "."), name);
-        if (par_recipe_load_file(&r, path, 10000, &e))
-                fprintf(stderr, "load %s: %s\n", path, e.msg);
-        return r;
-}
-
 static void opts_for_test(par_chrome_opts_t *o)
 {
         par_chrome_opts_default(o);
@@ -331,9 +318,9 @@ static int setup(void)
         snprintf(base, sizeof(base), "http://127.0.0.1:%d", fx.port);
         if (!mkdtemp(tmpdir))
                 return 1;
-        probe = fixture("probe");
-        login = fixture("login");
-        whoami = fixture("whoami");
+        probe = tu_recipe_fixture("probe", 10000);
+        login = tu_recipe_fixture("login", 10000);
+        whoami = tu_recipe_fixture("whoami", 10000);
         return !probe || !login || !whoami;
 }
 

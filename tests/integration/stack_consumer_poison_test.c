@@ -24,17 +24,6 @@
 #define NBAD    1
 #define N       (NPOISON + NNOOP + NPAGE + NSLOW + NBAD)
 
-static int write_file(const char *dir, const char *name, const char *text)
-{
-        char path[600];
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        FILE *f = fopen(path, "w");
-        if (!f)
-                return -1;
-        fputs(text, f);
-        return fclose(f);
-}
-
 static void test_poison(void)
 {
         su_ctx_t c;
@@ -61,11 +50,11 @@ static void test_poison(void)
                  "{\"type\": \"extract\", \"name\": \"out\", \"expression\": "
                  "\"document.getElementById('out').textContent\"}]}\n",
                  fx.port);
-        REQUIRE(write_file(dir, "page.json", page) == 0);
-        REQUIRE(write_file(dir, "poison.json",
-                           "{\"title\": \"always refused\", \"steps\": ["
-                           "{\"type\": \"navigate\", \"url\": "
-                           "\"http://127.0.0.1:1/never\"}]}\n") == 0);
+        REQUIRE(tu_write_file(dir, "page.json", page) == 0);
+        REQUIRE(tu_write_file(dir, "poison.json",
+                              "{\"title\": \"always refused\", \"steps\": ["
+                              "{\"type\": \"navigate\", \"url\": "
+                              "\"http://127.0.0.1:1/never\"}]}\n") == 0);
         char slow[1024];
         /* navigate first: a reused tab's clock would already be past 6 s */
         snprintf(slow, sizeof(slow),
@@ -76,7 +65,7 @@ static void test_poison(void)
                  "\"expression\": \"performance.now() > 6000\", "
                  "\"timeout\": 15000}]}\n",
                  fx.port);
-        REQUIRE(write_file(dir, "slow.json", slow) == 0);
+        REQUIRE(tu_write_file(dir, "slow.json", slow) == 0);
         snprintf(rdir, sizeof(rdir), "recipes.dir=%s", dir);
 
         REQUIRE(sc_init(&c, "cpoison") == 0);

@@ -94,10 +94,7 @@ static void test_xprio(void)
                  "\"timeout\": 10000}]}\n",
                  fx.port);
         snprintf(path, sizeof(path), "%s/slow.json", dir);
-        FILE *f = fopen(path, "w");
-        REQUIRE(f != NULL);
-        fputs(recipe, f);
-        REQUIRE(fclose(f) == 0);
+        REQUIRE(tu_write_file(dir, "slow.json", recipe) == 0);
         snprintf(rdir, sizeof(rdir), "recipes.dir=%s", dir);
         snprintf(lock, sizeof(lock), "claim.resource_lock=%s", lock_on);
 

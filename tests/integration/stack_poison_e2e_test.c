@@ -529,17 +529,6 @@ static bool all_ended(su_ctx_t *c)
         return true;
 }
 
-static int write_file(const char *dir, const char *name, const char *text)
-{
-        char path[600];
-        snprintf(path, sizeof(path), "%s/%s", dir, name);
-        FILE *f = fopen(path, "w");
-        if (!f)
-                return -1;
-        fputs(text, f);
-        return fclose(f);
-}
-
 static int count_lines(const char *path, const char *what)
 {
         FILE *f = fopen(path, "r");
@@ -576,28 +565,28 @@ static void test_poison_e2e(void)
                  "{\"type\": \"extract\", \"name\": \"title\", "
                  "\"expression\": \"document.title\"}]}\n",
                  fx.port);
-        REQUIRE(write_file(dir, "page.json", text) == 0);
+        REQUIRE(tu_write_file(dir, "page.json", text) == 0);
         /* ~2.1 MB of three-byte characters */
-        REQUIRE(write_file(dir, "big.json",
-                           "{\"title\": \"big\", \"steps\": ["
-                           "{\"type\": \"extract\", \"name\": \"big\", "
-                           "\"expression\": "
-                           "\"'\\u20ac'.repeat(700000)\"}]}\n") == 0);
-        REQUIRE(write_file(dir, "inject.json",
-                           "{\"title\": \"echo\", \"steps\": ["
-                           "{\"type\": \"extract\", \"name\": \"p\", "
-                           "\"expression\": \"{{p}}\"},"
-                           "{\"type\": \"extract\", \"name\": \"q\", "
-                           "\"expression\": \"'q:' + {{q}}\"},"
-                           "{\"type\": \"extract\", \"name\": \"pwned\", "
-                           "\"expression\": \"String(window.pwned)\"}]}\n") ==
-                0);
-        REQUIRE(write_file(dir, "nav.json",
-                           "{\"title\": \"nav\", \"steps\": ["
-                           "{\"type\": \"navigate\", \"url\": \"{{u}}\"},"
-                           "{\"type\": \"extract\", \"name\": \"body\", "
-                           "\"expression\": \"document.body.innerText\"}]}"
-                           "\n") == 0);
+        REQUIRE(tu_write_file(dir, "big.json",
+                              "{\"title\": \"big\", \"steps\": ["
+                              "{\"type\": \"extract\", \"name\": \"big\", "
+                              "\"expression\": "
+                              "\"'\\u20ac'.repeat(700000)\"}]}\n") == 0);
+        REQUIRE(tu_write_file(
+                    dir, "inject.json",
+                    "{\"title\": \"echo\", \"steps\": ["
+                    "{\"type\": \"extract\", \"name\": \"p\", "
+                    "\"expression\": \"{{p}}\"},"
+                    "{\"type\": \"extract\", \"name\": \"q\", "
+                    "\"expression\": \"'q:' + {{q}}\"},"
+                    "{\"type\": \"extract\", \"name\": \"pwned\", "
+                    "\"expression\": \"String(window.pwned)\"}]}\n") == 0);
+        REQUIRE(tu_write_file(dir, "nav.json",
+                              "{\"title\": \"nav\", \"steps\": ["
+                              "{\"type\": \"navigate\", \"url\": \"{{u}}\"},"
+                              "{\"type\": \"extract\", \"name\": \"body\", "
+                              "\"expression\": \"document.body.innerText\"}]}"
+                              "\n") == 0);
         snprintf(rdir, sizeof(rdir), "recipes.dir=%s", dir);
 
         REQUIRE(sc_init(&c, "poisone2e") == 0);
