@@ -13,6 +13,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 struct par_claim {
@@ -275,6 +276,300 @@ par_err_t par_claim_acquire(par_claim_t *c, const char *id,
 out:
         bson_destroy(doc);
         return rc;
+}
+
+/* Appends ids[0..n-1] (ObjectId or string _ids) as `{$in: [...]}` under
+ * key. */
+static void append_in(bson_t *b, const char *key, const char *const *ids,
+                      size_t n)
+{
+        bson_t in, arr;
+        char k[24];
+        BSON_APPEND_DOCUMENT_BEGIN(b, key, &in);
+        BSON_APPEND_ARRAY_BEGIN(&in, "$in", &arr);
+        for (size_t i = 0; i < n; i++) {
+                bson_t one = BSON_INITIALIZER;
+                bson_iter_t it;
+                append_id(&one, ids[i]);
+                snprintf(k, sizeof(k), "%zu", i);
+                if (bson_iter_init_find(&it, &one, "_id"))
+                        bson_append_iter(&arr, k, -1, &it);
+                bson_destroy(&one);
+        }
+        bson_append_array_end(&in, &arr);
+        bson_append_document_end(b, &in);
+}
+
+/* Whether doc's _id is id (24 hex characters: an ObjectId in any case). */
+static bool doc_is(const bson_t *doc, const char *id)
+{
+        bson_iter_t it;
+        if (!bson_iter_init_find(&it, doc, "_id"))
+                return false;
+        if (BSON_ITER_HOLDS_OID(&it)) {
+                char hex[25];
+                bson_oid_to_string(bson_iter_oid(&it), hex);
+                return strlen(id) == 24 && !strcasecmp(hex, id);
+        }
+        return BSON_ITER_HOLDS_UTF8(&it) &&
+               !strcmp(bson_iter_utf8(&it, NULL), id);
+}
+
+/* Reads the documents of ids (fields of proj, NULL: all) into docs[i]
+ * (NULL: no such document; caller destroys). One query. */
+static par_err_t find_many(par_claim_t *c, const char *const *ids, size_t n,
+                           const bson_t *proj, bson_t **docs, par_error_t *err)
+{
+        bson_t q = BSON_INITIALIZER;
+        bson_t *opts =
+            proj ? BCON_NEW("projection", BCON_DOCUMENT(proj)) : bson_new();
+        const bson_t *d;
+        bson_error_t be;
+        par_err_t rc = PAR_OK;
+
+        for (size_t i = 0; i < n; i++)
+                docs[i] = NULL;
+        append_in(&q, "_id", ids, n);
+        mongoc_cursor_t *cur =
+            mongoc_collection_find_with_opts(c->coll, &q, opts, NULL);
+        while (mongoc_cursor_next(cur, &d))
+                for (size_t i = 0; i < n; i++)
+                        if (!docs[i] && doc_is(d, ids[i])) {
+                                docs[i] = bson_copy(d);
+                                break;
+                        }
+        if (mongoc_cursor_error(cur, &be)) {
+                rc = par_error_set(err, PAR_ERR_MONGO, "find: %s", be.message);
+                for (size_t i = 0; i < n; i++) {
+                        bson_destroy(docs[i]);
+                        docs[i] = NULL;
+                }
+        }
+        mongoc_cursor_destroy(cur);
+        bson_destroy(opts);
+        bson_destroy(&q);
+        return rc;
+}
+
+/* The claiming filter of par_claim_acquire (without prev_owner) for the
+ * ids, and its update with the call's token. */
+static par_err_t claim_many(par_claim_t *c, const char *const *ids, size_t n,
+                            const char *token, int64_t now_ms, int64_t lease_ms,
+                            par_error_t *err)
+{
+        bson_t q = BSON_INITIALIZER, orr, a, b, lt, reply;
+        bson_error_t be;
+        par_err_t rc = PAR_OK;
+
+        append_in(&q, "_id", ids, n);
+        BSON_APPEND_ARRAY_BEGIN(&q, "$or", &orr);
+        BSON_APPEND_DOCUMENT_BEGIN(&orr, "0", &a);
+        BSON_APPEND_UTF8(&a, "status", "pending");
+        bson_append_document_end(&orr, &a);
+        BSON_APPEND_DOCUMENT_BEGIN(&orr, "1", &b);
+        BSON_APPEND_UTF8(&b, "status", "claimed");
+        BSON_APPEND_DOCUMENT_BEGIN(&b, "lease_until", &lt);
+        BSON_APPEND_DATE_TIME(&lt, "$lt", now_ms);
+        bson_append_document_end(&b, &lt);
+        bson_append_document_end(&orr, &b);
+        bson_append_array_end(&q, &orr);
+        bson_t *upd = BCON_NEW(
+            "$set", "{", "status", BCON_UTF8("claimed"), "claimed_by",
+            BCON_UTF8(c->owner), "claimed_at", BCON_DATE_TIME(now_ms),
+            "lease_until", BCON_DATE_TIME(now_ms + lease_ms), "claim_token",
+            BCON_UTF8(token), "}", "$inc", "{", "attempt", BCON_INT32(1), "}");
+        if (!mongoc_collection_update_many(c->coll, &q, upd, NULL, &reply, &be))
+                rc =
+                    par_error_set(err, PAR_ERR_MONGO, "update: %s", be.message);
+        bson_destroy(&reply);
+        bson_destroy(upd);
+        bson_destroy(&q);
+        return rc;
+}
+
+par_err_t par_claim_acquire_batch(par_claim_t *c, const char *const *ids,
+                                  size_t n, int64_t now_ms, int64_t lease_ms,
+                                  par_claim_info_t *infos, par_error_t *err)
+{
+        const char *todo[PAR_CLAIM_BATCH_MAX];
+        size_t at[PAR_CLAIM_BATCH_MAX], ntodo = 0;
+        bson_t *docs[PAR_CLAIM_BATCH_MAX];
+        char token[25];
+        bson_oid_t oid;
+        par_err_t rc = PAR_OK;
+
+        if (n > PAR_CLAIM_BATCH_MAX)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "claim batch of %zu ids (at most %d)", n,
+                                     PAR_CLAIM_BATCH_MAX);
+        /* Unique to this call across processes (random per process, a
+         * counter within it): the proof that a document is ours. */
+        bson_oid_init(&oid, NULL);
+        bson_oid_to_string(&oid, token);
+        for (size_t i = 0; i < n; i++) {
+                memset(&infos[i], 0, sizeof(infos[i]));
+                bool dup = false;
+                for (size_t k = 0; k < ntodo && !dup; k++)
+                        dup = !strcmp(todo[k], ids[i]);
+                if (dup) {
+                        infos[i].outcome = PAR_CLAIM_LEASED;
+                        infos[i].lease_until = now_ms + lease_ms;
+                        snprintf(infos[i].status, sizeof(infos[i].status),
+                                 "claimed");
+                        snprintf(infos[i].holder, sizeof(infos[i].holder), "%s",
+                                 c->owner);
+                        continue;
+                }
+                todo[ntodo] = ids[i];
+                at[ntodo++] = i;
+        }
+        for (int tries = 0; tries < 3 && ntodo; tries++) {
+                if ((rc = claim_many(c, todo, ntodo, token, now_ms, lease_ms,
+                                     err)) ||
+                    (rc = find_many(c, todo, ntodo, NULL, docs, err)))
+                        return rc;
+                size_t left = 0;
+                for (size_t k = 0; k < ntodo; k++) {
+                        par_claim_info_t *info = &infos[at[k]];
+                        bson_t *doc = docs[k];
+                        char tok[32];
+                        bool again = false;
+
+                        if (!doc) {
+                                info->outcome = PAR_CLAIM_NOTFOUND;
+                                continue;
+                        }
+                        doc_str(doc, "status", info->status,
+                                sizeof(info->status));
+                        doc_str(doc, "claim_token", tok, sizeof(tok));
+                        info->attempt = doc_int(doc, "attempt");
+                        info->expires_at = doc_date(doc, "expires_at");
+                        if (!strcmp(info->status, "claimed") &&
+                            !strcmp(tok, token)) {
+                                info->claimed_at = now_ms;
+                                info->lease_until = now_ms + lease_ms;
+                                info->outcome =
+                                    info->expires_at &&
+                                            info->expires_at <= now_ms
+                                        ? PAR_CLAIM_EXPIRED
+                                        : PAR_CLAIM_OK;
+                        } else if (!strcmp(info->status, "claimed")) {
+                                info->lease_until =
+                                    doc_date(doc, "lease_until");
+                                doc_str(doc, "claimed_by", info->holder,
+                                        sizeof(info->holder));
+                                info->outcome = PAR_CLAIM_LEASED;
+                                again = info->lease_until < now_ms;
+                        } else if (!strcmp(info->status, "pending")) {
+                                /* Pending after our update: released
+                                 * meanwhile. Leased (by nobody) unless the
+                                 * next try takes it. */
+                                info->outcome = PAR_CLAIM_LEASED;
+                                again = true;
+                        } else {
+                                info->outcome = PAR_CLAIM_TERMINAL;
+                        }
+                        bson_destroy(doc);
+                        if (again) {
+                                todo[left] = todo[k];
+                                at[left++] = at[k];
+                        }
+                }
+                ntodo = left;
+        }
+        return rc;
+}
+
+par_err_t par_claim_finish_batch(par_claim_t *c, const par_claim_finish_t *outs,
+                                 size_t n, int64_t now_ms, par_err_t *rcs,
+                                 par_error_t *err)
+{
+        const char *ids[PAR_CLAIM_BATCH_MAX];
+        bson_t *docs[PAR_CLAIM_BATCH_MAX];
+        bson_t reply;
+        bson_error_t be;
+        bson_iter_t it;
+        par_err_t rc = PAR_OK;
+
+        if (n > PAR_CLAIM_BATCH_MAX)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "finish batch of %zu ids (at most %d)", n,
+                                     PAR_CLAIM_BATCH_MAX);
+        if (n == 0)
+                return PAR_OK;
+        bson_t *bopts = BCON_NEW("ordered", BCON_BOOL(false));
+        mongoc_bulk_operation_t *bulk =
+            mongoc_collection_create_bulk_operation_with_opts(c->coll, bopts);
+        bson_destroy(bopts);
+        for (size_t i = 0; i < n; i++) {
+                const par_claim_finish_t *o = &outs[i];
+                bson_t q = BSON_INITIALIZER, upd = BSON_INITIALIZER, set, unset;
+
+                ids[i] = o->id;
+                append_id(&q, o->id);
+                BSON_APPEND_UTF8(&q, "status", "claimed");
+                BSON_APPEND_UTF8(&q, "claimed_by",
+                                 o->owner ? o->owner : c->owner);
+                BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
+                BSON_APPEND_UTF8(&set, "status", o->status);
+                if (o->result)
+                        BSON_APPEND_DOCUMENT(&set, "result", o->result);
+                if (o->error)
+                        BSON_APPEND_UTF8(&set, "error", o->error);
+                else
+                        BSON_APPEND_NULL(&set, "error");
+                BSON_APPEND_DATE_TIME(&set, "finished_at", now_ms);
+                bson_append_document_end(&upd, &set);
+                BSON_APPEND_DOCUMENT_BEGIN(&upd, "$unset", &unset);
+                BSON_APPEND_UTF8(&unset, "lease_until", "");
+                bson_append_document_end(&upd, &unset);
+                bool ok = mongoc_bulk_operation_update_one_with_opts(
+                    bulk, &q, &upd, NULL, &be);
+                bson_destroy(&q);
+                bson_destroy(&upd);
+                if (!ok) {
+                        mongoc_bulk_operation_destroy(bulk);
+                        return par_error_set(err, PAR_ERR_INVALID,
+                                             "signal %s: finish: %s", o->id,
+                                             be.message);
+                }
+        }
+        bool ok = mongoc_bulk_operation_execute(bulk, &reply, &be) != 0;
+        int64_t matched = bson_iter_init_find(&it, &reply, "nMatched")
+                              ? bson_iter_as_int64(&it)
+                              : -1;
+        bson_destroy(&reply);
+        mongoc_bulk_operation_destroy(bulk);
+        if (!ok)
+                return par_error_set(err, PAR_ERR_MONGO, "finish: %s",
+                                     be.message);
+        for (size_t i = 0; i < n; i++)
+                rcs[i] = PAR_OK;
+        if (matched == (int64_t)n)
+                return PAR_OK;
+
+        /* Some were fenced off: which? Ours carry our outcome and time. */
+        bson_t *proj = BCON_NEW("status", BCON_INT32(1), "claimed_by",
+                                BCON_INT32(1), "finished_at", BCON_INT32(1));
+        rc = find_many(c, ids, n, proj, docs, err);
+        bson_destroy(proj);
+        if (rc)
+                return rc;
+        for (size_t i = 0; i < n; i++) {
+                const par_claim_finish_t *o = &outs[i];
+                char st[16], by[160];
+                bool ours = false;
+                if (docs[i]) {
+                        doc_str(docs[i], "status", st, sizeof(st));
+                        doc_str(docs[i], "claimed_by", by, sizeof(by));
+                        ours = !strcmp(st, o->status) &&
+                               !strcmp(by, o->owner ? o->owner : c->owner) &&
+                               doc_date(docs[i], "finished_at") == now_ms;
+                        bson_destroy(docs[i]);
+                }
+                rcs[i] = ours ? PAR_OK : PAR_ERR_NOTFOUND;
+        }
+        return PAR_OK;
 }
 
 /* findAndModify on {_id, status: claimed, claimed_by: owner}. */

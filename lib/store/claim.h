@@ -15,6 +15,9 @@
  * died is claimable again once its lease ends (with attempt + 1). Renewal
  * and finishing are conditional on `claimed_by` still being the caller, so a
  * worker that lost its lease can never overwrite someone else's outcome.
+ * Claiming and finishing also come in batches (par_claim_acquire_batch,
+ * par_claim_finish_batch): the same per-document conditions, many documents
+ * per round trip.
  *
  * Resource locks. The scheduler keeps a resource exclusive within one node
  * and Kafka keys keep one priority's signals of a resource in one partition,
@@ -106,6 +109,34 @@ par_err_t par_claim_acquire(par_claim_t *c, const char *id,
                             int64_t lease_ms, par_claim_info_t *info,
                             par_error_t *err);
 
+/* The most ids one batch call takes (a filter of this many ids stays far
+ * below MongoDB's 16 MB command limit). */
+#define PAR_CLAIM_BATCH_MAX 256
+
+/*
+ * Claims the n signals ids[0..n-1] (borrowed, distinct; n <=
+ * PAR_CLAIM_BATCH_MAX) at once: infos[i] gets what par_claim_acquire(c,
+ * ids[i], NULL, …) would have said of id i (OK or EXPIRED: claimed by this
+ * claim's owner with attempt + 1; TERMINAL, LEASED, NOTFOUND).
+ *
+ * A fixed number of round trips whatever n: one unordered multi-document
+ * update whose filter is the single claim's ({_id: {$in: ids}} and the same
+ * $or), which also sets `claim_token`, unique to this call; then one read of
+ * every id. A document carrying the token was claimed by this call (each
+ * document's update is atomic, so of two callers racing for an id exactly
+ * one matches it, and a lapsed lease is taken over, attempt + 1, once); the
+ * others say why not. Ids found claimable by the read (released or lapsed
+ * between the two) get the two round trips again, twice at most, then count
+ * as leased, as in par_claim_acquire. An id repeated in ids is claimed once
+ * and reported leased (by this owner) at its later places.
+ *
+ * PAR_ERR_MONGO when the database could not be asked; some ids may then be
+ * claimed by this owner without the caller knowing (their leases lapse).
+ */
+par_err_t par_claim_acquire_batch(par_claim_t *c, const char *const *ids,
+                                  size_t n, int64_t now_ms, int64_t lease_ms,
+                                  par_claim_info_t *infos, par_error_t *err);
+
 /*
  * Extends a lease held by owner (NULL = this claim's owner) to now_ms +
  * lease_ms. PAR_ERR_NOTFOUND when owner no longer holds it.
@@ -123,6 +154,34 @@ par_err_t par_claim_renew(par_claim_t *c, const char *id, const char *owner,
 par_err_t par_claim_finish(par_claim_t *c, const char *id, const char *status,
                            const bson_t *result, const char *error,
                            int64_t now_ms, par_error_t *err);
+
+/* One outcome for par_claim_finish_batch: as par_claim_finish's arguments,
+ * plus the owner whose claim it ends (NULL: this claim's owner). All
+ * borrowed. */
+typedef struct par_claim_finish {
+        const char *id;
+        const char *owner;
+        const char *status;
+        const bson_t *result;
+        const char *error;
+} par_claim_finish_t;
+
+/*
+ * Records n outcomes (n <= PAR_CLAIM_BATCH_MAX) at once, each exactly as
+ * par_claim_finish and fenced like it: conditional on its document still
+ * being claimed by its owner. rcs[i] gets PAR_OK or PAR_ERR_NOTFOUND (the
+ * owner no longer held it: nothing written) for outs[i].
+ *
+ * One unordered bulk of n conditional updates; only when fewer than n
+ * matched, one read of the ids tells which: a document the call finished
+ * has its status, its owner and finished_at = now_ms. PAR_ERR_MONGO when
+ * the database could not be asked (rcs undefined, some outcomes may be
+ * written): calling again with the same now_ms is safe, the outcomes
+ * already written are then reported PAR_OK.
+ */
+par_err_t par_claim_finish_batch(par_claim_t *c, const par_claim_finish_t *outs,
+                                 size_t n, int64_t now_ms, par_err_t *rcs,
+                                 par_error_t *err);
 
 /*
  * Gives a held claim back (status "pending", lease removed, attempt kept)

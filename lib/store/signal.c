@@ -21,9 +21,10 @@ static const char *const statuses[] = {"pending", "claimed",  "done", "failed",
 /* Written by Parallel (consumer, sweeper) after insertion; not type-checked
  * except attempt, which the producer republishes. */
 static const char *const parallel_fields[] = {
-    "claimed_by", "claimed_at", "lease_until", "attempt",     "result",
-    "error",      "started_at", "finished_at", "rejected_at", "requeued_at",
-    "updated_at", "expired_at", "node_id",     "worker_id",   NULL};
+    "claimed_by",  "claimed_at",  "lease_until", "attempt",
+    "result",      "error",       "started_at",  "finished_at",
+    "rejected_at", "requeued_at", "updated_at",  "expired_at",
+    "node_id",     "worker_id",   "claim_token", NULL};
 
 enum {
         F_ID = 1 << 0,
