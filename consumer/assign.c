@@ -14,9 +14,15 @@
  * synchronously, after letting the running jobs of the revoked partitions
  * finish, so the new owner starts after everything that finished here.
  *
- * Back-pressure is by pausing partitions (per priority level, on the
- * scheduler's watermarks) while polling goes on; librdkafka then stops
- * fetching them and re-fetches from the last delivered position on resume.
+ * Back-pressure without pausing: every assigned partition's messages are
+ * forwarded to its priority level's queue, and the main thread stops
+ * taking from a level's queue while the scheduler holds the level (its
+ * local queue reached the high watermark, until it drains to the low one).
+ * librdkafka's own prefetch limits (queued.min.messages,
+ * queued.max.messages.kbytes) bound what waits there. Pausing instead threw
+ * the prefetched messages away on every pause and fetched them again on
+ * every resume: a node at its watermarks spent most of its time waiting
+ * for those fetches.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,44 +51,30 @@ static struct npart *part_find(node_t *n, const char *topic, int32_t p)
         return NULL;
 }
 
-static void part_pause(node_t *n, struct npart *np, bool pause)
+bool assign_owned(node_t *n, const char *topic, int32_t partition)
 {
-        rd_kafka_topic_partition_list_t *l =
-            rd_kafka_topic_partition_list_new(1);
-        rd_kafka_topic_partition_list_add(l, np->topic, np->partition);
-        if (pause)
-                rd_kafka_pause_partitions(n->consumer, l);
-        else
-                rd_kafka_resume_partitions(n->consumer, l);
-        rd_kafka_topic_partition_list_destroy(l);
-        np->paused = pause;
+        return part_find(n, topic, partition) != NULL;
 }
 
-void assign_delivered(node_t *n, const char *topic, int32_t partition,
-                      int level)
+/* Routes the partition's fetched messages to its level's queue (level 0:
+ * back to none). librdkafka keeps an application's forward across its own
+ * fetch start, but its fetch stop (an unassign) clears it. */
+static void part_forward(node_t *n, const char *topic, int32_t partition,
+                         int level)
 {
-        struct npart *np = part_find(n, topic, partition);
-        if (!np)
+        rd_kafka_queue_t *pq =
+            rd_kafka_queue_get_partition(n->consumer, topic, partition);
+        if (!pq)
                 return;
-        np->delivered = true;
-        if ((n->paused & (1u << (level - 1))) && !np->paused)
-                part_pause(n, np, true);
+        rd_kafka_queue_forward(pq, level ? n->lq[level - 1] : NULL);
+        rd_kafka_queue_destroy(pq);
 }
 
-/* Pauses (resumes) the partitions of the levels in mask; a partition that
- * has not delivered since its assignment is paused on its first message
- * (see node_state.h). */
-static void pause_levels(node_t *n, uint32_t mask, bool pause)
+void assign_reforward(node_t *n)
 {
-        for (int i = 0; i < n->nparts; i++) {
-                struct npart *np = &n->parts[i];
-                if (!(mask & (1u << (np->level - 1))))
-                        continue;
-                if (pause && np->delivered && !np->paused)
-                        part_pause(n, np, true);
-                else if (!pause && np->paused)
-                        part_pause(n, np, false);
-        }
+        for (int i = 0; i < n->nparts; i++)
+                part_forward(n, n->parts[i].topic, n->parts[i].partition,
+                             n->parts[i].level);
 }
 
 void assign_apply_flow(node_t *n)
@@ -90,16 +82,15 @@ void assign_apply_flow(node_t *n)
         uint32_t pause, resume;
         if (!par_sched_take_flow(n->sched, &pause, &resume))
                 return;
+        if (atomic_load(&n->draining))
+                return; /* held for good */
         n->paused = (n->paused | pause) & ~resume;
-        pause_levels(n, pause, true);
-        pause_levels(n, resume, false);
-        PAR_DEBUG("consumer", "flow", "paused_mask=0x%x", n->paused);
+        PAR_DEBUG("consumer", "flow", "held_mask=0x%x", n->paused);
 }
 
 void assign_pause_all(node_t *n)
 {
         n->paused = (1u << n->levels) - 1;
-        pause_levels(n, n->paused, true);
 }
 
 static void assigned(node_t *n, rd_kafka_topic_partition_list_t *parts)
@@ -114,7 +105,7 @@ static void assigned(node_t *n, rd_kafka_topic_partition_list_t *parts)
                         struct npart *np =
                             realloc(n->parts, (size_t)cap * sizeof(*np));
                         if (!np)
-                                break; /* never paused: safe */
+                                break; /* not forwarded: intake drops it */
                         n->parts = np;
                         n->cap_parts = cap;
                 }
@@ -124,6 +115,8 @@ static void assigned(node_t *n, rd_kafka_topic_partition_list_t *parts)
                          parts->elems[i].topic);
                 np->partition = parts->elems[i].partition;
                 np->level = L;
+                /* Before the assignment starts fetching it. */
+                part_forward(n, np->topic, np->partition, L);
         }
 }
 
@@ -191,15 +184,11 @@ static void revoked(node_t *n, rd_kafka_t *rk,
                 if (c >= 0 && !lost)
                         rd_kafka_topic_partition_list_add(commit, t, p)
                             ->offset = c;
-                /* Leave no pause behind: librdkafka keeps a partition's
-                 * pause flag across unassign, and a later assignment would
-                 * never fetch it. */
+                /* Its messages still in the level queue are outdated for
+                 * librdkafka now and never reach intake. */
                 struct npart *np = part_find(n, t, p);
-                if (np) {
-                        if (np->paused)
-                                part_pause(n, np, false);
+                if (np)
                         *np = n->parts[--n->nparts];
-                }
         }
         if (commit->cnt) {
                 rd_kafka_resp_err_t ce = rd_kafka_commit(rk, commit, 0);
@@ -227,11 +216,11 @@ void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 par_log(PAR_LOG_INFO, "consumer", "assigned", "partitions=%d",
                         parts->cnt);
+                assigned(n, parts);
                 if (coop)
                         ke = rd_kafka_incremental_assign(rk, parts);
                 else
                         rd_kafka_assign(rk, parts);
-                assigned(n, parts);
                 /* The assignment that follows a revoke belongs to the same
                  * round; the next one ends the rejoin. */
                 if (n->rejoin == NODE_REJOIN_REVOKED) {

@@ -3,8 +3,9 @@
  *
  * Owns: the rebalance callback (incremental assign / unassign, with the
  * revoked partitions' queued jobs dropped and their finished prefix
- * committed first), the table of assigned partitions, and pausing and
- * resuming them per priority level on the scheduler's watermarks. Stays
+ * committed first), the table of assigned partitions and the forwarding
+ * of their messages to one queue per priority level, and which levels are
+ * held back on the scheduler's watermarks. Stays
  * out: the periodic commits (commit.c) and the messages themselves
  * (intake.c). Main thread (librdkafka serves rebalances from poll).
  */
@@ -20,13 +21,15 @@ typedef struct node node_t;
 
 /* The priority level of a signal topic; 0 for any other topic. */
 int assign_level(node_t *n, const char *topic);
-/* A message of topic/partition (at level) reached the application: from
- * now on it may be paused (see node.h). */
-void assign_delivered(node_t *n, const char *topic, int32_t partition,
-                      int level);
-/* Applies the scheduler's pause/resume decisions. */
+/* True when topic/partition is assigned to this node now. */
+bool assign_owned(node_t *n, const char *topic, int32_t partition);
+/* Forwards every assigned partition to its level's queue again (a forward
+ * an unassign cleared after a quick re-assignment would strand its
+ * messages; cheap, so the main loop repeats it every second). */
+void assign_reforward(node_t *n);
+/* Applies the scheduler's hold/go-on decisions to n->paused. */
 void assign_apply_flow(node_t *n);
-/* Pauses every level (shutdown). */
+/* Holds every level (shutdown). */
 void assign_pause_all(node_t *n);
 /* False while the member rejoins after a revoke: a commit then would be
  * taken for a lost assignment (assign.c). */

@@ -127,9 +127,12 @@ void intake_message(node_t *n, const rd_kafka_message_t *m)
         json_t *sig = NULL;
         par_error_t e;
 
-        if (!level)
+        /* A message of a partition revoked a moment ago (librdkafka drops
+         * them once the unassign is through, not before) is not ours:
+         * tracking it could commit an offset for the partition's new
+         * owner. */
+        if (!level || !assign_owned(n, topic, m->partition))
                 return;
-        assign_delivered(n, topic, m->partition, level);
         if (par_offsets_track(n->offsets, topic, m->partition, m->offset, &e)) {
                 PAR_DEBUG("consumer", "duplicate", "error=\"%s\"", e.msg);
                 return;

@@ -9,7 +9,15 @@
  * enqueues and does bookkeeping on a timetable: commits every
  * commit.interval, pool sizing every 100 ms, worker status every second,
  * metrics every metrics.interval.
+ *
+ * Each turn of the loop serves the consumer queue (rebalances, errors),
+ * then takes messages from the levels' queues, most urgent level first,
+ * each up to the room its local queue has; when a turn took nothing it
+ * sleeps on the wake pipe (node_state.h) for up to 50 ms.
  */
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +40,10 @@
  * to keep the producer's batches full (linger.ms=2) at tens of thousands a
  * second, small enough that a shutdown waits for them briefly. */
 #define RESULTS_IN_FLIGHT 4096
+
+/* Messages taken from one level's queue per turn of the main loop at most:
+ * the other levels and the consumer queue are served between batches. */
+#define INTAKE_BATCH 256
 
 static par_err_t kset(rd_kafka_conf_t *c, const char *k, const char *v,
                       par_error_t *err)
@@ -86,6 +98,58 @@ static void size_to_topics(node_t *n, rd_kafka_conf_t *pc)
         n->value_max = par_kafka_value_max_of(n->message_max);
 }
 
+/* The scheduler's on_resume: a held level may take messages again. */
+static void wake_main(void *arg)
+{
+        node_t *n = arg;
+        char c = 1;
+        if (write(n->wake[1], &c, 1) < 0) {
+                /* full pipe: a wake-up is pending anyway */
+        }
+}
+
+static void drain_wake(node_t *n)
+{
+        char buf[64];
+        while (read(n->wake[0], buf, sizeof(buf)) > 0)
+                ;
+}
+
+/* One queue per level, and the consumer queue, each writing a byte to the
+ * wake pipe when it gets something while nobody is serving it. */
+static par_err_t make_queues(node_t *n, par_error_t *err)
+{
+        static const char byte = 1;
+        if (!(n->cq = rd_kafka_queue_get_consumer(n->consumer)))
+                return par_error_set(err, PAR_ERR_KAFKA,
+                                     "consumer: no consumer queue");
+        rd_kafka_queue_io_event_enable(n->cq, n->wake[1], &byte, 1);
+        for (int L = 1; L <= n->levels; L++) {
+                if (!(n->lq[L - 1] = rd_kafka_queue_new(n->consumer)))
+                        return par_error_set(err, PAR_ERR_NOMEM,
+                                             "out of memory");
+                rd_kafka_queue_io_event_enable(n->lq[L - 1], n->wake[1], &byte,
+                                               1);
+        }
+        return PAR_OK;
+}
+
+static void destroy_queues(node_t *n)
+{
+        for (int L = 1; L <= NODE_MAX_LEVELS; L++)
+                if (n->lq[L - 1]) {
+                        rd_kafka_queue_io_event_enable(n->lq[L - 1], -1, NULL,
+                                                       0);
+                        rd_kafka_queue_destroy(n->lq[L - 1]);
+                        n->lq[L - 1] = NULL;
+                }
+        if (n->cq) {
+                rd_kafka_queue_io_event_enable(n->cq, -1, NULL, 0);
+                rd_kafka_queue_destroy(n->cq);
+                n->cq = NULL;
+        }
+}
+
 static par_err_t make_clients(node_t *n, par_error_t *err)
 {
         rd_kafka_conf_t *pc = NULL, *cc = NULL;
@@ -101,7 +165,13 @@ static par_err_t make_clients(node_t *n, par_error_t *err)
             (rc = kset(cc, "enable.auto.offset.store", "false", err)) ||
             (rc = kset(cc, "partition.assignment.strategy",
                        "cooperative-sticky", err)) ||
-            (rc = kset(cc, "auto.offset.reset", "earliest", err)))
+            (rc = kset(cc, "auto.offset.reset", "earliest", err)) ||
+            /* What librdkafka prefetches per level queue (it counts a
+             * forwarded partition against the queue it forwards to): a
+             * fraction of a second of work at full speed, not the 64 MB
+             * per queue of its defaults. */
+            (rc = kdefault(cc, "queued.min.messages", "10000", err)) ||
+            (rc = kdefault(cc, "queued.max.messages.kbytes", "16384", err)))
                 goto fail;
         if (par_config_bool(n->cfg, "consumer.static_membership") &&
             (rc = kset(cc, "group.instance.id", n->id, err)))
@@ -115,6 +185,8 @@ static par_err_t make_clients(node_t *n, par_error_t *err)
         }
         cc = NULL;
         rd_kafka_poll_set_consumer(n->consumer);
+        if ((rc = make_queues(n, err)))
+                goto fail;
 
         if ((rc = par_kafka_conf_new(&pc, n->cfg, cid, err)))
                 goto fail;
@@ -210,6 +282,12 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
         if (!n)
                 return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
         n->cfg = cfg;
+        n->wake[0] = n->wake[1] = -1;
+        if (pipe2(n->wake, O_NONBLOCK | O_CLOEXEC)) {
+                free(n);
+                return par_error_set(err, PAR_ERR_IO, "pipe: %s",
+                                     strerror(errno));
+        }
         atomic_store(&n->lag, -1);
         n->started_ms = par_clock_wall_ms();
         node_names(n, cfg);
@@ -232,7 +310,10 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
             .aging_ms = par_config_int(cfg, "sched.aging"),
             .high_watermark = (int)par_config_int(cfg, "sched.queue.high"),
             .low_watermark = (int)par_config_int(cfg, "sched.queue.low"),
-            .free_payload = job_free};
+            .free_payload = job_free,
+            .on_resume = wake_main,
+            .wake_arg = n};
+        n->queue_high = so.high_watermark;
         if ((rc = par_sched_new(&n->sched, &so, err)) ||
             (rc = par_offsets_new(&n->offsets, err)) ||
             (rc = par_codec_new(&n->codec, err)))
@@ -365,17 +446,62 @@ static void kill_browsers(node_t *n)
         }
 }
 
-static void poll_once(node_t *n)
+static void handle(node_t *n, rd_kafka_message_t *m)
 {
-        rd_kafka_message_t *m = rd_kafka_consumer_poll(n->consumer, 50);
-        if (!m)
-                return;
         if (!m->err)
                 intake_message(n, m);
         else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF)
                 par_log(PAR_LOG_WARN, "consumer", "consume_error",
                         "error=\"%s\"", rd_kafka_message_errstr(m));
         rd_kafka_message_destroy(m);
+}
+
+/* Takes level L's messages up to the room its local queue has. */
+static int take_level(node_t *n, int L)
+{
+        rd_kafka_message_t *batch[INTAKE_BATCH];
+        int room = INTAKE_BATCH;
+        if (n->queue_high > 0) {
+                room = n->queue_high - par_sched_depth(n->sched, L);
+                if (room > INTAKE_BATCH)
+                        room = INTAKE_BATCH;
+        }
+        if (room <= 0)
+                return 0;
+        ssize_t got =
+            rd_kafka_consume_batch_queue(n->lq[L - 1], 0, batch, (size_t)room);
+        for (ssize_t i = 0; i < got; i++)
+                handle(n, batch[i]);
+        return got > 0 ? (int)got : 0;
+}
+
+/* One turn: the consumer queue (rebalance callbacks run here), then the
+ * levels not held, most urgent first. Returns the messages taken. */
+static int serve(node_t *n)
+{
+        rd_kafka_message_t *m;
+        int got = 0;
+
+        /* Only errors, unless a partition's forward was lost: its
+         * messages then arrive here, and are taken all the same. */
+        while (got < INTAKE_BATCH &&
+               (m = rd_kafka_consumer_poll(n->consumer, 0))) {
+                handle(n, m);
+                got++;
+        }
+        assign_apply_flow(n);
+        for (int L = n->levels; L >= 1; L--)
+                if (!(n->paused & (1u << (L - 1))))
+                        got += take_level(n, L);
+        return got;
+}
+
+/* Sleeps until a queue or the scheduler wakes the loop, or ms pass. */
+static void wait_wake(node_t *n, int ms)
+{
+        struct pollfd p = {.fd = n->wake[0], .events = POLLIN};
+        if (poll(&p, 1, ms) > 0)
+                drain_wake(n);
 }
 
 static void start(node_t *n)
@@ -439,7 +565,7 @@ static int shut_down(node_t *n, volatile sig_atomic_t *stop)
                     par_clock_mono_ms() >= deadline || *stop >= 2)
                         break;
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(n->consumer, 50);
-                if (m) /* paused: only stragglers; not tracked, refetched */
+                if (m) /* held: only stragglers; not tracked, refetched */
                         rd_kafka_message_destroy(m);
                 commit_offsets(n, false, false);
                 status_publish_workers(n);
@@ -500,8 +626,7 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
 
         start(n);
         while (!*stop) {
-                poll_once(n);
-                assign_apply_flow(n);
+                int got = serve(n);
                 now = par_clock_mono_ms();
                 if (now >= next_commit) {
                         commit_offsets(n, false, ++commits % 10 == 0);
@@ -512,6 +637,7 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
                         next_pool = now + 100;
                 }
                 if (now >= next_status) {
+                        assign_reforward(n);
                         status_publish_workers(n);
                         if (n->memory_limit_mb > 0)
                                 crss = status_chrome_rss(n);
@@ -522,6 +648,8 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
                         last_metrics = now;
                         next_metrics = now + metrics_ms;
                 }
+                if (!got)
+                        wait_wake(n, 50);
         }
         return shut_down(n, stop);
 }
@@ -534,6 +662,7 @@ void node_destroy(node_t *n)
                 par_http_destroy(n->http);
         n->stats.obs = NULL;
         obs_destroy(n->obs); /* before the consumer handle it uses */
+        destroy_queues(n);
         if (n->consumer)
                 rd_kafka_destroy(n->consumer);
         pub_destroy(n->pub);
@@ -552,5 +681,9 @@ void node_destroy(node_t *n)
         par_metrics_destroy(n->metrics);
         par_metrics_destroy(n->totals);
         free(n->parts);
+        if (n->wake[0] >= 0)
+                close(n->wake[0]);
+        if (n->wake[1] >= 0)
+                close(n->wake[1]);
         free(n);
 }

@@ -6,9 +6,10 @@
  * calls them, never include each other in a circle.
  *
  * Threads of a node:
- *   main (node.c)      owns the Kafka consumer: polls (intake.c), applies
- *                      incremental rebalances and pauses/resumes levels on
- *                      the scheduler's watermarks (assign.c), commits the
+ *   main (node.c)      owns the Kafka consumer: takes messages from one
+ *                      queue per priority level while the level's local
+ *                      queue is below its watermark (intake.c), applies
+ *                      incremental rebalances (assign.c), commits the
  *                      finished offset prefix (commit.c), sizes the worker
  *                      pool, publishes metrics and worker status
  *                      (status.c), and runs the shutdown sequence.
@@ -59,12 +60,11 @@
 
 typedef struct node node_t;
 
-/* An assigned partition and its pause state (assign.c). */
+/* An assigned partition (assign.c). */
 struct npart {
         char topic[PAR_KAFKA_TOPIC_MAX];
         int32_t partition;
         int level;
-        bool delivered, paused;
 };
 
 struct node {
@@ -79,7 +79,19 @@ struct node {
         size_t message_max, value_max;
 
         rd_kafka_t *consumer; /* main thread only */
-        pub_t *pub;           /* any thread */
+        /* One queue per level: every assigned partition's messages are
+         * forwarded to its level's queue (assign.c), so the main thread
+         * takes a level's messages only while its local queue has room,
+         * without pausing partitions (a pause throws librdkafka's
+         * prefetched messages away and a resume fetches them again). */
+        rd_kafka_queue_t *lq[NODE_MAX_LEVELS];
+        rd_kafka_queue_t *cq; /* the consumer queue: rebalances, errors */
+        /* The main loop sleeps in poll() on wake[0]; librdkafka writes a
+         * byte when a level queue or the consumer queue gets something,
+         * and the scheduler when a level drains to its low watermark. */
+        int wake[2];
+        int queue_high; /* sched.queue.high: a level's local queue bound */
+        pub_t *pub;     /* any thread */
         par_codec_t *codec;
         par_sched_t *sched;
         par_offsets_t *offsets;
@@ -103,12 +115,9 @@ struct node {
         int workers_min, workers_max;
         int64_t memory_limit_mb;
 
-        /* Pause state, main thread (assign.c). A level is paused as a
-         * whole, but each assigned partition is paused only once it has
-         * delivered a message since it was assigned: librdkafka resumes a
-         * partition from the last position delivered to the application,
-         * which for a partition just (re)assigned may be stale (from a
-         * previous assignment) and would skip messages. */
+        /* Levels whose messages are held back (bit level-1): the local
+         * queue reached sched.queue.high and has not drained to
+         * sched.queue.low, or the node is draining. Main thread. */
         uint32_t paused;
         struct npart *parts;
         int nparts, cap_parts;

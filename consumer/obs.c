@@ -169,9 +169,11 @@ par_err_t obs_new(node_obs_t **out, const obs_opts_t *opts, par_error_t *err)
                     m, "parallel_consumer_lag", lb,
                     "High watermark minus the group's committed offset, "
                     "summed over this node's partitions of the level.");
-                o->paused[L - 1] = par_metrics_gauge(
-                    m, "parallel_partitions_paused", lb,
-                    "Partitions of the level paused (local queue full).");
+                o->paused[L - 1] =
+                    par_metrics_gauge(m, "parallel_partitions_paused", lb,
+                                      "Partitions of the level whose messages "
+                                      "are held back (its local "
+                                      "queue is full).");
                 o->depth[L - 1].sched = opts->sched;
                 o->depth[L - 1].level = L;
                 if ((rc = par_metrics_gauge_fn(

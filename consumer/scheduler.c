@@ -9,8 +9,9 @@
  * resource's oldest job, with the nominating job's urgency (inheritance).
  * Because a level list is in arrival order, that first job is also the most
  * aged of its level, so one candidate per level suffices and the best of
- * those wins. Queues are bounded by the watermarks (the poll thread pauses
- * partitions), so the linear walk past blocked jobs stays short.
+ * those wins. Queues are bounded by the watermarks (the poll thread stops
+ * taking a level's messages), so the linear walk past blocked jobs stays
+ * short.
  */
 #include "base/clock.h"
 #include "scheduler.h"
@@ -145,8 +146,11 @@ static void level_note_depth(par_sched_t *s, int level)
         uint32_t bit = 1u << (level - 1);
         if (s->o.high_watermark > 0 && l->depth >= s->o.high_watermark)
                 s->want_paused |= bit;
-        else if (l->depth <= s->o.low_watermark)
+        else if (l->depth <= s->o.low_watermark && (s->want_paused & bit)) {
                 s->want_paused &= ~bit;
+                if (s->o.on_resume)
+                        s->o.on_resume(s->o.wake_arg);
+        }
 }
 
 /* Inserts n into its level list and resource FIFO in sequence order. */

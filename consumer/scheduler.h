@@ -15,8 +15,8 @@
  *     the p1 backlog);
  *   - ageing: a job queued longer than `aging_ms` counts one level more
  *     urgent per full period waited (0 disables ageing);
- *   - watermarks: a level whose queue reaches `high` should have its
- *     partitions paused, and resumed once it drains to `low`;
+ *   - watermarks: a level whose queue reaches `high` should take no more
+ *     messages until it drains to `low` (on_resume says when);
  *   - a revoked partition's unstarted jobs are dropped;
  *   - a job can be put back (par_sched_defer) to run again no earlier than a
  *     given time, keeping its place at the head of its resource.
@@ -56,6 +56,12 @@ typedef struct par_sched_opts {
         /* Frees a payload of a job dropped by revoke/clear/destroy; may be
          * NULL. Called with the scheduler's lock held: must not call back. */
         void (*free_payload)(void *payload);
+        /* Called when a level that had reached high_watermark drains to
+         * low_watermark (its intake may go on), with wake_arg; may be
+         * NULL. Called with the scheduler's lock held: must not call back
+         * and must not block (the node writes one byte to a pipe). */
+        void (*on_resume)(void *wake_arg);
+        void *wake_arg;
 } par_sched_opts_t;
 
 par_err_t par_sched_new(par_sched_t **out, const par_sched_opts_t *opts,
@@ -94,8 +100,8 @@ int par_sched_revoke(par_sched_t *s, int level, int32_t partition);
 /* Drops every queued job (shutdown). Returns how many. */
 int par_sched_clear(par_sched_t *s);
 
-/* Flow control: bitmasks (bit level-1) of levels whose partitions should
- * now be paused / resumed, relative to what the previous call reported.
+/* Flow control: bitmasks (bit level-1) of levels whose intake should now
+ * stop / go on, relative to what the previous call reported.
  * Returns true when either mask is non-zero. */
 bool par_sched_take_flow(par_sched_t *s, uint32_t *pause, uint32_t *resume);
 

@@ -232,8 +232,8 @@ void status_publish_metrics(node_t *n, int64_t interval_ms)
         int total = pool_size(n->pool), busy = pool_busy(n->pool);
         int paused[NODE_MAX_LEVELS] = {0};
         for (int i = 0; i < n->nparts; i++)
-                if (n->parts[i].paused && n->parts[i].level >= 1 &&
-                    n->parts[i].level <= n->levels)
+                if (n->parts[i].level >= 1 && n->parts[i].level <= n->levels &&
+                    (n->paused >> (n->parts[i].level - 1)) & 1)
                         paused[n->parts[i].level - 1]++;
         int64_t crss = status_chrome_rss(n);
         int64_t lag = obs_refresh(n->obs, paused, n->chrome ? &cs : NULL, crss);

@@ -154,10 +154,10 @@ static const prop_t props[] = {
      "Anti-starvation: a queued signal counts one priority level more "
      "urgent per full period waited (0: off)."},
     {"sched.queue.high", T_INT, "256", 1, 1000000, NULL, 0, C,
-     "Local queue depth of one priority level at which that level's "
-     "partitions are paused."},
+     "Local queue depth of one priority level at which the node stops "
+     "taking that level's messages from Kafka."},
     {"sched.queue.low", T_INT, "64", 0, 1000000, NULL, 0, C,
-     "Depth at which a paused level's partitions are resumed (below "
+     "Depth at which a held level's messages are taken again (below "
      "sched.queue.high)."},
     {"claim.enabled", T_BOOL, "true", 0, 0, NULL, 0, C,
      "Claim each signal in MongoDB before running it and write the outcome "

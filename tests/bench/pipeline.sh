@@ -6,7 +6,10 @@
 #   tests/bench/pipeline.sh [BUILD_DIR]
 #       env: N=20000 signals per round, PARTS=4 partitions per topic,
 #            WORKERS=4 workers per node, TIMEOUT=600 s per run,
-#            CLAIMS="true false" (which claim.enabled settings to run)
+#            CLAIMS="true false" (which claim.enabled settings to run),
+#            NODE_OPTS="-X key=value …" (more options for every node),
+#            PROFILE=DIR (record each node with `perf record -g` into
+#            DIR/<run>-<node>.data; the figures then carry perf's cost)
 #
 # Two rounds, each in its own namespace (topic.prefix / mongo.collection):
 #   1. parallel-producer runs alone while N noop signals (N/4 per priority)
@@ -28,9 +31,13 @@
 #      runs per signal with claims on (acquire, then finish) against the
 #      same MongoDB from WORKERS threads (a node's pool), on N fresh
 #      documents; the claims-on rows are divided by it (÷store).
+#      Each run's nodes start on empty topics of their own and get the
+#      round's signals (bench-results copy, same partitions, keys and
+#      headers) once every node holds its share of the partitions.
 # Rate = (n − 1) / (last − first finished_at) over the run's N results, read
 # by bench-results from <prefix>.results. wall = from the nodes' start to
-# the last result, start-up included. Prints numbers; asserts nothing.
+# the last result: start-up, joining the group and the copy included.
+# Prints numbers; asserts nothing.
 BENCH_NAME=pipeline
 . "$(dirname "$0")/common.sh" "$@"
 
@@ -101,25 +108,82 @@ round() {
                 "$(awk -v ns="$net" 'BEGIN { printf "%.3f", ns / 1e9 }')" - - - -
 }
 
-# run NODES CLAIMS: one measured run on the current round's topics.
+# cpu_ticks PID…: the CPU time (user + system, clock ticks) of PID…, summed.
+cpu_ticks() {
+        local p t=0 f
+        for p in "$@"; do
+                f=$(sed 's/^.*) //' "/proc/$p/stat" 2>/dev/null) || continue
+                set -- $f
+                t=$((t + ${12} + ${13}))
+        done
+        echo "$t"
+}
+
+KAFKA_PID=$(cat "${PARALLEL_STACK_DIR:-$ROOT/deploy/dev/run}/kafka.pid" 2>/dev/null || true)
+
+# settled LOG…: true once the nodes logging to LOG… hold every partition
+# of the four signal topics between them, each at least one (from their
+# `assigned`/`revoked` log lines).
+settled() {
+        local want=$((4 * PARTS)) total=0 f held
+        for f in "$@"; do
+                held=$(awk '/event=assigned/ { if (match($0, /partitions=[0-9]+/)) h += substr($0, RSTART + 11, RLENGTH - 11) }
+                            /event=revoked/ { if (match($0, /partitions=[0-9]+/)) h -= substr($0, RSTART + 11, RLENGTH - 11) }
+                            END { print h + 0 }' "$f" 2>/dev/null || echo 0)
+                [[ $held -gt 0 ]] || return 1
+                total=$((total + held))
+        done
+        [[ $total -eq $want ]]
+}
+
+# run NODES CLAIMS: one measured run on the current round's signals. The
+# nodes start on an empty namespace of their own (same partitions, same
+# documents), and the round's signals are copied into it only once every
+# node holds its share of the partitions: the rate is that of the nodes at
+# work, not of the group forming (a node joining a busy group pays a
+# rebalance, which stack_consumer_move_test covers).
 run() {
-        local nodes=$1 claims=$2 group pids=() line i
+        local nodes=$1 claims=$2 group pids=() logs=() line i from=$TAG
         group="g$(date +%s%N)"
-        mapfile -t C < <(cfg "$TAG")
+        new_tag
+        local rtag=$TAG
+        TAG=$from
+        mapfile -t C < <(cfg "$from")
+        C+=(-X "topic.prefix=$rtag")
+        "$CTL" "${C[@]}" topics create --partitions "$PARTS" >/dev/null
+        # New topics answer watermark queries once their leaders are up.
+        for ((i = 0; i < 100; i++)); do
+                "$RES" "${C[@]}" count results signals.p1 signals.p2 signals.p3 \
+                        signals.p4 >/dev/null 2>&1 && break
+                sleep 0.1
+        done
         rm -f "$WORK/ready"
         "$RES" "${C[@]}" wait --count "$N" --timeout "$TIMEOUT" \
                 --ready "$WORK/ready" >"$WORK/res" 2>"$WORK/res.err" &
         local rpid=$!
         BENCH_PIDS+=("$rpid")
         wait_file "$WORK/ready" 30
+        local wrap=()
         for ((i = 1; i <= nodes; i++)); do
-                spawn "$WORK/node-$TAG-$group-$i.log" "$BUILD/parallel-consumer" \
+                [[ -z ${PROFILE:-} ]] || wrap=(perf record -q -F 2999 -g \
+                        -o "$PROFILE/$nodes-$claims-$i.data" --)
+                logs+=("$WORK/node-$rtag-$i.log")
+                spawn "${logs[-1]}" "${wrap[@]}" "$BUILD/parallel-consumer" \
                         "${C[@]}" -X "consumer.group=$group" -X "node.id=bench-$i" \
                         -X "claim.enabled=$claims" -X http.listen=127.0.0.1:0 \
-                        -X "workers.min=$WORKERS" -X "workers.max=$WORKERS"
+                        -X "workers.min=$WORKERS" -X "workers.max=$WORKERS" \
+                        -X log.level=info ${NODE_OPTS:-}
                 pids+=("$SPAWNED")
         done
+        for ((i = 0; i < 600; i++)); do settled "${logs[@]}" && break; sleep 0.1; done
+        settled "${logs[@]}" || echo "# (the group did not settle in 60 s; measuring anyway)"
+        local c0 k0; c0=$(cpu_ticks "${pids[@]}"); k0=$(cpu_ticks $KAFKA_PID)
+        line=$("$RES" "${C[@]}" copy "$from" signals.p1 signals.p2 signals.p3 signals.p4) ||
+                { echo "pipeline: copy failed" >&2; return; }
+        echo "# $line (the round's signals into the run's topics, once $nodes node(s) held every partition)"
         wait "$rpid" || true
+        local c1 k1 hz; c1=$(cpu_ticks "${pids[@]}"); k1=$(cpu_ticks $KAFKA_PID); hz=$(getconf CLK_TCK)
+        echo "# CPU from the copy to the last result: nodes $(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal, Kafka broker $(awk -v t=$((k1 - k0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal (it also serves the copy)"
         local keep=() p
         for p in "${BENCH_PIDS[@]}"; do [[ $p == "$rpid" ]] || keep+=("$p"); done
         BENCH_PIDS=("${keep[@]}")

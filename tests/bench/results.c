@@ -8,6 +8,14 @@
  *       <topic.prefix>.<SUFFIX> (sum of high − low watermarks), e.g.
  *       `count signals.p1 signals.p2`.
  *
+ *   bench-results [-X key=value]... copy FROM_PREFIX SUFFIX...
+ *       Copies every message of <FROM_PREFIX>.<SUFFIX> (low to high
+ *       watermark when it starts) to <topic.prefix>.<SUFFIX>, into the same
+ *       partition, with its key, headers and value; waits for every
+ *       delivery. Prints `copied n=… ms=… rate=…`. So a benchmark can
+ *       start its nodes, let them settle into the group, and only then
+ *       give them work that was moved into Kafka beforehand.
+ *
  *   bench-results [-X key=value]... wait --count N [--timeout S]
  *                 [--ready FILE]
  *       Notes the high watermarks of <topic.prefix>.results, writes FILE
@@ -128,6 +136,166 @@ static int cmd_count(par_config_t *cfg, int argc, char **argv)
         rc = 0;
 out:
         rd_kafka_destroy(rk);
+        return rc;
+}
+
+/* The topics being copied: where each partition ends, and how many
+ * partitions have not reached their end. */
+typedef struct copyset {
+        int ntopics;
+        char from[8][PAR_KAFKA_TOPIC_MAX], to[8][PAR_KAFKA_TOPIC_MAX];
+        int64_t hi[8][MAXPART];
+        int left;
+} copyset_t;
+
+static int copy_index(copyset_t *c, const char *topic)
+{
+        for (int i = 0; i < c->ntopics; i++)
+                if (!strcmp(c->from[i], topic))
+                        return i;
+        return -1;
+}
+
+/* Reads every partition of every topic in c from its low watermark, all
+ * at once, producing each message to its destination topic. */
+static int copy_all(rd_kafka_t *in, rd_kafka_t *out, copyset_t *c,
+                    long long *copied)
+{
+        int64_t lo[MAXPART];
+        rd_kafka_topic_partition_list_t *l =
+            rd_kafka_topic_partition_list_new(64);
+        for (int t = 0; t < c->ntopics; t++) {
+                int n = watermarks(in, c->from[t], lo, c->hi[t]);
+                if (n < 0) {
+                        rd_kafka_topic_partition_list_destroy(l);
+                        return -1;
+                }
+                for (int p = 0; p < n; p++)
+                        if (c->hi[t][p] > lo[p]) {
+                                rd_kafka_topic_partition_list_add(l, c->from[t],
+                                                                  p)
+                                    ->offset = lo[p];
+                                c->left++;
+                        }
+        }
+        rd_kafka_assign(in, l);
+        rd_kafka_topic_partition_list_destroy(l);
+        int64_t until = par_clock_mono_ms() + 60000;
+        while (c->left > 0 && par_clock_mono_ms() < until) {
+                rd_kafka_message_t *m = rd_kafka_consumer_poll(in, 100);
+                if (!m)
+                        continue;
+                int t =
+                    m->err ? -1 : copy_index(c, rd_kafka_topic_name(m->rkt));
+                if (t < 0 || m->offset >= c->hi[t][m->partition]) {
+                        rd_kafka_message_destroy(m);
+                        continue;
+                }
+                rd_kafka_headers_t *h = NULL;
+                rd_kafka_message_detach_headers(m, &h);
+                rd_kafka_resp_err_t e;
+                while ((e = rd_kafka_producev(
+                            out, RD_KAFKA_V_TOPIC(c->to[t]),
+                            RD_KAFKA_V_PARTITION(m->partition),
+                            RD_KAFKA_V_KEY(m->key, m->key_len),
+                            RD_KAFKA_V_VALUE(m->payload, m->len),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)) ==
+                       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        rd_kafka_poll(out, 10);
+                if (e) {
+                        fprintf(stderr, "bench-results: produce to %s: %s\n",
+                                c->to[t], rd_kafka_err2str(e));
+                        if (h)
+                                rd_kafka_headers_destroy(h);
+                        rd_kafka_message_destroy(m);
+                        return -1;
+                }
+                (*copied)++;
+                if (m->offset == c->hi[t][m->partition] - 1)
+                        c->left--;
+                rd_kafka_message_destroy(m);
+                rd_kafka_poll(out, 0);
+        }
+        rd_kafka_assign(in, NULL);
+        if (c->left) {
+                fprintf(stderr,
+                        "bench-results: %d partitions not read to "
+                        "their end\n",
+                        c->left);
+                return -1;
+        }
+        return 0;
+}
+
+static int delivery_errors;
+
+static void copy_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op)
+{
+        (void)rk;
+        (void)op;
+        if (m->err)
+                delivery_errors++;
+}
+
+static int cmd_copy(par_config_t *cfg, int argc, char **argv)
+{
+        par_error_t err = {0};
+        rd_kafka_conf_t *pc = NULL;
+        char es[256];
+        long long copied = 0;
+        int rc = 1;
+        copyset_t *c = calloc(1, sizeof(*c));
+
+        if (!c)
+                return 1;
+        if (argc < 2 || argc > 9) {
+                free(c);
+                fprintf(stderr, "bench-results: copy FROM_PREFIX SUFFIX... "
+                                "(1 to 8 suffixes)\n");
+                return 2;
+        }
+        rd_kafka_t *in = client(cfg), *out = NULL;
+        if (!in) {
+                free(c);
+                return 1;
+        }
+        if (par_kafka_conf_new(&pc, cfg, "bench-copy", &err)) {
+                fprintf(stderr, "bench-results: %s\n", err.msg);
+                goto done;
+        }
+        rd_kafka_conf_set(pc, "linger.ms", "5", NULL, 0);
+        rd_kafka_conf_set(pc, "enable.idempotence", "true", NULL, 0);
+        rd_kafka_conf_set_dr_msg_cb(pc, copy_dr);
+        if (!(out = rd_kafka_new(RD_KAFKA_PRODUCER, pc, es, sizeof(es)))) {
+                rd_kafka_conf_destroy(pc);
+                fprintf(stderr, "bench-results: %s\n", es);
+                goto done;
+        }
+        int64_t t0 = par_clock_mono_ms();
+        for (int i = 1; i < argc; i++, c->ntopics++) {
+                snprintf(c->from[c->ntopics], sizeof(c->from[0]), "%s.%s",
+                         argv[0], argv[i]);
+                if (!par_kafka_topic_name(cfg, argv[i], c->to[c->ntopics],
+                                          sizeof(c->to[0])))
+                        goto done;
+        }
+        if (copy_all(in, out, c, &copied))
+                goto done;
+        if (rd_kafka_flush(out, 60000) || delivery_errors) {
+                fprintf(stderr, "bench-results: copy not delivered (%d)\n",
+                        delivery_errors);
+                goto done;
+        }
+        int64_t ms = par_clock_mono_ms() - t0;
+        printf("copied n=%lld ms=%lld rate=%.0f\n", copied, (long long)ms,
+               ms ? copied * 1000.0 / (double)ms : 0.0);
+        rc = 0;
+done:
+        if (out)
+                rd_kafka_destroy(out);
+        rd_kafka_destroy(in);
+        free(c);
         return rc;
 }
 
@@ -380,11 +548,14 @@ int main(int argc, char **argv)
         }
         if (argc >= 2 && !strcmp(argv[1], "count"))
                 rc = cmd_count(cfg, argc - 2, argv + 2);
+        else if (argc >= 2 && !strcmp(argv[1], "copy"))
+                rc = cmd_copy(cfg, argc - 2, argv + 2);
         else if (argc >= 2 && !strcmp(argv[1], "wait"))
                 rc = cmd_wait(cfg, argc - 1, argv + 1);
         else
                 fprintf(stderr, "usage: bench-results [-X k=v]... count "
-                                "SUFFIX... | wait --count N [--timeout S] "
+                                "SUFFIX... | copy FROM_PREFIX SUFFIX... | "
+                                "wait --count N [--timeout S] "
                                 "[--ready FILE]\n");
 out:
         par_config_destroy(cfg);

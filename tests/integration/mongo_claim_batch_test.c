@@ -150,8 +150,7 @@ static void test_mixed(void)
         CHECK(in[5].outcome == PAR_CLAIM_EXPIRED && in[5].attempt == 1 &&
               in[5].expires_at == t - 1);
         CHECK(in[6].outcome == PAR_CLAIM_OK && in[6].attempt == 1);
-        CHECK(in[7].outcome == PAR_CLAIM_OK &&
-              in[7].expires_at == t + 600000);
+        CHECK(in[7].outcome == PAR_CLAIM_OK && in[7].expires_at == t + 600000);
         /* Repeated: claimed once (above), reported held at its later
          * place. */
         CHECK(in[8].outcome == PAR_CLAIM_LEASED);
@@ -166,8 +165,7 @@ static void test_mixed(void)
                            !strcmp(field_str(d, "status"), "claimed"),
                        "%s: claimed_by=%s", mine[i],
                        field_str(d, "claimed_by"));
-                CHECK(field_int(d, "attempt") ==
-                      (mine[i] == lapsed ? 2 : 1));
+                CHECK(field_int(d, "attempt") == (mine[i] == lapsed ? 2 : 1));
                 bson_destroy(d);
         }
         bson_t *d = read_doc(col, leased);
@@ -333,7 +331,9 @@ static void test_finish(void)
             {.id = id[0], .status = "done", .result = res},
             {.id = id[1], .status = "done", .result = res},
             {.id = id[2], .status = "failed", .error = "boom"},
-            {.id = id[3], .owner = "nodeY/w3", .status = "expired",
+            {.id = id[3],
+             .owner = "nodeY/w3",
+             .status = "expired",
              .error = "expired"},
             {.id = id[4], .owner = "nodeY/w9", .status = "done"},
         };
@@ -439,8 +439,7 @@ static void test_round_trips(void)
                         "finish\n",
                         n, claims, finishes);
                 CHECKF(claims == 2, "%d commands to claim %zu", claims, n);
-                CHECKF(finishes == 1, "%d commands to finish %zu", finishes,
-                       n);
+                CHECKF(finishes == 1, "%d commands to finish %zu", finishes, n);
         }
         /* 89 fresh ones and one fenced off (another owner's): still one
          * command to claim and read, and one read more to finish. */
