@@ -67,13 +67,12 @@ static const char *jstr(json_t *o, const char *k)
  */
 static bool signal_valid(node_t *n, json_t *sig, int level, par_error_t *why)
 {
-        par_signal_limits_t lim;
+        const par_signal_limits_t *lim = &n->limits;
         const char *id = jstr(sig, "id"), *k;
         json_t *params = json_object_get(sig, "params"), *v;
         size_t total = 0, idlen = strlen(id);
         int prio = (int)json_integer_value(json_object_get(sig, "priority"));
 
-        par_signal_limits_from_config(&lim, n->cfg);
         if (idlen != 24 || strspn(id, "0123456789abcdef") != 24) {
                 par_error_set(why, PAR_ERR_INVALID,
                               "Signal id is not an "
@@ -111,10 +110,10 @@ static bool signal_valid(node_t *n, json_t *sig, int level, par_error_t *why)
                 }
                 total += strlen(k) + json_string_length(v);
         }
-        if (total > lim.max_params_bytes) {
+        if (total > lim->max_params_bytes) {
                 par_error_set(why, PAR_ERR_INVALID,
                               "signal %s: params larger than %zu bytes", id,
-                              lim.max_params_bytes);
+                              lim->max_params_bytes);
                 return false;
         }
         return true;

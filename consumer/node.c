@@ -293,6 +293,7 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
         node_names(n, cfg);
 
         n->claims = par_config_bool(cfg, "claim.enabled");
+        par_signal_limits_from_config(&n->limits, cfg);
         n->grace_ms = par_config_int(cfg, "shutdown.grace");
         n->workers_min = (int)par_config_int(cfg, "workers.min");
         n->workers_max = (int)par_config_int(cfg, "workers.max");

@@ -54,6 +54,7 @@
 #include "publish.h"
 #include "scheduler.h"
 #include "stats.h"
+#include "store/signal.h"
 
 #define NODE_MAX_LEVELS  OBS_MAX_LEVELS
 #define NODE_MAX_WORKERS POOL_MAX_WORKERS
@@ -110,6 +111,7 @@ struct node {
         pool_t *pool;
 
         /* settings */
+        par_signal_limits_t limits; /* what intake checks a Signal against */
         bool claims;
         int64_t grace_ms;
         int workers_min, workers_max;

@@ -531,29 +531,60 @@ int par_codec_schema_fingerprint(const par_codec_t *c, const char *s,
 /* ------------------------------------------------------------------ */
 /* JSON → Avro                                                         */
 
-/* A field path for error messages ("SpinResult.error.class"), built on the
- * stack as the walk descends. */
+/* A field path for error messages ("SpinResult.error.class", "…steps[2]"):
+ * the walk pushes names and array indexes as it descends, and the text is
+ * formatted only when an error needs it (formatting it at every field cost
+ * a few percent of a node's CPU per signal). */
 struct path {
+        struct {
+                const char *name; /* NULL: an array index */
+                size_t idx;
+        } seg[MAX_DEPTH + 8];
+        size_t len; /* segments pushed (those past seg[] are not kept) */
         char buf[200];
-        size_t len;
 };
 
-static size_t path_push(struct path *p, const char *sep, const char *name)
+#define PATH_SEGS                                                              \
+        (sizeof(((struct path *)0)->seg) / sizeof(((struct path *)0)->seg[0]))
+
+static size_t path_push(struct path *p, const char *name)
 {
-        size_t old = p->len;
-        int n = snprintf(p->buf + p->len, sizeof(p->buf) - p->len, "%s%s", sep,
-                         name);
-        if (n > 0)
-                p->len += (size_t)n < sizeof(p->buf) - p->len
-                              ? (size_t)n
-                              : sizeof(p->buf) - p->len - 1;
-        return old;
+        if (p->len < PATH_SEGS)
+                p->seg[p->len].name = name ? name : "?";
+        return p->len++;
+}
+
+static size_t path_push_idx(struct path *p, size_t i)
+{
+        if (p->len < PATH_SEGS) {
+                p->seg[p->len].name = NULL;
+                p->seg[p->len].idx = i;
+        }
+        return p->len++;
 }
 
 static void path_pop(struct path *p, size_t old)
 {
         p->len = old;
-        p->buf[old] = '\0';
+}
+
+/* The path as text, in p->buf (cut to fit). */
+static const char *path_str(struct path *p)
+{
+        size_t at = 0, n = p->len < PATH_SEGS ? p->len : PATH_SEGS;
+        p->buf[0] = '\0';
+        for (size_t i = 0; i < n && at < sizeof(p->buf) - 1; i++) {
+                int w = p->seg[i].name
+                            ? snprintf(p->buf + at, sizeof(p->buf) - at, "%s%s",
+                                       i ? "." : "", p->seg[i].name)
+                            : snprintf(p->buf + at, sizeof(p->buf) - at,
+                                       "[%zu]", p->seg[i].idx);
+                if (w < 0)
+                        break;
+                at += (size_t)w < sizeof(p->buf) - at ? (size_t)w
+                                                      : sizeof(p->buf) - at - 1;
+        }
+        return p->buf;
 }
 
 static avro_schema_t deref(avro_schema_t s)
@@ -603,8 +634,8 @@ static int union_null_branch(avro_schema_t u)
 
 static par_err_t avro_fail(par_error_t *err, struct path *p, const char *what)
 {
-        return par_error_set(err, PAR_ERR_INVALID, "%s: %s: %s", p->buf, what,
-                             avro_strerror());
+        return par_error_set(err, PAR_ERR_INVALID, "%s: %s: %s", path_str(p),
+                             what, avro_strerror());
 }
 
 static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
@@ -623,15 +654,15 @@ static par_err_t record_to_avro(avro_value_t *v, avro_schema_t s,
         {
                 if (avro_schema_record_field_get_index(s, key) < 0)
                         return par_error_set(err, PAR_ERR_INVALID,
-                                             "%s: unknown field '%s'", p->buf,
-                                             key);
+                                             "%s: unknown field '%s'",
+                                             path_str(p), key);
         }
         for (size_t i = 0; i < nf; i++) {
                 const char *fn = avro_schema_record_field_name(s, (int)i);
                 avro_schema_t fs =
                     deref(avro_schema_record_field_get_by_index(s, (int)i));
                 avro_value_t child, branch;
-                size_t mark = path_push(p, ".", fn);
+                size_t mark = path_push(p, fn);
 
                 if (avro_value_get_by_index(v, i, &child, NULL))
                         return avro_fail(err, p, "field");
@@ -649,7 +680,7 @@ static par_err_t record_to_avro(avro_value_t *v, avro_schema_t s,
                         rc = PAR_OK; /* a fresh value is empty */
                 } else {
                         rc = par_error_set(err, PAR_ERR_INVALID,
-                                           "%s: missing field", p->buf);
+                                           "%s: missing field", path_str(p));
                 }
                 if (rc)
                         return rc;
@@ -667,11 +698,11 @@ static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
 
         if (depth > MAX_DEPTH)
                 return par_error_set(err, PAR_ERR_INVALID,
-                                     "%s: nested too deeply", p->buf);
+                                     "%s: nested too deeply", path_str(p));
         if (!json_fits(j, s) && !is_avro_union(s))
                 return par_error_set(err, PAR_ERR_INVALID,
-                                     "%s: expected %s, got a JSON %s", p->buf,
-                                     avro_schema_type_name(s),
+                                     "%s: expected %s, got a JSON %s",
+                                     path_str(p), avro_schema_type_name(s),
                                      json_is_object(j)    ? "object"
                                      : json_is_array(j)   ? "array"
                                      : json_is_string(j)  ? "string"
@@ -692,7 +723,7 @@ static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
                 size_t n;
 
                 if ((rc = par_codec_json_to_bytes(j, &b, &n, err)))
-                        return par_error_prefix(err, "%s", p->buf);
+                        return par_error_prefix(err, "%s", path_str(p));
                 if (is_avro_fixed(s) &&
                     (int64_t)n != avro_schema_fixed_size(s)) {
                         free(b);
@@ -700,7 +731,8 @@ static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
                             err, PAR_ERR_INVALID,
                             "%s: fixed needs %lld bytes, "
                             "got %zu",
-                            p->buf, (long long)avro_schema_fixed_size(s), n);
+                            path_str(p), (long long)avro_schema_fixed_size(s),
+                            n);
                 }
                 rc = is_avro_fixed(s) ? avro_value_set_fixed(v, b, n)
                                       : avro_value_set_bytes(v, b, n);
@@ -712,7 +744,7 @@ static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
                 if (i < INT32_MIN || i > INT32_MAX)
                         return par_error_set(err, PAR_ERR_INVALID,
                                              "%s: %lld does not fit an int",
-                                             p->buf, (long long)i);
+                                             path_str(p), (long long)i);
                 return avro_value_set_int(v, (int32_t)i)
                            ? avro_fail(err, p, "int")
                            : PAR_OK;
@@ -741,7 +773,7 @@ static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
                 if (idx < 0)
                         return par_error_set(err, PAR_ERR_INVALID,
                                              "%s: '%s' is not a symbol of %s",
-                                             p->buf, json_string_value(j),
+                                             path_str(p), json_string_value(j),
                                              avro_schema_name(s));
                 return avro_value_set_enum(v, idx) ? avro_fail(err, p, "enum")
                                                    : PAR_OK;
@@ -749,14 +781,10 @@ static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
         case AVRO_ARRAY: {
                 size_t i;
                 const json_t *item;
-                char idx[24];
-
                 json_array_foreach(j, i, item)
                 {
-                        size_t mark;
+                        size_t mark = path_push_idx(p, i);
 
-                        snprintf(idx, sizeof(idx), "[%zu]", i);
-                        mark = path_push(p, "", idx);
                         if (avro_value_append(v, &child, NULL))
                                 return avro_fail(err, p, "array");
                         if ((rc = to_avro(&child, item, p, depth + 1, err)))
@@ -771,7 +799,7 @@ static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
 
                 json_object_foreach((json_t *)j, key, item)
                 {
-                        size_t mark = path_push(p, ".", key);
+                        size_t mark = path_push(p, key);
 
                         if (avro_value_add(v, key, &child, NULL, NULL))
                                 return avro_fail(err, p, "map");
@@ -796,12 +824,12 @@ static par_err_t to_avro(avro_value_t *v, const json_t *j, struct path *p,
                 return par_error_set(err, PAR_ERR_INVALID,
                                      "%s: value matches no branch of the "
                                      "union",
-                                     p->buf);
+                                     path_str(p));
         }
         default:
                 return par_error_set(err, PAR_ERR_INVALID,
-                                     "%s: unsupported Avro type %s", p->buf,
-                                     avro_schema_type_name(s));
+                                     "%s: unsupported Avro type %s",
+                                     path_str(p), avro_schema_type_name(s));
         }
 }
 
@@ -812,7 +840,7 @@ par_err_t par_codec_encode(const par_codec_t *c, const char *schema,
         const struct codec_schema *cs = find(c, schema);
         avro_value_t v;
         avro_writer_t w = NULL;
-        struct path p = {{0}, 0};
+        struct path p = {.len = 0};
         size_t body = 0, hdr;
         unsigned char *buf = NULL;
         bool have_v = false;
@@ -835,7 +863,7 @@ par_err_t par_codec_encode(const par_codec_t *c, const char *schema,
                 return par_error_set(err, PAR_ERR_NOMEM, "%s: value: %s",
                                      cs->name, avro_strerror());
         have_v = true;
-        path_push(&p, "", cs->name);
+        path_push(&p, cs->name);
         if ((rc = to_avro(&v, value, &p, 0, err)))
                 goto out;
         if (avro_value_sizeof(&v, &body)) {
@@ -1089,7 +1117,7 @@ static par_err_t to_json(avro_value_t *v, json_t **out, struct path *p,
 
         if (depth > MAX_DEPTH)
                 return par_error_set(err, PAR_ERR_INVALID,
-                                     "%s: nested too deeply", p->buf);
+                                     "%s: nested too deeply", path_str(p));
         switch (avro_typeof(s)) {
         case AVRO_STRING: {
                 const char *str;
@@ -1100,7 +1128,7 @@ static par_err_t to_json(avro_value_t *v, json_t **out, struct path *p,
                 if (!(j = json_stringn(str, size ? size - 1 : 0)))
                         return par_error_set(err, PAR_ERR_INVALID,
                                              "%s: string is not valid UTF-8",
-                                             p->buf);
+                                             path_str(p));
                 break;
         }
         case AVRO_BYTES:
@@ -1140,7 +1168,8 @@ static par_err_t to_json(avro_value_t *v, json_t **out, struct path *p,
                         d = f;
                 if (!isfinite(d))
                         return par_error_set(err, PAR_ERR_INVALID,
-                                             "%s: not a finite number", p->buf);
+                                             "%s: not a finite number",
+                                             path_str(p));
                 j = json_real(d);
                 break;
         }
@@ -1163,7 +1192,7 @@ static par_err_t to_json(avro_value_t *v, json_t **out, struct path *p,
                 if (!(sym = avro_schema_enum_get(s, idx)))
                         return par_error_set(err, PAR_ERR_INVALID,
                                              "%s: enum index %d out of range",
-                                             p->buf, idx);
+                                             path_str(p), idx);
                 j = json_string(sym);
                 break;
         }
@@ -1183,7 +1212,6 @@ static par_err_t to_json(avro_value_t *v, json_t **out, struct path *p,
                         break;
                 for (size_t i = 0; i < n; i++) {
                         const char *name = NULL;
-                        char idx[24];
                         json_t *cj;
                         size_t mark;
 
@@ -1191,9 +1219,8 @@ static par_err_t to_json(avro_value_t *v, json_t **out, struct path *p,
                                 json_decref(j);
                                 return avro_fail(err, p, "item");
                         }
-                        snprintf(idx, sizeof(idx), "[%zu]", i);
-                        mark = is_avro_array(s) ? path_push(p, "", idx)
-                                                : path_push(p, ".", name);
+                        mark = is_avro_array(s) ? path_push_idx(p, i)
+                                                : path_push(p, name);
                         if ((rc = to_json(&child, &cj, p, depth + 1, err))) {
                                 json_decref(j);
                                 return rc;
@@ -1204,18 +1231,19 @@ static par_err_t to_json(avro_value_t *v, json_t **out, struct path *p,
                                 : json_object_set_new(j, name, cj)) {
                                 json_decref(j);
                                 return par_error_set(err, PAR_ERR_INVALID,
-                                                     "%s: bad key", p->buf);
+                                                     "%s: bad key",
+                                                     path_str(p));
                         }
                 }
                 break;
         }
         default:
                 return par_error_set(err, PAR_ERR_INVALID,
-                                     "%s: unsupported Avro type %s", p->buf,
-                                     avro_schema_type_name(s));
+                                     "%s: unsupported Avro type %s",
+                                     path_str(p), avro_schema_type_name(s));
         }
         if (!j)
-                return par_error_set(err, PAR_ERR_NOMEM, "%s", p->buf);
+                return par_error_set(err, PAR_ERR_NOMEM, "%s", path_str(p));
         *out = j;
         return PAR_OK;
 }
@@ -1286,7 +1314,7 @@ par_err_t par_codec_decode(const par_codec_t *c, const void *data, size_t len,
         const unsigned char *d = data;
         const struct codec_schema *cs = NULL;
         struct cursor cur;
-        struct path p = {{0}, 0};
+        struct path p = {.len = 0};
         avro_reader_t r = NULL;
         avro_value_t v;
         bool have_v = false;
@@ -1318,7 +1346,7 @@ par_err_t par_codec_decode(const par_codec_t *c, const void *data, size_t len,
                 goto out;
         }
         have_v = true;
-        path_push(&p, "", cs->name);
+        path_push(&p, cs->name);
         if (avro_value_read(r, &v)) {
                 rc = avro_fail(err, &p, "read");
                 goto out;

@@ -156,6 +156,37 @@ static int copy_index(copyset_t *c, const char *topic)
         return -1;
 }
 
+/* Produces m to its destination (same partition, key, headers, value). */
+static int copy_one(rd_kafka_t *out, copyset_t *c, rd_kafka_message_t *m,
+                    long long *copied)
+{
+        int t = m->err ? -1 : copy_index(c, rd_kafka_topic_name(m->rkt));
+        if (t < 0 || m->offset >= c->hi[t][m->partition])
+                return 0;
+        rd_kafka_headers_t *h = NULL;
+        rd_kafka_message_detach_headers(m, &h);
+        rd_kafka_resp_err_t e;
+        while ((e = rd_kafka_producev(out, RD_KAFKA_V_TOPIC(c->to[t]),
+                                      RD_KAFKA_V_PARTITION(m->partition),
+                                      RD_KAFKA_V_KEY(m->key, m->key_len),
+                                      RD_KAFKA_V_VALUE(m->payload, m->len),
+                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                                      RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)) ==
+               RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                rd_kafka_poll(out, 10);
+        if (e) {
+                fprintf(stderr, "bench-results: produce to %s: %s\n", c->to[t],
+                        rd_kafka_err2str(e));
+                if (h)
+                        rd_kafka_headers_destroy(h);
+                return -1;
+        }
+        (*copied)++;
+        if (m->offset == c->hi[t][m->partition] - 1)
+                c->left--;
+        return 0;
+}
+
 /* Reads every partition of every topic in c from its low watermark, all
  * at once, producing each message to its destination topic. */
 static int copy_all(rd_kafka_t *in, rd_kafka_t *out, copyset_t *c,
@@ -180,43 +211,23 @@ static int copy_all(rd_kafka_t *in, rd_kafka_t *out, copyset_t *c,
         }
         rd_kafka_assign(in, l);
         rd_kafka_topic_partition_list_destroy(l);
+        rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(in);
+        rd_kafka_message_t *batch[1024];
         int64_t until = par_clock_mono_ms() + 60000;
-        while (c->left > 0 && par_clock_mono_ms() < until) {
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(in, 100);
-                if (!m)
-                        continue;
-                int t =
-                    m->err ? -1 : copy_index(c, rd_kafka_topic_name(m->rkt));
-                if (t < 0 || m->offset >= c->hi[t][m->partition]) {
+        int rc = 0;
+        while (!rc && c->left > 0 && par_clock_mono_ms() < until) {
+                ssize_t got = rd_kafka_consume_batch_queue(q, 100, batch, 1024);
+                for (ssize_t i = 0; i < got; i++) {
+                        rd_kafka_message_t *m = batch[i];
+                        if (!rc)
+                                rc = copy_one(out, c, m, copied);
                         rd_kafka_message_destroy(m);
-                        continue;
                 }
-                rd_kafka_headers_t *h = NULL;
-                rd_kafka_message_detach_headers(m, &h);
-                rd_kafka_resp_err_t e;
-                while ((e = rd_kafka_producev(
-                            out, RD_KAFKA_V_TOPIC(c->to[t]),
-                            RD_KAFKA_V_PARTITION(m->partition),
-                            RD_KAFKA_V_KEY(m->key, m->key_len),
-                            RD_KAFKA_V_VALUE(m->payload, m->len),
-                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)) ==
-                       RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                        rd_kafka_poll(out, 10);
-                if (e) {
-                        fprintf(stderr, "bench-results: produce to %s: %s\n",
-                                c->to[t], rd_kafka_err2str(e));
-                        if (h)
-                                rd_kafka_headers_destroy(h);
-                        rd_kafka_message_destroy(m);
-                        return -1;
-                }
-                (*copied)++;
-                if (m->offset == c->hi[t][m->partition] - 1)
-                        c->left--;
-                rd_kafka_message_destroy(m);
                 rd_kafka_poll(out, 0);
         }
+        rd_kafka_queue_destroy(q);
+        if (rc)
+                return rc;
         rd_kafka_assign(in, NULL);
         if (c->left) {
                 fprintf(stderr,
