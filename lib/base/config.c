@@ -211,7 +211,8 @@ static const prop_t props[] = {
     {"chrome.extra_args", T_STR, "", 0, 0, NULL, 0, C | X,
      "Extra Chromium command-line flags, separated by spaces; double quotes "
      "group a value that has spaces (`\"--host-rules=MAP a.test "
-     "127.0.0.1\"`)."},
+     "127.0.0.1\"`). A `--disable-features=` list here is joined to the "
+     "one Parallel always passes (Chromium would honour only the last)."},
     {"chrome.start_timeout", T_MS, "20s", 1000, 600000, NULL, 0, C | X,
      "How long a launched browser may take to answer /json/version."},
     {"chrome.call_timeout", T_MS, "30s", 100, 3600000, NULL, 0, C | X,

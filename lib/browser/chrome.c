@@ -457,6 +457,49 @@ static void add_extra_args(char **argv, int *n, int max, char *buf)
         }
 }
 
+/*
+ * Chromium features every launch turns off; none of them shares state
+ * between browser contexts, they only cost CPU per context:
+ *  - SpareRendererForSitePerProcess: Chromium keeps a spare renderer for
+ *    the browser context used last; with a new context per spin it is
+ *    never the one the next navigation needs (a process start per spin
+ *    for nothing).
+ *  - WebUIOmniboxPopup, WebUIOmniboxAimPopup: headless Chromium opens a
+ *    window per browser context, and each window loads its omnibox
+ *    popups (chrome://omnibox-popup.top-chrome/ and its AI-mode twin) in
+ *    a renderer of their own that nobody ever shows. Measured here: a
+ *    prepared context cost ~600-900 ms of renderer CPU and ~300 ms of
+ *    browser CPU with them, ~40 ms and ~120 ms without; on two cores that
+ *    was the bound on clean spins per second (docs/BENCHMARKS.md).
+ */
+#define DISABLED_FEATURES                                                      \
+        "SpareRendererForSitePerProcess,WebUIOmniboxPopup,"                    \
+        "WebUIOmniboxAimPopup"
+
+/*
+ * Chromium honours only the last --disable-features switch, so one given
+ * in chrome.extra_args would silently undo ours (and ours theirs): joins
+ * every --disable-features value in argv[0..argc) into buf (ours first),
+ * removes those entries and returns the new argc.
+ */
+static int merge_disabled_features(char **argv, int argc, char *buf, size_t n)
+{
+        static const char sw[] = "--disable-features=";
+        size_t len = (size_t)snprintf(buf, n, "%s%s", sw, DISABLED_FEATURES);
+        int w = 0;
+
+        for (int r = 0; r < argc; r++) {
+                if (strncmp(argv[r], sw, sizeof(sw) - 1)) {
+                        argv[w++] = argv[r];
+                        continue;
+                }
+                if (argv[r][sizeof(sw) - 1] && len < n)
+                        len += (size_t)snprintf(buf + len, n - len, ",%s",
+                                                argv[r] + sizeof(sw) - 1);
+        }
+        return w;
+}
+
 static par_err_t read_active_port(const char *profile, char *host_port,
                                   size_t n)
 {
@@ -487,7 +530,8 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
         char *argv[96], *envp[256], extra[sizeof(o->extra_args)];
         char a_profile[PATH_MAX + 32], e_home[PATH_MAX + 8],
             e_xdg[PATH_MAX + 32], e_cache[PATH_MAX + 32], home[PATH_MAX],
-            e_tmp[PATH_MAX + 8], logpath[PATH_MAX + 16], ws[512];
+            e_tmp[PATH_MAX + 8], logpath[PATH_MAX + 16], ws[512],
+            a_features[sizeof(o->extra_args) + sizeof(DISABLED_FEATURES) + 32];
         const char *tmp;
         int argc = 0, envc = 0;
         double deadline;
@@ -551,17 +595,14 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
         argv[argc++] = "--disable-breakpad";
         argv[argc++] = "--password-store=basic";
         argv[argc++] = "--use-mock-keychain";
-        /* Chromium keeps a spare renderer process for the browser context
-         * used last; with a new context per spin it is never the one the
-         * next navigation needs, so it only costs a process start per
-         * spin (measured: 3 renderer starts per clean spin with it, 2
-         * without). */
-        argv[argc++] = "--disable-features=SpareRendererForSitePerProcess";
         argv[argc++] = "--remote-debugging-address=127.0.0.1";
         argv[argc++] = "--remote-debugging-port=0";
         argv[argc++] = a_profile;
         snprintf(extra, sizeof(extra), "%s", o->extra_args);
         add_extra_args(argv, &argc, 90, extra);
+        argc =
+            merge_disabled_features(argv, argc, a_features, sizeof(a_features));
+        argv[argc++] = a_features;
         argv[argc++] = "about:blank";
         argv[argc] = NULL;
 

@@ -304,6 +304,61 @@ static void test_stock(void)
         par_chrome_destroy(c);
 }
 
+/*
+ * Every context costs one renderer, the page's: the features chrome.c turns
+ * off (a spare renderer, the omnibox popups each headless window loads)
+ * stay off when chrome.extra_args has a --disable-features of its own
+ * (Chromium honours only the last one), and both lists apply.
+ */
+static void test_launch_features(void)
+{
+        par_chrome_t *c = NULL;
+        par_chrome_opts_t o;
+        par_error_t e;
+        par_tab_t *t = NULL;
+        json_t *r = NULL, *ti;
+        char path[64], cmd[16384];
+        size_t n = 0, i;
+        int switches = 0;
+        const char *merged = NULL;
+        FILE *f;
+
+        opts_for_test(&o);
+        snprintf(o.extra_args, sizeof(o.extra_args),
+                 "--disable-features=Translate");
+        REQUIRE(!par_chrome_new(&c, &o, 1, &e));
+        REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e));
+        snprintf(path, sizeof(path), "/proc/%d/cmdline",
+                 (int)par_tab_browser_pid(t));
+        if ((f = fopen(path, "r"))) {
+                n = fread(cmd, 1, sizeof(cmd) - 1, f);
+                fclose(f);
+        }
+        cmd[n] = 0;
+        for (i = 0; i < n; i += strlen(cmd + i) + 1)
+                if (!strncmp(cmd + i, "--disable-features=", 19)) {
+                        switches++;
+                        merged = cmd + i;
+                }
+        CHECKF(switches == 1, "%d --disable-features switches", switches);
+        CHECKF(merged && strstr(merged, "WebUIOmniboxPopup") &&
+                   strstr(merged, "SpareRendererForSitePerProcess") &&
+                   strstr(merged, "Translate"),
+               "disabled: %s", tu_str(merged));
+        CHECKF(!par_cdp_call(par_tab_cdp(t), NULL, "Target.getTargets", NULL,
+                             10000, &r, &e),
+               "%s", e.msg);
+        json_array_foreach(json_object_get(r, "targetInfos"), i, ti)
+        {
+                const char *url = json_string_value(json_object_get(ti, "url"));
+                CHECKF(!url || strncmp(url, "chrome://omnibox-popup", 22),
+                       "a context opened %s", url);
+        }
+        json_decref(r);
+        par_chrome_tab_release(c, t, false);
+        par_chrome_destroy(c);
+}
+
 static int setup(void)
 {
         char pages[1024];
@@ -335,4 +390,5 @@ static void teardown(void)
 
 TEST_MAIN_WITH(setup, teardown, test_spin_scope_context,
                test_spin_scope_browser, test_spin_scope_connect,
-               test_resource_scope, test_session_moves, test_stock)
+               test_resource_scope, test_session_moves, test_stock,
+               test_launch_features)
