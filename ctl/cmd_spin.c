@@ -3,7 +3,7 @@
  * MongoDB, to test a recipe or measure spins.
  *
  *   parallel-ctl spin --recipe FILE|NAME [--param k=v]... [--repeat N]
- *                     [--concurrency C] [--resource KEY]
+ *                     [--concurrency C] [--resource KEY] [--gap MS]
  *
  * C worker threads share one par_chrome_t (chrome.* config applies, so
  * isolation, recycling and connect mode behave as in a consumer); each
@@ -11,10 +11,17 @@
  * releases the tab (as broken when the spin says so) and prints the result
  * as one JSON line on stdout. A summary line goes to stderr. The latency
  * figures are per spin, end to end in the worker: tab acquire + recipe +
- * release. Before the clock starts every worker opens its tab once
- * (launching the browser) and the browsers' stock of prepared contexts is
- * filled (up to 10 s), so start-up is not counted: the figures are a warm
- * node's.
+ * release; the summary also gives the acquire's part (acquire_p50_ms,
+ * acquire_p99_ms: waiting for or making a context) and how many acquires
+ * the stock of prepared contexts served (ready; waited: of those, the ones
+ * that found it empty and waited for the context being prepared) or not
+ * (missed: made their own). Before the clock starts every worker opens its
+ * tab once (launching the browser) and the browsers' stock of prepared
+ * contexts is filled (up to 10 s), so start-up is not counted: the figures
+ * are a warm node's. --gap MS makes each worker idle MS between its spins
+ * (not counted in the latency): back to back, spins measure a node at full
+ * load, where preparing the next contexts shares the CPU with the spins;
+ * with a gap, a node whose stager keeps up.
  *
  * State scope: the recipe's "stateScope", else chrome.state_scope. In
  * resource scope every spin uses resource KEY ("{worker}" in it is replaced
@@ -51,6 +58,7 @@ typedef struct run {
         par_spin_opts_t opts;
         par_chrome_t *chrome; /* NULL for recipes without a browser */
         int repeat;
+        int gap_ms; /* idle between a worker's spins */
         par_state_scope_t scope;
         const char *resource; /* NULL: none */
         atomic_int next;
@@ -58,6 +66,7 @@ typedef struct run {
         atomic_int warmed; /* workers whose first tab is ready */
         atomic_int go;     /* set once every worker is warmed up */
         double *lat_ms;    /* per spin, indexed by spin number */
+        double *acq_ms;    /* of which the tab acquire */
         pthread_mutex_t out_lock;
 } run_t;
 
@@ -123,6 +132,7 @@ static void *worker_main(void *arg)
                         rc = par_chrome_tab_acquire_scoped(
                             run->chrome, w->index, run->scope, resource, &tab,
                             &err);
+                run->acq_ms[i] = (par_clock_mono_s() - t0) * 1000;
                 if (rc) {
                         /* No tab: a transient failure before any step. */
                         memset(&res, 0, sizeof(res));
@@ -152,6 +162,8 @@ static void *worker_main(void *arg)
                                             json_integer(w->index));
                         json_object_set_new(line, "ms",
                                             json_real(run->lat_ms[i]));
+                        json_object_set_new(line, "acquire_ms",
+                                            json_real(run->acq_ms[i]));
                         text = json_dumps(line, JSON_COMPACT);
                         pthread_mutex_lock(&run->out_lock);
                         if (text)
@@ -162,6 +174,8 @@ static void *worker_main(void *arg)
                         json_decref(line);
                 }
                 par_spin_result_clear(&res);
+                if (run->gap_ms > 0 && !stop_requested)
+                        par_clock_sleep_ms(run->gap_ms);
         }
         return NULL;
 }
@@ -191,7 +205,7 @@ static void usage(FILE *out)
 {
         fputs("usage: parallel-ctl spin --recipe FILE|NAME [--param k=v]... "
               "[--repeat N] [--concurrency C]\n"
-              "                    [--resource KEY]\n\n"
+              "                    [--resource KEY] [--gap MS]\n\n"
               "Runs a recipe locally in Chromium (no Kafka, no MongoDB) and "
               "prints each\nresult as a JSON line; a summary goes to stderr. "
               "FILE is a recipe file;\nNAME a recipe in recipes.dir (or "
@@ -201,7 +215,8 @@ static void usage(FILE *out)
               "else chrome.state_scope (spin:\na clean browser context per "
               "spin). In resource scope the spins share the\ncontext of "
               "resource KEY; \"{worker}\" in KEY becomes the worker's "
-              "index.\n",
+              "index.\n--gap MS: each worker idles MS between its spins "
+              "(not in the latency).\n",
               out);
 }
 
@@ -245,6 +260,7 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
         worker_t *workers = NULL;
         struct sigaction sa;
         run_t run;
+        par_chrome_stats_t st0 = {0}, st1 = {0};
         double t0, elapsed;
         int done;
 
@@ -290,6 +306,9 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
                 } else if (!strcmp(a, "--resource") && v) {
                         run.resource = v;
                         i++;
+                } else if (!strcmp(a, "--gap") && v) {
+                        run.gap_ms = atoi(v);
+                        i++;
                 } else if (!strcmp(a, "--concurrency") && v) {
                         conc = atoi(v);
                         i++;
@@ -301,10 +320,12 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
                         goto out;
                 }
         }
-        if (!recipe_arg || repeat < 1 || conc < 1 || conc > 256) {
+        if (!recipe_arg || repeat < 1 || conc < 1 || conc > 256 ||
+            run.gap_ms < 0 || run.gap_ms > 600000) {
                 fprintf(stderr, "parallel-ctl spin: need --recipe, "
-                                "--repeat >= 1 and 1 <= --concurrency <= "
-                                "256 (try --help)\n");
+                                "--repeat >= 1, 1 <= --concurrency <= "
+                                "256 and 0 <= --gap <= 600000 (try "
+                                "--help)\n");
                 goto out;
         }
         if (conc > repeat)
@@ -320,8 +341,9 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
         par_spin_opts_from_config(&run.opts, cfg);
         run.repeat = repeat;
         run.lat_ms = calloc((size_t)repeat, sizeof(double));
+        run.acq_ms = calloc((size_t)repeat, sizeof(double));
         workers = calloc((size_t)conc, sizeof(*workers));
-        if (!run.lat_ms || !workers) {
+        if (!run.lat_ms || !run.acq_ms || !workers) {
                 fprintf(stderr, "parallel-ctl spin: out of memory\n");
                 goto out;
         }
@@ -364,6 +386,8 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
                     !par_chrome_stocked(run.chrome);
              i++)
                 par_clock_sleep_ms(5);
+        if (run.chrome)
+                par_chrome_stats(run.chrome, &st0);
         t0 = par_clock_mono_s();
         atomic_store(&run.go, 1);
         for (i = 0; i < nw; i++)
@@ -372,36 +396,55 @@ int par_ctl_spin(par_config_t *cfg, int argc, char **argv)
 
         done = atomic_load(&run.ok) + atomic_load(&run.transient) +
                atomic_load(&run.permanent);
+        if (run.chrome)
+                par_chrome_stats(run.chrome, &st1);
         {
                 /* Only spins that ran have a latency (an interrupted run
                  * leaves zeros at the end of the array). */
                 double *lat = calloc((size_t)done + 1, sizeof(double));
+                double *acq = calloc((size_t)done + 1, sizeof(double));
                 int n = 0;
 
-                for (i = 0; lat && i < repeat; i++)
-                        if (run.lat_ms[i] > 0)
+                for (i = 0; lat && acq && i < repeat; i++)
+                        if (run.lat_ms[i] > 0) {
+                                acq[n] = run.acq_ms[i];
                                 lat[n++] = run.lat_ms[i];
-                if (lat)
+                        }
+                if (lat && acq) {
                         qsort(lat, (size_t)n, sizeof(double), cmp_double);
+                        qsort(acq, (size_t)n, sizeof(double), cmp_double);
+                }
                 fprintf(stderr,
                         "summary recipe=%s count=%d ok=%d failed=%d "
                         "transient=%d permanent=%d concurrency=%d "
                         "elapsed_s=%.3f spins_per_s=%.2f p50_ms=%.1f "
-                        "p99_ms=%.1f\n",
+                        "p99_ms=%.1f acquire_p50_ms=%.1f "
+                        "acquire_p99_ms=%.1f ready=%llu waited=%llu "
+                        "missed=%llu\n",
                         run.recipe->name, done, atomic_load(&run.ok),
                         done - atomic_load(&run.ok),
                         atomic_load(&run.transient),
                         atomic_load(&run.permanent), conc, elapsed,
                         elapsed > 0 ? done / elapsed : 0,
-                        lat ? percentile(lat, n, 50) : 0,
-                        lat ? percentile(lat, n, 99) : 0);
+                        lat && acq ? percentile(lat, n, 50) : 0,
+                        lat && acq ? percentile(lat, n, 99) : 0,
+                        lat && acq ? percentile(acq, n, 50) : 0,
+                        lat && acq ? percentile(acq, n, 99) : 0,
+                        (unsigned long long)(st1.contexts_ready -
+                                             st0.contexts_ready),
+                        (unsigned long long)(st1.contexts_waited -
+                                             st0.contexts_waited),
+                        (unsigned long long)(st1.contexts_missed -
+                                             st0.contexts_missed));
                 free(lat);
+                free(acq);
         }
         exit_code = done == repeat && atomic_load(&run.ok) == repeat ? 0 : 1;
 out:
         par_chrome_destroy(run.chrome);
         free(workers);
         free(run.lat_ms);
+        free(run.acq_ms);
         json_decref(run.params);
         par_recipe_destroy(owned);
         par_recipe_set_destroy(set);

@@ -213,11 +213,15 @@ typedef struct par_chrome_stats {
         uint64_t spins;           /* acquires that returned a tab */
         uint64_t contexts_ready;  /* acquires served from the stock */
         uint64_t contexts_missed; /* acquires that made their context */
+        uint64_t contexts_waited; /* of contexts_ready: acquires that found
+                                     the stock empty and waited for the
+                                     context being prepared */
         uint64_t contexts_disposed; /* contexts disposed of */
         uint64_t resource_hits;     /* resource acquires that found theirs */
         uint64_t resource_misses;   /* resource acquires that made one */
         uint64_t resource_evicted;  /* dropped for the bound or idleness */
         int browsers_alive;         /* browsers currently connected */
+        int contexts_preparing;     /* being prepared by the stager now */
         int tabs_open; /* targets open now: held, prepared, kept for a
                           resource, or waiting to be disposed of */
 } par_chrome_stats_t;

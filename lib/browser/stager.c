@@ -292,9 +292,11 @@ fail:
 /* ---- the stager thread -------------------------------------------------
  *
  * One pass: queue stale stock (its browser died, was replaced or is due
- * for recycling) and idle resource contexts for disposal; then dispose of
- * one tab and prepare one context, each outside the lock. Alternating keeps
- * both queues moving under load; a preparation failure (a browser going
+ * for recycling) and idle resource contexts for disposal; then prepare one
+ * context and dispose of one tab, each outside the lock. Alternating keeps
+ * both queues moving under load; preparing first keeps a disposal (tens of
+ * ms of browser work, nobody waits for it) from delaying the context the
+ * next spin may be waiting for. A preparation failure (a browser going
  * away) pauses that slot's preparation briefly instead of spinning.
  */
 static void *stager_main(void *arg)
@@ -352,6 +354,7 @@ static void *stager_main(void *arg)
                                 in = s->inst;
                                 in->refs++;
                                 s->preparing++;
+                                c->st.contexts_preparing++;
                                 rr = (rr + k + 1) % c->nslots;
                         }
                 }
@@ -363,27 +366,20 @@ static void *stager_main(void *arg)
                         continue;
                 }
                 pthread_mutex_unlock(&c->mu);
-                if (drop) {
-                        double t0 = par_clock_mono_s();
-                        tab_drop(c, drop);
-                        par_log(PAR_LOG_DEBUG, "chrome", "disposed", "ms=%.0f",
-                                (par_clock_mono_s() - t0) * 1000);
-                }
-                double t1 = par_clock_mono_s();
-                if (fill && tab_create(c, in, &made, &e)) {
-                        par_log(PAR_LOG_DEBUG, "chrome", "prepare_failed",
-                                "slot=%d error=\"%s\"", fill->index, e.msg);
-                        chrome_inst_unref(c, in);
-                        made = NULL;
-                }
-                if (fill)
+                if (fill) {
+                        double t1 = par_clock_mono_s();
+                        if (tab_create(c, in, &made, &e)) {
+                                par_log(
+                                    PAR_LOG_DEBUG, "chrome", "prepare_failed",
+                                    "slot=%d error=\"%s\"", fill->index, e.msg);
+                                chrome_inst_unref(c, in);
+                                made = NULL;
+                        }
                         par_log(PAR_LOG_DEBUG, "chrome", "prepared", "ms=%.0f",
                                 (par_clock_mono_s() - t1) * 1000);
-                pthread_mutex_lock(&c->mu);
-                if (drop)
-                        c->disposing--;
-                if (fill) {
+                        pthread_mutex_lock(&c->mu);
                         fill->preparing--;
+                        c->st.contexts_preparing--;
                         if (!made)
                                 fill->stock_pause = par_clock_mono_s() + 0.2;
                         else if (made->inst != fill->inst) {
@@ -393,14 +389,27 @@ static void *stager_main(void *arg)
                                 fill->stock = made;
                                 fill->nstock++;
                         }
+                        /* an acquire may be waiting for this one */
+                        pthread_cond_broadcast(&c->cond);
+                        pthread_mutex_unlock(&c->mu);
                 }
+                if (drop) {
+                        double t0 = par_clock_mono_s();
+                        tab_drop(c, drop);
+                        par_log(PAR_LOG_DEBUG, "chrome", "disposed", "ms=%.0f",
+                                (par_clock_mono_s() - t0) * 1000);
+                }
+                pthread_mutex_lock(&c->mu);
+                if (drop)
+                        c->disposing--;
         }
         pthread_mutex_unlock(&c->mu);
         return NULL;
 }
 
 /*
- * A clean context for worker: from its slot's stock, or made now. The
+ * A clean context for worker: from its slot's stock (waiting for the one
+ * the stager is preparing when the stock is empty), or made now. The
  * returned tab's instance counts it in_use.
  */
 static par_err_t clean_tab(par_chrome_t *c, int worker, par_tab_t **out,
@@ -409,23 +418,40 @@ static par_err_t clean_tab(par_chrome_t *c, int worker, par_tab_t **out,
         struct slot *s = chrome_slot_of(c, worker);
         struct inst *in = NULL;
         par_tab_t *t = NULL, **pp;
+        struct timespec dl;
+        bool waited = false;
         par_err_t rc;
 
         if ((rc = slot_get(c, s, &in, err)))
                 return rc;
+        par_clock_deadline(&dl, c->o.call_timeout_ms);
         pthread_mutex_lock(&c->mu);
-        for (pp = &s->stock; *pp; pp = &(*pp)->next) {
-                if ((*pp)->inst == in &&
-                    !par_cdp_session_dead(in->cdp, (*pp)->session_id)) {
-                        t = *pp;
-                        *pp = t->next;
-                        t->next = NULL;
-                        s->nstock--;
-                        break;
+        for (;;) {
+                for (pp = &s->stock; *pp; pp = &(*pp)->next) {
+                        if ((*pp)->inst == in &&
+                            !par_cdp_session_dead(in->cdp, (*pp)->session_id)) {
+                                t = *pp;
+                                *pp = t->next;
+                                t->next = NULL;
+                                s->nstock--;
+                                break;
+                        }
                 }
+                /* The stock is empty but the stager is making one: it is
+                 * further along than a context made from scratch here
+                 * would be, and a second one in parallel would only split
+                 * the browser's time between the two. */
+                if (t || !s->preparing || s->inst != in ||
+                    !inst_usable_locked(in) || c->stop || c->stage_stop)
+                        break;
+                waited = true;
+                if (pthread_cond_timedwait(&c->cond, &c->mu, &dl) == ETIMEDOUT)
+                        break;
         }
         if (t) {
                 c->st.contexts_ready++;
+                if (waited)
+                        c->st.contexts_waited++;
                 in->refs--; /* the stocked tab holds its own reference */
         } else {
                 c->st.contexts_missed++;
@@ -751,6 +777,7 @@ void chrome_stager_stop(par_chrome_t *c)
         pthread_mutex_lock(&c->mu);
         c->stage_stop = true;
         pthread_cond_signal(&c->stage_cond);
+        pthread_cond_broadcast(&c->cond); /* acquires waiting for stock */
         pthread_mutex_unlock(&c->mu);
         pthread_join(c->stager, NULL);
         c->stager_started = false;

@@ -5,6 +5,7 @@
 #
 #   tests/bench/spin.sh [BUILD_DIR]
 #   env: SPINS=40 CONC="1 2 4 8" RUNS=3 PAGES="bench bench_wait" PLAIN=1
+#        CTL_B=/path/to/another/parallel-ctl PEER_TUNED=1
 #
 # Four implementations, the same steps on the same page served by
 # fixture_serve, on the same /usr/bin/chromium:
@@ -30,8 +31,16 @@
 # to end in the worker (context/page acquire + steps + release).
 #
 # PLAIN=1 adds cluster-plain (CONCURRENCY_CONTEXT with page.type/click
-# instead of locators, see spin_cluster.js). A benchmark prints numbers;
-# it asserts nothing.
+# instead of locators, see spin_cluster.js). CTL_B adds parallel-spin-b:
+# the same spin-scope run with another build of parallel-ctl, interleaved
+# with the others (an A/B of two builds in one run). PEER_TUNED=1 adds
+# cluster-context-tuned: CONCURRENCY_CONTEXT with the Chromium features
+# Parallel turns off also turned off (see lib/browser/chrome.c), so the
+# peer's Chromium does the same work per context. For parallel rows the
+# table also shows the median acquire time (the part of a spin's latency
+# spent waiting for or making its context) and the acquires the stock of
+# prepared contexts served / missed. A benchmark prints numbers; it asserts
+# nothing.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -72,7 +81,8 @@ SERVER_PID=$!
 for _ in $(seq 50); do [[ -s $WORK/port ]] && break; sleep 0.1; done
 BASE=http://127.0.0.1:$(cat "$WORK/port")
 
-# run NAME PAGE CMD…: runs CMD, appends "NAME PAGE conc spins/s p50 p99 ok count".
+# run NAME PAGE CMD…: runs CMD, appends "NAME PAGE conc spins/s p50 p99 ok
+# count acquire_p50 ready missed" (the last three "-" for the peer).
 run() {
   local name=$1 page=$2; shift 2
   "$@" >/dev/null 2>"$WORK/err" &
@@ -85,8 +95,8 @@ run() {
     echo "$name $page: no summary (exit $rc):" >&2; tail -5 "$WORK/err" >&2
     return
   fi
-  local v; v() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"; }
-  echo "$name $page $(v concurrency) $(v spins_per_s) $(v p50_ms) $(v p99_ms) $(v ok) $(v count)" | tee -a "$WORK/rows" >&2
+  local v; v() { local x; x=$(sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<"$line"); echo "${x:--}"; }
+  echo "$name $page $(v concurrency) $(v spins_per_s) $(v p50_ms) $(v p99_ms) $(v ok) $(v count) $(v acquire_p50_ms) $(v ready) $(v missed)" | tee -a "$WORK/rows" >&2
 }
 
 FLAGS=(-X log.level=warn -X chrome.isolation=context
@@ -99,8 +109,17 @@ for page in $PAGES; do
       run parallel-spin "$page" "$CTL" "${FLAGS[@]}" -X chrome.state_scope=spin \
         spin --recipe "$ROOT/tests/fixtures/recipes/$page.json" \
         --param "base=$BASE" --param q=42 --repeat "$SPINS" --concurrency "$c"
+      if [[ -n ${CTL_B:-} ]]; then
+        run parallel-spin-b "$page" "$CTL_B" "${FLAGS[@]}" -X chrome.state_scope=spin \
+          spin --recipe "$ROOT/tests/fixtures/recipes/$page.json" \
+          --param "base=$BASE" --param q=42 --repeat "$SPINS" --concurrency "$c"
+      fi
       run cluster-context "$page" env MODEL=context PAGE="$page" \
         node "$PEER/spin_cluster.js" "$BASE" "$SPINS" "$c"
+      if [[ -n ${PEER_TUNED:-} ]]; then
+        run cluster-context-tuned "$page" env MODEL=context PAGE="$page" TUNED=1 \
+          node "$PEER/spin_cluster.js" "$BASE" "$SPINS" "$c"
+      fi
       run parallel-resource "$page" "$CTL" "${FLAGS[@]}" -X chrome.state_scope=resource \
         spin --recipe "$ROOT/tests/fixtures/recipes/$page.json" --resource 'w{worker}' \
         --param "base=$BASE" --param q=42 --repeat "$SPINS" --concurrency "$c"
@@ -123,16 +142,19 @@ for line in open(sys.argv[1]):
     if len(f) < 8:
         continue
     key = (f[0], f[1], int(f[2]))
+    num = lambda x: float(x) if x not in ('-', '') else float('nan')
+    extra = [num(x) for x in f[8:11]] + [float('nan')] * (3 - len(f[8:11]))
     rows.setdefault(key, []).append(
-        (float(f[3]), float(f[4]), float(f[5]), int(f[6]), int(f[7])))
+        (float(f[3]), float(f[4]), float(f[5]), int(f[6]), int(f[7]), *extra))
 def med(key, i):
     v = [r[i] for r in rows.get(key, [])]
     return statistics.median(v) if v else float('nan')
-impls = ['parallel-spin', 'cluster-context', 'parallel-resource', 'cluster-page', 'cluster-plain']
+impls = ['parallel-spin', 'parallel-spin-b', 'cluster-context', 'cluster-context-tuned',
+         'parallel-resource', 'cluster-page', 'cluster-plain']
 pages = sorted({k[1] for k in rows}, key=lambda p: (p != 'bench', p))
 concs = sorted({k[2] for k in rows})
-print('\n# medians (spins/s, p50 ms, p99 ms; ok/count summed over runs)')
-print(f"{'page':<11} {'impl':<18} {'conc':>4} {'spins/s':>8} {'p50_ms':>8} {'p99_ms':>8} {'ok/count':>9}")
+print('\n# medians (spins/s, p50 ms, p99 ms, acquire p50 ms; ok/count and ready/missed summed over runs)')
+print(f"{'page':<11} {'impl':<21} {'conc':>4} {'spins/s':>8} {'p50_ms':>8} {'p99_ms':>8} {'ok/count':>9} {'acq_p50':>8} {'ready/missed':>12}")
 for p in pages:
     for i in impls:
         for c in concs:
@@ -140,14 +162,26 @@ for p in pages:
             if k not in rows:
                 continue
             ok = sum(r[3] for r in rows[k]); n = sum(r[4] for r in rows[k])
-            print(f"{p:<11} {i:<18} {c:>4} {med(k,0):>8.2f} {med(k,1):>8.1f} {med(k,2):>8.1f} {ok:>4}/{n:<4}")
+            acq = med(k, 5)
+            rd = sum(r[6] for r in rows[k]); ms = sum(r[7] for r in rows[k])
+            st = f"{int(rd)}/{int(ms)}" if rd == rd and ms == ms else '-'
+            aq = f"{acq:.1f}" if acq == acq else '-'
+            print(f"{p:<11} {i:<21} {c:>4} {med(k,0):>8.2f} {med(k,1):>8.1f} {med(k,2):>8.1f} {ok:>4}/{n:<4} {aq:>8} {st:>12}")
 print('\n# ratios of medians')
-print(f"{'page':<11} {'conc':>4} {'clean: spin/ctx':>16} {'shared: res/page':>17} {'p50 spin-res ms':>16} {'p50 spin/res':>13}")
+print(f"{'page':<11} {'conc':>4} {'clean: spin/ctx':>16} {'shared: res/page':>17} {'p50 spin-res ms':>16} {'p50 spin/res':>13}"
+      + (f" {'spin/ctx-tuned':>15}" if any(k[0] == 'cluster-context-tuned' for k in rows) else '')
+      + (f" {'spin-b/ctx':>11} {'b/a spins/s':>12}" if any(k[0] == 'parallel-spin-b' for k in rows) else ''))
 for p in pages:
     for c in concs:
         a = med(('parallel-spin', p, c), 0) / med(('cluster-context', p, c), 0)
         b = med(('parallel-resource', p, c), 0) / med(('cluster-page', p, c), 0)
         d = med(('parallel-spin', p, c), 1) - med(('parallel-resource', p, c), 1)
         q = med(('parallel-spin', p, c), 1) / med(('parallel-resource', p, c), 1)
-        print(f"{p:<11} {c:>4} {a:>16.2f} {b:>17.2f} {d:>16.1f} {q:>13.2f}")
+        line = f"{p:<11} {c:>4} {a:>16.2f} {b:>17.2f} {d:>16.1f} {q:>13.2f}"
+        if any(k[0] == 'cluster-context-tuned' for k in rows):
+            line += f" {med(('parallel-spin', p, c), 0) / med(('cluster-context-tuned', p, c), 0):>15.2f}"
+        if any(k[0] == 'parallel-spin-b' for k in rows):
+            sb = med(('parallel-spin-b', p, c), 0)
+            line += f" {sb / med(('cluster-context', p, c), 0):>11.2f} {sb / med(('parallel-spin', p, c), 0):>12.2f}"
+        print(line)
 EOF_PY

@@ -305,6 +305,53 @@ static void test_stock(void)
 }
 
 /*
+ * An acquire that finds the stock empty while the stager is preparing a
+ * context waits for that one instead of making a second in parallel (which
+ * would split the browser's time between two preparations).
+ */
+static void test_stock_wait(void)
+{
+        par_chrome_t *c = NULL;
+        par_chrome_opts_t o;
+        par_chrome_stats_t st0, st;
+        par_error_t e;
+        par_tab_t *t = NULL;
+        int rounds = 0;
+
+        opts_for_test(&o);
+        REQUIRE(!par_chrome_new(&c, &o, 1, &e));
+        REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e)); /* launches */
+        par_chrome_tab_release(c, t, false);
+        par_chrome_stats(c, &st0);
+        for (int i = 0; i < 3; i++) {
+                double end = par_clock_mono_s() + 20;
+                while (!par_chrome_stocked(c) && par_clock_mono_s() < end)
+                        par_clock_sleep_ms(5);
+                /* the stock's one context taken: the stager makes the next */
+                REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e));
+                par_chrome_tab_release(c, t, false);
+                do
+                        par_chrome_stats(c, &st);
+                while (!st.contexts_preparing && par_clock_mono_s() < end &&
+                       (par_clock_sleep_ms(1), 1));
+                if (!st.contexts_preparing)
+                        continue; /* already made: nothing to wait for */
+                rounds++;
+                CHECKF(!par_chrome_tab_acquire(c, 0, &t, &e), "%s", e.msg);
+                par_chrome_tab_release(c, t, false);
+        }
+        par_chrome_stats(c, &st);
+        CHECKF(rounds > 0, "never caught the stager preparing");
+        CHECKF(st.contexts_missed == st0.contexts_missed,
+               "%llu acquires made their own context while one was being "
+               "prepared",
+               (unsigned long long)(st.contexts_missed - st0.contexts_missed));
+        CHECKF(st.contexts_waited >= st0.contexts_waited + 1, "waited %llu",
+               (unsigned long long)(st.contexts_waited - st0.contexts_waited));
+        par_chrome_destroy(c);
+}
+
+/*
  * Every context costs one renderer, the page's: the features chrome.c turns
  * off (a spare renderer, the omnibox popups each headless window loads)
  * stay off when chrome.extra_args has a --disable-features of its own
@@ -391,4 +438,4 @@ static void teardown(void)
 TEST_MAIN_WITH(setup, teardown, test_spin_scope_context,
                test_spin_scope_browser, test_spin_scope_connect,
                test_resource_scope, test_session_moves, test_stock,
-               test_launch_features)
+               test_stock_wait, test_launch_features)

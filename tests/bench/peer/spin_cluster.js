@@ -1,7 +1,7 @@
 // spin_cluster.js — the puppeteer-cluster peer of `parallel-ctl spin` with
 // tests/fixtures/recipes/bench.json.
 //
-//   [STYLE=locator|plain] [MODEL=context|page] [PAGE=bench|bench_wait]
+//   [STYLE=locator|plain] [MODEL=context|page] [PAGE=bench|bench_wait] [TUNED=1]
 //     node spin_cluster.js <base-url> <spins> <concurrency>
 //
 // Same Chromium (/usr/bin/chromium), same page, same steps as the recipe:
@@ -65,10 +65,17 @@ async function main() {
     puppeteerOptions: {
       executablePath: '/usr/bin/chromium',
       headless: true,
-      // The flags parallel's chrome.c passes, on top of puppeteer's defaults.
+      // The flags parallel's chrome.c passes (its --disable-features only with
+      // TUNED=1, below), on top of puppeteer's defaults.
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
         '--disable-background-networking', '--disable-component-update', '--disable-sync',
-        '--disable-breakpad', '--disable-crash-reporter'],
+        '--disable-breakpad', '--disable-crash-reporter',
+        // TUNED=1: also the features Parallel turns off at launch (a spare
+        // renderer and the omnibox popups each headless window loads; see
+        // lib/browser/chrome.c). puppeteer joins this list to its own.
+        ...(process.env.TUNED
+          ? ['--disable-features=SpareRendererForSitePerProcess,WebUIOmniboxPopup,WebUIOmniboxAimPopup']
+          : [])],
     },
     timeout: 30000,
   });
