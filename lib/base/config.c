@@ -150,9 +150,11 @@ static const prop_t props[] = {
     {"workers.memory_limit_mb", T_INT, "0", 0, 1048576, NULL, 0, C,
      "The pool does not grow while the node's browsers (launch mode) use "
      "more resident memory than this, in MiB (0: no limit)."},
-    {"sched.aging", T_MS, "10s", 0, 86400000, NULL, 0, C,
+    {"sched.aging", T_MS, "60s", 0, 86400000, NULL, 0, C,
      "Anti-starvation: a queued signal counts one priority level more "
-     "urgent per full period waited (0: off)."},
+     "urgent per full period waited in the node's local queue (0: off). "
+     "With 4 levels, a priority-1 signal waits behind newer priority-4 "
+     "ones for at most three periods."},
     {"sched.queue.high", T_INT, "256", 1, 1000000, NULL, 0, C,
      "Local queue depth of one priority level at which the node stops "
      "taking that level's messages from Kafka."},
