@@ -206,6 +206,23 @@ static void revoked(node_t *n, rd_kafka_t *rk,
         rd_kafka_topic_partition_list_destroy(commit);
 }
 
+/* "a,b,c,d": partitions this node holds at levels 1..levels. */
+static void held_by_level(node_t *n, char *out, size_t size)
+{
+        size_t at = 0;
+        out[0] = '\0';
+        for (int L = 1; L <= n->levels && at < size; L++) {
+                int c = 0;
+                for (int i = 0; i < n->nparts; i++)
+                        c += n->parts[i].level == L;
+                int w =
+                    snprintf(out + at, size - at, "%s%d", L > 1 ? "," : "", c);
+                if (w < 0)
+                        break;
+                at += (size_t)w;
+        }
+}
+
 void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque)
 {
@@ -214,9 +231,12 @@ void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         rd_kafka_error_t *ke = NULL;
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
-                par_log(PAR_LOG_INFO, "consumer", "assigned", "partitions=%d",
-                        parts->cnt);
                 assigned(n, parts);
+                char by[NODE_MAX_LEVELS * 8] = "";
+                held_by_level(n, by, sizeof(by));
+                par_log(PAR_LOG_INFO, "consumer", "assigned",
+                        "partitions=%d held=%d held_by_level=%s", parts->cnt,
+                        n->nparts, by);
                 if (coop)
                         ke = rd_kafka_incremental_assign(rk, parts);
                 else

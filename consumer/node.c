@@ -164,7 +164,7 @@ static par_err_t make_clients(node_t *n, par_error_t *err)
             (rc = kset(cc, "enable.auto.commit", "false", err)) ||
             (rc = kset(cc, "enable.auto.offset.store", "false", err)) ||
             (rc = kset(cc, "partition.assignment.strategy",
-                       "cooperative-sticky", err)) ||
+                       par_config_str(n->cfg, "consumer.assignment"), err)) ||
             (rc = kset(cc, "auto.offset.reset", "earliest", err)) ||
             /* What librdkafka prefetches per level queue (it counts a
              * forwarded partition against the queue it forwards to): a

@@ -137,6 +137,16 @@ static const prop_t props[] = {
     {"consumer.group", T_STR, "parallel", 0, 0, NULL, 0, C,
      "Kafka consumer group id shared by every consumer node (a "
      "kafka.group.id key overrides it)."},
+    {"consumer.assignment", T_ENUM, "cooperative-sticky", 0, 0,
+     "cooperative-sticky|roundrobin", 0, C,
+     "How the group spreads partitions over nodes. cooperative-sticky: a "
+     "node joining or leaving moves only the partitions that must move, "
+     "and the others keep working; but a node that joins may get whole "
+     "priority levels (all of p1 and p2, say) while another keeps the "
+     "rest, so each node's priority order is its own. roundrobin: every "
+     "rebalance deals all partitions out afresh, so each node holds its "
+     "share of every level (with partitions a multiple of the nodes), "
+     "at the cost of pausing every node at each rebalance."},
     {"consumer.static_membership", T_BOOL, "false", 0, 0, NULL, 0, C,
      "Use node.id as group.instance.id (KIP-345): a node restarting within "
      "the session timeout gets its partitions back without a rebalance."},
