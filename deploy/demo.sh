@@ -74,8 +74,12 @@ base="http://127.0.0.1:$(cat "$run/port")"
 "$build/parallel-producer" "${cfg[@]}" -X producer.http.listen=127.0.0.1:0 \
         >"$run/producer.log" 2>&1 &
 pids+=($!)
+# roundrobin: each node holds partitions of every priority, so the table
+# below shows priority across the cluster, not per node (the default
+# cooperative-sticky assignment can hand one node all of p1 and p2).
 for n in a b; do
         "$build/parallel-consumer" "${cfg[@]}" -X "node.id=node-$n" \
+                -X consumer.assignment=roundrobin \
                 -X http.listen=127.0.0.1:0 -X "workers.min=$workers" \
                 -X "workers.max=$workers" >"$run/consumer-$n.log" 2>&1 &
         pids+=($!)
