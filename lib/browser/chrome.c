@@ -282,7 +282,7 @@ void par_chrome_opts_default(par_chrome_opts_t *o)
         o->backoff_max_ms = 10000;
         o->ping_interval_ms = 5000;
         o->scope = PAR_STATE_SPIN;
-        o->ready_contexts = 1;
+        o->ready_contexts = 2;
         o->resource_contexts = 32;
         o->resource_idle_ms = 600000;
 }
@@ -974,8 +974,10 @@ par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
         for (int i = 0; i < c->nslots; i++)
                 c->slots[i].index = i;
         /* worker w uses slot w % nslots */
-        for (int w = 0; w < workers; w++)
+        for (int w = 0; w < workers; w++) {
                 c->slots[w % c->nslots].stock_target += c->o.ready_contexts;
+                c->slots[w % c->nslots].workers++;
+        }
         if (pthread_create(&c->supervisor, NULL, supervisor_main, c)) {
                 rc = par_error_set(err, PAR_ERR_IO,
                                    "chrome: cannot start supervisor thread");

@@ -28,8 +28,11 @@
  *     it. A background thread (the stager) keeps chrome.ready_contexts
  *     prepared contexts per worker in each live browser (context + an
  *     about:blank target, attached, Page/Runtime enabled) and disposes of
- *     used ones, so on a warm node an acquire waits for no set-up; when the
- *     stock runs out the acquire prepares one itself (counted as a miss).
+ *     used ones, so on a warm node an acquire waits for no set-up. Work
+ *     nobody waits for yet (stock beyond one per worker, disposals) waits
+ *     until no tab of that browser is acquired, so it does not compete
+ *     with a running spin. When the stock is empty an acquire waits for
+ *     the context being prepared, or prepares one itself (a miss).
  *   - resource: acquires for the same resource key get the same context
  *     and tab back (health-checked with a Runtime.evaluate round trip), so
  *     a login survives between that resource's spins. A bounded LRU
@@ -103,7 +106,7 @@ typedef struct par_chrome_opts {
         int ping_interval_ms;  /* browser round trip by the supervisor (5 s;
                                   2 misses in a row = hung; 0 = off) */
         par_state_scope_t scope; /* chrome.state_scope (spin) */
-        int ready_contexts;      /* chrome.ready_contexts: per worker (1) */
+        int ready_contexts;      /* chrome.ready_contexts: per worker (2) */
         int resource_contexts;   /* chrome.resource_contexts: LRU bound (32) */
         int resource_idle_ms;    /* chrome.resource_idle (10 min) */
 } par_chrome_opts_t;

@@ -62,6 +62,7 @@ struct slot {
         par_tab_t *stock;     /* prepared contexts (chrome->mu) */
         int nstock;           /* chrome->mu */
         int stock_target;     /* ready_contexts x workers using this slot */
+        int workers;          /* workers using this slot */
         int preparing;        /* stager: being made now (chrome->mu) */
         double stock_pause;   /* stager: no preparing before (chrome->mu) */
         /* supervisor thread only */
@@ -104,6 +105,7 @@ struct par_chrome {
         int nslots;
         struct slot *slots;
         par_tab_t *trash;          /* to dispose of (chrome->mu) */
+        int ntrash;                /* chrome->mu */
         int disposing;             /* stager: being disposed of now */
         struct rctx *lru, *mru;    /* resource contexts (chrome->mu) */
         int nres;                  /* chrome->mu */

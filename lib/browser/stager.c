@@ -170,6 +170,7 @@ static void trash_locked(par_chrome_t *c, par_tab_t *t)
 {
         t->next = c->trash;
         c->trash = t;
+        c->ntrash++;
         pthread_cond_signal(&c->stage_cond);
 }
 
@@ -289,15 +290,62 @@ fail:
         return rc;
 }
 
+/*
+ * chrome->mu held: unlinks and returns the next tab to dispose of, or NULL
+ * to leave them all for later. Disposing of a context is browser work (tens
+ * of ms on its UI thread) that would slow a spin running on that browser,
+ * and nobody waits for it: a tab waits while its browser has a tab
+ * acquired, unless more used contexts wait than there are workers (then
+ * the oldest goes, so they cannot pile up under full load), or its browser
+ * is gone (nothing to compete with).
+ */
+static par_tab_t *trash_take_locked(par_chrome_t *c)
+{
+        par_tab_t **pp, **pick = NULL;
+        bool full = c->ntrash > c->nworkers;
+
+        for (pp = &c->trash; *pp; pp = &(*pp)->next) {
+                struct inst *in = (*pp)->inst;
+                if (full || in->in_use == 0 || in->dead ||
+                    !par_cdp_connected(in->cdp))
+                        pick = pp; /* the last match: the oldest */
+        }
+        if (pick) {
+                par_tab_t *t = *pick;
+                *pick = t->next;
+                t->next = NULL;
+                c->ntrash--;
+                return t;
+        }
+        return NULL;
+}
+
+/*
+ * chrome->mu held: should the stager prepare a context for s now? Up to one
+ * per worker of the slot at once (an acquire may be about to need it);
+ * beyond that (chrome.ready_contexts > 1) only while no tab of the browser
+ * is acquired, so preparing does not take the CPU from a running spin.
+ */
+static bool slot_wants_stock_locked(struct slot *s, double now)
+{
+        int have = s->nstock + s->preparing;
+
+        return s->wanted && inst_usable_locked(s->inst) &&
+               have < s->stock_target && now >= s->stock_pause &&
+               (have < s->workers || s->inst->in_use == 0);
+}
+
 /* ---- the stager thread -------------------------------------------------
  *
  * One pass: queue stale stock (its browser died, was replaced or is due
  * for recycling) and idle resource contexts for disposal; then prepare one
- * context and dispose of one tab, each outside the lock. Alternating keeps
- * both queues moving under load; preparing first keeps a disposal (tens of
- * ms of browser work, nobody waits for it) from delaying the context the
- * next spin may be waiting for. A preparation failure (a browser going
- * away) pauses that slot's preparation briefly instead of spinning.
+ * context and dispose of one tab, each outside the lock, when they are due
+ * (slot_wants_stock_locked, trash_take_locked: work nobody waits for yet
+ * waits for its browser to be idle). Alternating keeps both queues moving
+ * under load; preparing first keeps a disposal (tens of ms of browser
+ * work, nobody waits for it) from delaying the context the next spin may
+ * be waiting for. A preparation failure (a browser going away) pauses that
+ * slot's preparation briefly instead of spinning.
  */
 static void *stager_main(void *arg)
 {
@@ -340,16 +388,11 @@ static void *stager_main(void *arg)
                                 rctx_evict_locked(c, r);
                         }
                 }
-                if (c->trash) {
-                        drop = c->trash;
-                        c->trash = drop->next;
+                if ((drop = trash_take_locked(c)))
                         c->disposing++;
-                }
                 for (int k = 0; k < c->nslots && !fill; k++) {
                         struct slot *s = &c->slots[(rr + k) % c->nslots];
-                        if (s->wanted && inst_usable_locked(s->inst) &&
-                            s->nstock + s->preparing < s->stock_target &&
-                            now >= s->stock_pause) {
+                        if (slot_wants_stock_locked(s, now)) {
                                 fill = s;
                                 in = s->inst;
                                 in->refs++;
@@ -653,6 +696,8 @@ void par_chrome_tab_release(par_chrome_t *c, par_tab_t *t, bool broken)
         }
         inst_done_locked(c, in);
         pthread_cond_broadcast(&c->cond);
+        /* an idle browser: deferred preparing and disposing can go on */
+        pthread_cond_signal(&c->stage_cond);
         pthread_mutex_unlock(&c->mu);
 }
 
@@ -812,6 +857,7 @@ void chrome_stager_drain(par_chrome_t *c)
         while (c->trash) {
                 par_tab_t *t = c->trash;
                 c->trash = t->next;
+                c->ntrash--;
                 tab_drop(c, t);
         }
 }

@@ -319,6 +319,7 @@ static void test_stock_wait(void)
         int rounds = 0;
 
         opts_for_test(&o);
+        o.ready_contexts = 1; /* one taken: the stock is empty */
         REQUIRE(!par_chrome_new(&c, &o, 1, &e));
         REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e)); /* launches */
         par_chrome_tab_release(c, t, false);
@@ -348,6 +349,52 @@ static void test_stock_wait(void)
                (unsigned long long)(st.contexts_missed - st0.contexts_missed));
         CHECKF(st.contexts_waited >= st0.contexts_waited + 1, "waited %llu",
                (unsigned long long)(st.contexts_waited - st0.contexts_waited));
+        par_chrome_destroy(c);
+}
+
+/*
+ * Beyond one prepared context per worker (chrome.ready_contexts > 1) the
+ * stager prepares only while no tab of the browser is acquired, so it does
+ * not take the CPU from a running spin; the stock is full again once the
+ * browser is idle.
+ */
+static void test_stock_idle(void)
+{
+        par_chrome_t *c = NULL;
+        par_chrome_opts_t o;
+        par_chrome_stats_t st0, st;
+        par_error_t e;
+        par_tab_t *t = NULL;
+        double end;
+
+        opts_for_test(&o);
+        o.ready_contexts = 2;
+        REQUIRE(!par_chrome_new(&c, &o, 1, &e));
+        REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e)); /* launches */
+        par_chrome_tab_release(c, t, false);
+        end = par_clock_mono_s() + 20;
+        while (!par_chrome_stocked(c) && par_clock_mono_s() < end)
+                par_clock_sleep_ms(5);
+        REQUIRE(par_chrome_stocked(c));
+        par_chrome_stats(c, &st0);
+        REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e)); /* one left */
+        par_clock_sleep_ms(500);                        /* a spin */
+        par_chrome_stats(c, &st);
+        CHECKF(st.tabs_created == st0.tabs_created && !st.contexts_preparing,
+               "prepared %llu while a spin ran",
+               (unsigned long long)(st.tabs_created - st0.tabs_created));
+        par_chrome_tab_release(c, t, false);
+        end = par_clock_mono_s() + 20;
+        while (!par_chrome_stocked(c) && par_clock_mono_s() < end)
+                par_clock_sleep_ms(5);
+        CHECK(par_chrome_stocked(c));
+        par_chrome_stats(c, &st);
+        CHECKF(
+            st.tabs_created == st0.tabs_created + 1 &&
+                st.contexts_disposed == st0.contexts_disposed + 1,
+            "created %llu disposed %llu",
+            (unsigned long long)(st.tabs_created - st0.tabs_created),
+            (unsigned long long)(st.contexts_disposed - st0.contexts_disposed));
         par_chrome_destroy(c);
 }
 
@@ -438,4 +485,4 @@ static void teardown(void)
 TEST_MAIN_WITH(setup, teardown, test_spin_scope_context,
                test_spin_scope_browser, test_spin_scope_connect,
                test_resource_scope, test_session_moves, test_stock,
-               test_stock_wait, test_launch_features)
+               test_stock_wait, test_stock_idle, test_launch_features)
