@@ -7,6 +7,7 @@
 #       env: N=20000 signals per round, PARTS=4 partitions per topic,
 #            WORKERS=4 workers per node, TIMEOUT=600 s per run,
 #            CLAIMS="true false" (which claim.enabled settings to run),
+#            RUNS=3 (runs of each row; the medians are printed at the end),
 #            NODE_OPTS="-X key=value …" (more options for every node),
 #            PROFILE=DIR (record each node with `perf record -g` into
 #            DIR/<run>-<node>.data; the figures then carry perf's cost)
@@ -24,9 +25,10 @@
 #      that is the ceiling reference that means something. Both include
 #      kcat's process start (a few ms).
 #   3. Runs, each with a fresh consumer.group so it reads the topics from the
-#      beginning: round A: 1 node claims on, 1 node claims off, 2 nodes
-#      claims off; round B (fresh signals, since claimed ones would be
-#      skipped): 2 nodes claims on.
+#      beginning, RUNS times each: claims off, 1 node and 2 nodes, all on
+#      one round's signals; claims on, 1 node and 2 nodes, each on a fresh
+#      round (a claimed signal would only be skipped). The medians per row
+#      and two nodes ÷ one are printed at the end.
 #   4. The store's own limit: bench-claims runs the claim cycle a worker
 #      runs per signal with claims on (acquire, then finish) against the
 #      same MongoDB from WORKERS threads (a node's pool), on N fresh
@@ -46,6 +48,7 @@ PARTS=${PARTS:-4}
 WORKERS=${WORKERS:-4}
 TIMEOUT=${TIMEOUT:-600}
 CLAIMS=${CLAIMS:-"true false"}
+RUNS=${RUNS:-3}
 KCAT=(kcat -C -b "${PARALLEL_KAFKA_BOOTSTRAP_SERVERS:-127.0.0.1:9092}")
 
 # best2 KCAT-ARGS…: runs kcat twice; prints the shorter wall time in ns.
@@ -194,6 +197,7 @@ run() {
                 return
         fi
         local rate; rate=$(field "$line" rate)
+        RATES[$nodes-$claims]+="$rate "
         row "$nodes node(s) x $WORKERS workers, claims $claims" \
                 "$(field "$line" n)" "$rate" \
                 "$(awk -v ms="$(field "$line" wall_ms)" 'BEGIN { printf "%.2f", ms / 1000 }')" \
@@ -223,14 +227,36 @@ store() {
         done
 }
 
-echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $(nproc) cores, load $(load)"
+# median "X Y Z …": the middle value (the lower middle of an even count).
+median() {
+        tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
+}
+
+echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $RUNS run(s) of each, $(nproc) cores, load $(load)"
 printf '%-36s %8s %10s %8s %9s %8s %8s %8s\n' reader signals "signals/s" "wall s" "wall /s" "÷kcat-e" "÷kcat-c" "÷store"
 STORE_RATE=0
+declare -A RATES=()
 [[ $CLAIMS != *true* ]] || store
-round
-[[ $CLAIMS != *true* ]] || run 1 true
-[[ $CLAIMS != *false* ]] || { run 1 false; run 2 false; }
-if [[ $CLAIMS == *true* ]]; then
+if [[ $CLAIMS == *false* ]]; then
+        # Claims off changes no document: one round serves every run.
         round
-        run 2 true
+        for ((k = 0; k < RUNS; k++)); do run 1 false; run 2 false; done
+fi
+if [[ $CLAIMS == *true* ]]; then
+        # A claimed signal would only be skipped: fresh signals per run.
+        for ((k = 0; k < RUNS; k++)); do
+                round; run 1 true
+                round; run 2 true
+        done
+fi
+echo "# medians of $RUNS run(s), signals/s (÷store for claims on; store $STORE_RATE claim cycles/s):"
+for key in 1-false 2-false 1-true 2-true; do
+        [[ -n ${RATES[$key]:-} ]] || continue
+        m=$(median "${RATES[$key]}")
+        extra=""
+        [[ $key != *true ]] || extra=" (÷store $(awk -v a="$m" -v b="$STORE_RATE" 'BEGIN { printf "%.3g", b ? a / b : 0 }'))"
+        echo "#   ${key%%-*} node(s), claims ${key#*-}: $m$extra   [runs: ${RATES[$key]}]"
+done
+if [[ -n ${RATES[1-false]:-} && -n ${RATES[2-false]:-} ]]; then
+        echo "#   two nodes ÷ one, claims off: $(awk -v a="$(median "${RATES[2-false]}")" -v b="$(median "${RATES[1-false]}")" 'BEGIN { printf "%.2f", a / b }')"
 fi

@@ -11,8 +11,9 @@
  *   bench-results [-X key=value]... copy FROM_PREFIX SUFFIX...
  *       Copies every message of <FROM_PREFIX>.<SUFFIX> (low to high
  *       watermark when it starts) to <topic.prefix>.<SUFFIX>, into the same
- *       partition, with its key, headers and value; waits for every
- *       delivery. Prints `copied n=… ms=… rate=…`. So a benchmark can
+ *       partition, with its key, headers and value: all read first, then
+ *       written, waiting for every delivery. Prints `copied n=… read_ms=…
+ *       ms=… rate=…` (ms and rate: the writing). So a benchmark can
  *       start its nodes, let them settle into the group, and only then
  *       give them work that was moved into Kafka beforehand.
  *
@@ -139,6 +140,8 @@ out:
         return rc;
 }
 
+static int delivery_errors; /* copy's failed deliveries */
+
 /* The topics being copied: where each partition ends, and how many
  * partitions have not reached their end. */
 typedef struct copyset {
@@ -146,6 +149,11 @@ typedef struct copyset {
         char from[8][PAR_KAFKA_TOPIC_MAX], to[8][PAR_KAFKA_TOPIC_MAX];
         int64_t hi[8][MAXPART];
         int left;
+        struct {
+                rd_kafka_message_t *m;
+                int t;
+        } * msgs; /* read, not yet written */
+        size_t nmsgs, cap;
 } copyset_t;
 
 static int copy_index(copyset_t *c, const char *topic)
@@ -156,41 +164,61 @@ static int copy_index(copyset_t *c, const char *topic)
         return -1;
 }
 
-/* Produces m to its destination (same partition, key, headers, value). */
-static int copy_one(rd_kafka_t *out, copyset_t *c, rd_kafka_message_t *m,
-                    long long *copied)
+/* Keeps m (its destination topic t) for copy_write; non-zero when it
+ * cannot. */
+static int copy_keep(copyset_t *c, rd_kafka_message_t *m, int t)
 {
-        int t = m->err ? -1 : copy_index(c, rd_kafka_topic_name(m->rkt));
-        if (t < 0 || m->offset >= c->hi[t][m->partition])
-                return 0;
-        rd_kafka_headers_t *h = NULL;
-        rd_kafka_message_detach_headers(m, &h);
-        rd_kafka_resp_err_t e;
-        while ((e = rd_kafka_producev(out, RD_KAFKA_V_TOPIC(c->to[t]),
-                                      RD_KAFKA_V_PARTITION(m->partition),
-                                      RD_KAFKA_V_KEY(m->key, m->key_len),
-                                      RD_KAFKA_V_VALUE(m->payload, m->len),
-                                      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                                      RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)) ==
-               RD_KAFKA_RESP_ERR__QUEUE_FULL)
-                rd_kafka_poll(out, 10);
-        if (e) {
-                fprintf(stderr, "bench-results: produce to %s: %s\n", c->to[t],
-                        rd_kafka_err2str(e));
-                if (h)
-                        rd_kafka_headers_destroy(h);
-                return -1;
+        if (c->nmsgs == c->cap) {
+                size_t cap = c->cap ? c->cap * 2 : 4096;
+                void *grown = realloc(c->msgs, cap * sizeof(*c->msgs));
+                if (!grown)
+                        return -1;
+                c->msgs = grown;
+                c->cap = cap;
         }
-        (*copied)++;
-        if (m->offset == c->hi[t][m->partition] - 1)
-                c->left--;
+        c->msgs[c->nmsgs].m = m;
+        c->msgs[c->nmsgs++].t = t;
         return 0;
 }
 
-/* Reads every partition of every topic in c from its low watermark, all
- * at once, producing each message to its destination topic. */
-static int copy_all(rd_kafka_t *in, rd_kafka_t *out, copyset_t *c,
-                    long long *copied)
+/* Produces every kept message to its destination (same partition, key,
+ * headers, value) and waits for every delivery. */
+static int copy_write(rd_kafka_t *out, copyset_t *c)
+{
+        for (size_t i = 0; i < c->nmsgs; i++) {
+                rd_kafka_message_t *m = c->msgs[i].m;
+                int t = c->msgs[i].t;
+                rd_kafka_headers_t *h = NULL;
+                rd_kafka_message_detach_headers(m, &h);
+                rd_kafka_resp_err_t e;
+                while ((e = rd_kafka_producev(
+                            out, RD_KAFKA_V_TOPIC(c->to[t]),
+                            RD_KAFKA_V_PARTITION(m->partition),
+                            RD_KAFKA_V_KEY(m->key, m->key_len),
+                            RD_KAFKA_V_VALUE(m->payload, m->len),
+                            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                            RD_KAFKA_V_HEADERS(h), RD_KAFKA_V_END)) ==
+                       RD_KAFKA_RESP_ERR__QUEUE_FULL)
+                        rd_kafka_poll(out, 10);
+                if (e) {
+                        fprintf(stderr, "bench-results: produce to %s: %s\n",
+                                c->to[t], rd_kafka_err2str(e));
+                        if (h)
+                                rd_kafka_headers_destroy(h);
+                        return -1;
+                }
+        }
+        if (rd_kafka_flush(out, 60000) || delivery_errors) {
+                fprintf(stderr, "bench-results: copy not delivered (%d)\n",
+                        delivery_errors);
+                return -1;
+        }
+        return 0;
+}
+
+/* Reads every partition of every topic in c from its low watermark to its
+ * high one, all at once, keeping the messages. */
+static int copy_read(rd_kafka_t *in, copyset_t *c)
 {
         int64_t lo[MAXPART];
         rd_kafka_topic_partition_list_t *l =
@@ -214,20 +242,28 @@ static int copy_all(rd_kafka_t *in, rd_kafka_t *out, copyset_t *c,
         rd_kafka_queue_t *q = rd_kafka_queue_get_consumer(in);
         rd_kafka_message_t *batch[1024];
         int64_t until = par_clock_mono_ms() + 60000;
-        int rc = 0;
-        while (!rc && c->left > 0 && par_clock_mono_ms() < until) {
-                ssize_t got = rd_kafka_consume_batch_queue(q, 100, batch, 1024);
+        while (c->left > 0 && par_clock_mono_ms() < until) {
+                /* Whatever is there now; wait a little only when nothing
+                 * is (a batch call waits its whole timeout for a full
+                 * batch). */
+                ssize_t got = rd_kafka_consume_batch_queue(q, 0, batch, 1024);
+                if (got == 0)
+                        got = rd_kafka_consume_batch_queue(q, 5, batch, 1);
                 for (ssize_t i = 0; i < got; i++) {
                         rd_kafka_message_t *m = batch[i];
-                        if (!rc)
-                                rc = copy_one(out, c, m, copied);
-                        rd_kafka_message_destroy(m);
+                        int t =
+                            m->err ? -1
+                                   : copy_index(c, rd_kafka_topic_name(m->rkt));
+                        if (t < 0 || m->offset >= c->hi[t][m->partition] ||
+                            copy_keep(c, m, t)) {
+                                rd_kafka_message_destroy(m);
+                                continue;
+                        }
+                        if (m->offset == c->hi[t][m->partition] - 1)
+                                c->left--;
                 }
-                rd_kafka_poll(out, 0);
         }
         rd_kafka_queue_destroy(q);
-        if (rc)
-                return rc;
         rd_kafka_assign(in, NULL);
         if (c->left) {
                 fprintf(stderr,
@@ -238,8 +274,6 @@ static int copy_all(rd_kafka_t *in, rd_kafka_t *out, copyset_t *c,
         }
         return 0;
 }
-
-static int delivery_errors;
 
 static void copy_dr(rd_kafka_t *rk, const rd_kafka_message_t *m, void *op)
 {
@@ -254,7 +288,6 @@ static int cmd_copy(par_config_t *cfg, int argc, char **argv)
         par_error_t err = {0};
         rd_kafka_conf_t *pc = NULL;
         char es[256];
-        long long copied = 0;
         int rc = 1;
         copyset_t *c = calloc(1, sizeof(*c));
 
@@ -283,7 +316,6 @@ static int cmd_copy(par_config_t *cfg, int argc, char **argv)
                 fprintf(stderr, "bench-results: %s\n", es);
                 goto done;
         }
-        int64_t t0 = par_clock_mono_ms();
         for (int i = 1; i < argc; i++, c->ntopics++) {
                 snprintf(c->from[c->ntopics], sizeof(c->from[0]), "%s.%s",
                          argv[0], argv[i]);
@@ -291,18 +323,23 @@ static int cmd_copy(par_config_t *cfg, int argc, char **argv)
                                           sizeof(c->to[0])))
                         goto done;
         }
-        if (copy_all(in, out, c, &copied))
+        /* Read everything first, then write as fast as the producer goes:
+         * the write is what the readers downstream see. */
+        int64_t t0 = par_clock_mono_ms();
+        if (copy_read(in, c))
                 goto done;
-        if (rd_kafka_flush(out, 60000) || delivery_errors) {
-                fprintf(stderr, "bench-results: copy not delivered (%d)\n",
-                        delivery_errors);
+        int64_t t1 = par_clock_mono_ms();
+        if (copy_write(out, c))
                 goto done;
-        }
-        int64_t ms = par_clock_mono_ms() - t0;
-        printf("copied n=%lld ms=%lld rate=%.0f\n", copied, (long long)ms,
-               ms ? copied * 1000.0 / (double)ms : 0.0);
+        int64_t ms = par_clock_mono_ms() - t1;
+        printf("copied n=%zu read_ms=%lld ms=%lld rate=%.0f\n", c->nmsgs,
+               (long long)(t1 - t0), (long long)ms,
+               ms ? c->nmsgs * 1000.0 / (double)ms : 0.0);
         rc = 0;
 done:
+        for (size_t i = 0; i < c->nmsgs; i++)
+                rd_kafka_message_destroy(c->msgs[i].m);
+        free(c->msgs);
         if (out)
                 rd_kafka_destroy(out);
         rd_kafka_destroy(in);
