@@ -240,12 +240,15 @@ static void test_failures_are_classified(void)
                 json_decref(p);
                 expect_done("late", params(NULL), "out", "late clicked");
         }
-        /* a disabled button that never enables in time */
-        expect_fail(inline_recipe("{\"steps\": [{\"type\": \"navigate\", "
-                                  "\"url\": \"{{base}}/disabled.html\"}, "
-                                  "{\"type\": \"click\", \"selectors\": "
-                                  "[\"#later\"], \"timeout\": 200}]}"),
-                    params(NULL), PAR_SPIN_PERMANENT, 1, "element is disabled");
+        /* a disabled button that never enables in time (it stays disabled
+         * for 10 minutes: with the default 500 ms, a page whose load event
+         * came late on a loaded machine had its button enabled already) */
+        expect_fail(
+            inline_recipe("{\"steps\": [{\"type\": \"navigate\", "
+                          "\"url\": \"{{base}}/disabled.html?ms=600000\"}, "
+                          "{\"type\": \"click\", \"selectors\": "
+                          "[\"#later\"], \"timeout\": 200}]}"),
+            params(NULL), PAR_SPIN_PERMANENT, 1, "element is disabled");
         /* connection refused: transient */
         snprintf(url, sizeof(url),
                  "{\"steps\": [{\"type\": \"navigate\", \"url\": "
