@@ -6,9 +6,10 @@
 #   tests/bench/spin.sh [BUILD_DIR]
 #   env: SPINS=40 CONC="1 2 4 8" RUNS=3 PAGES="bench bench_wait" PLAIN=1
 #        CTL_B=/path/to/another/parallel-ctl PEER_TUNED=1
+#        CHROME=/usr/bin/chromium-headless-shell
 #
 # Four implementations, the same steps on the same page served by
-# fixture_serve, on the same /usr/bin/chromium:
+# fixture_serve, on the same Chromium (CHROME, /usr/bin/chromium by default):
 #   parallel-spin      chrome.state_scope=spin: every spin in a browser
 #                      context no earlier spin used (prepared in the
 #                      background, disposed of after)
@@ -39,7 +40,10 @@
 # peer's Chromium does the same work per context. For parallel rows the
 # table also shows the median acquire time (the part of a spin's latency
 # spent waiting for or making its context) and the acquires the stock of
-# prepared contexts served / missed. A benchmark prints numbers; it asserts
+# prepared contexts served / missed. CHROME runs both sides on another
+# Chromium binary (default /usr/bin/chromium); a chromium-headless-shell
+# (Debian's package of the old headless mode, no browser windows) runs
+# puppeteer with headless: 'shell'. A benchmark prints numbers; it asserts
 # nothing.
 set -euo pipefail
 
@@ -99,10 +103,12 @@ run() {
   echo "$name $page $(v concurrency) $(v spins_per_s) $(v p50_ms) $(v p99_ms) $(v ok) $(v count) $(v acquire_p50_ms) $(v ready) $(v missed)" | tee -a "$WORK/rows" >&2
 }
 
-FLAGS=(-X log.level=warn -X chrome.isolation=context
+CHROME=${CHROME:-/usr/bin/chromium}
+export CHROME
+FLAGS=(-X log.level=warn -X chrome.isolation=context -X "chrome.path=$CHROME"
   -X "chrome.extra_args=--disable-background-timer-throttling --disable-backgrounding-occluded-windows --disable-renderer-backgrounding")
 
-echo "# spin benchmark: $SPINS spins per run, median of $RUNS runs, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+echo "# spin benchmark: $SPINS spins per run, median of $RUNS runs, $CHROME, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
 for page in $PAGES; do
   for c in $CONC; do
     for ((r = 1; r <= RUNS; r++)); do

@@ -2,9 +2,10 @@
 // tests/fixtures/recipes/bench.json.
 //
 //   [STYLE=locator|plain] [MODEL=context|page] [PAGE=bench|bench_wait] [TUNED=1]
+//   [CHROME=/usr/bin/chromium]
 //     node spin_cluster.js <base-url> <spins> <concurrency>
 //
-// Same Chromium (/usr/bin/chromium), same page, same steps as the recipe:
+// Same Chromium (CHROME, /usr/bin/chromium by default), same page, same steps as the recipe:
 //   navigate PAGE.html (wait for load) · wait for #q · fill #q ·
 //   click #go · (bench_wait: wait for #answer.ready) · extract #answer
 // MODEL=context (CONCURRENCY_CONTEXT, default) gives every task a fresh
@@ -27,6 +28,7 @@ const puppeteer = require('puppeteer-core');
 const STYLE = process.env.STYLE || 'locator';
 const MODEL = process.env.MODEL || 'context';
 const PAGE = process.env.PAGE || 'bench';
+const CHROME = process.env.CHROME || '/usr/bin/chromium';
 
 async function spin(page, { base, q }) {
   await page.goto(`${base}/${PAGE}.html`, { waitUntil: 'load' });
@@ -63,8 +65,9 @@ async function main() {
     maxConcurrency: conc,
     puppeteer,
     puppeteerOptions: {
-      executablePath: '/usr/bin/chromium',
-      headless: true,
+      executablePath: CHROME,
+      // the headless shell is the old headless mode: puppeteer must say so
+      headless: /headless-shell/.test(CHROME) ? 'shell' : true,
       // The flags parallel's chrome.c passes (its --disable-features only with
       // TUNED=1, below), on top of puppeteer's defaults.
       args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
