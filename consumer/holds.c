@@ -36,6 +36,7 @@ struct holds {
         pthread_t thread;
         bool started;
         atomic_bool quit;
+        fin_t *fin;
 };
 
 par_err_t holds_new(holds_t **out, mongoc_client_pool_t *mpool,
@@ -50,6 +51,12 @@ par_err_t holds_new(holds_t **out, mongoc_client_pool_t *mpool,
         snprintf(h->collection, sizeof(h->collection), "%s", collection);
         snprintf(h->node_id, sizeof(h->node_id), "%s", node_id);
         h->lease_ms = lease_ms;
+        par_err_t rc =
+            fin_new(&h->fin, mpool, database, collection, node_id, err);
+        if (rc) {
+                free(h);
+                return rc;
+        }
         pthread_mutex_init(&h->lock, NULL);
         *out = h;
         return PAR_OK;
@@ -63,6 +70,7 @@ void holds_destroy(holds_t *h)
                 nx = x->next;
                 free(x);
         }
+        fin_destroy(h->fin);
         pthread_mutex_destroy(&h->lock);
         free(h);
 }
@@ -219,15 +227,23 @@ par_err_t holds_start(holds_t *h, par_error_t *err)
                 return par_error_set(err, PAR_ERR_IO,
                                      "cannot start the lease renewer");
         h->started = true;
-        return PAR_OK;
+        return fin_start(h->fin, err);
 }
 
+/* The finisher first: the leases of the claims it still writes are renewed
+ * until it is done. */
 void holds_stop(holds_t *h)
 {
+        fin_stop(h->fin);
         atomic_store(&h->quit, true);
         if (h->started)
                 pthread_join(h->thread, NULL);
         h->started = false;
+}
+
+fin_t *holds_finisher(holds_t *h)
+{
+        return h->fin;
 }
 
 void holds_give_back(holds_t *h, bool all)

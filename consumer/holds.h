@@ -3,11 +3,14 @@
  * their leases alive (internal to consumer/).
  *
  * Owns: the list of held claims (with the resource lock taken for each),
- * lease renewal, and giving claims back (a dropped job's, and every one at
- * shutdown). Stays out: taking claims and finishing documents (pipeline.c).
+ * lease renewal, giving claims back (a dropped job's, and every one at
+ * shutdown), and the lifetime of the finisher (finisher.h), which writes
+ * outcomes of claims held until then: it starts and stops with the
+ * renewer. Stays out: taking claims and what an outcome says (pipeline.c).
  *
  * Threads: holds_add/remove/release_later from any thread (one mutex);
- * the renewer is its own thread; holds_give_back after holds_stop.
+ * the renewer and the finisher are threads of their own; holds_give_back
+ * after holds_stop.
  */
 #ifndef PAR_CONSUMER_HOLDS_H
 #define PAR_CONSUMER_HOLDS_H
@@ -18,6 +21,7 @@
 #include <mongoc/mongoc.h>
 
 #include "base/err.h"
+#include "finisher.h"
 
 typedef struct holds holds_t;
 
@@ -40,9 +44,13 @@ void holds_remove(holds_t *h, const char *id, const char *owner);
  * (job dropped). */
 void holds_release_later(holds_t *h, const char *id, const char *owner);
 
-/* Starts / stops (joins) the renewer thread. */
+/* Starts / stops (joins) the renewer and the finisher; stopping writes the
+ * outcomes the finisher has queued first, so their claims are not given
+ * back. */
 par_err_t holds_start(holds_t *h, par_error_t *err);
 void holds_stop(holds_t *h);
+/* The finisher (running between holds_start and holds_stop). */
+fin_t *holds_finisher(holds_t *h);
 /* After holds_stop: one last pass that gives back the claims marked for
  * release, or every claim held when all. */
 void holds_give_back(holds_t *h, bool all);

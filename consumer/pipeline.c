@@ -3,8 +3,8 @@
  *
  *   claim (MongoDB findAndModify) → resource lock → spin (par_spin_run on
  *   the worker's tab, or the browser-less noop) → SpinResult to
- *   <prefix>.results, waiting for its delivery report → document update →
- *   offset marked done.
+ *   <prefix>.results → (its delivery report) document update → offset
+ *   marked done.
  *
  * The order is the same for every outcome, so a crash between two steps
  * leaves a state the next delivery handles: no result yet → the spin runs
@@ -37,19 +37,28 @@
  * attempt. The lock goes with the claim through retries and is deleted
  * after the document update.
  *
- * Without claims, a final result that is not a failure is published
+ * A final result that is not a failure (done, expired) is published
  * asynchronously: the worker hands it to the producer and takes the next
- * signal; the delivery report marks the offset done and frees the
- * scheduler slot (and the resource with it). Results in flight are bounded
- * by the producer (pub_send_async waits beyond the bound). With claims the
- * document update must follow the acknowledged result on the worker's own
- * MongoDB client, so the worker waits for the report.
+ * signal. Without claims the delivery report marks the offset done and
+ * frees the scheduler slot (and the resource with it). With claims the
+ * report queues the outcome to the finisher (finisher.c: one thread, its
+ * own MongoDB client), which writes the outcomes of many signals per round
+ * trip (par_claim_finish_batch, each fenced by its claim's owner), then,
+ * per signal and in this order: deletes the resource lock, stops renewing
+ * the claim, marks the offset done and frees the scheduler slot. So the
+ * order per signal is unchanged: result acknowledged → document final →
+ * offset committable. Results in flight, reported or not, until their
+ * document is written are bounded by the producer (pub_send_async waits
+ * beyond the bound; pub_settle ends one). Failures (result + dead letter),
+ * retries and skips keep the synchronous path, where the worker waits for
+ * the report and writes the document itself.
  *
  * The machine: pipe_run moves a run_t through steps (step_t); each step
  * function does one stage and returns the next step. The outcome is an enum
  * (pipe_outcome_t), turned into the status string only where it is written
  * out.
  */
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,7 +115,8 @@ typedef struct run {
         par_sched_job_t *sj;
         job_t *j;
         char prevbuf[sizeof(((job_t *)0)->prev_owner)];
-        const char *prev; /* the claim's previous owner (a local retry) */
+        const char *prev;  /* the claim's previous owner (a local retry) */
+        const char *owner; /* whose claim this run holds: claimed_by */
         par_claim_info_t ci;
         bool locked; /* we hold the resource lock */
 
@@ -267,8 +277,33 @@ static par_err_t publish_result(const run_t *r)
         return rc;
 }
 
+/* The document's `result` for the outcome (NULL when out of memory). */
+static bson_t *outcome_bson(const run_t *r)
+{
+        const pipe_env_t *env = r->env;
+        bson_error_t be;
+
+        json_t *res = json_pack(
+            "{s:s,s:i,s:s,s:s,s:I}", "status", pipe_outcome_name(r->outcome),
+            "attempt", (int)r->attempt, "node_id", env->node_id, "worker_id",
+            r->w->id, "finished_at", (json_int_t)r->finished_at);
+        if (r->have_sr) {
+                json_object_set(res, "values",
+                                r->sr.values ? r->sr.values : json_null());
+                json_object_set_new(res, "total_ms",
+                                    json_integer(r->sr.total_ms));
+        }
+        char *text = json_dumps(res, JSON_COMPACT);
+        json_decref(res);
+        bson_t *doc =
+            text ? bson_new_from_json((const uint8_t *)text, -1, &be) : NULL;
+        free(text);
+        return doc;
+}
+
 /* A result handed to the producer: the rest of its delivery (offset done,
- * scheduler slot and resource freed) runs from its delivery report. */
+ * scheduler slot and resource freed) runs from its delivery report; with
+ * claims, after the finisher has written the document (fin). */
 typedef struct inflight {
         pub_cb_t cb; /* first: the report finds us through it */
         const pipe_env_t *env;
@@ -279,6 +314,13 @@ typedef struct inflight {
         size_t len;
         char tp[PAR_TRACEPARENT_LEN + 1];
         int tries;
+        /* claims on: the outcome to write (fin.out points into these) */
+        bool claims;
+        fin_item_t fin;
+        bson_t *result;
+        char error[300];
+        char owner[160]; /* the claim's (and the resource lock's) owner */
+        bool locked;
 } inflight_t;
 
 static void inflight_done(inflight_t *f)
@@ -296,6 +338,7 @@ static void inflight_done(inflight_t *f)
         par_offsets_done(env->offsets, j->topic, j->partition, j->offset);
         par_sched_done(env->sched, f->sj);
         job_free(j);
+        bson_destroy(f->result);
         free(f->buf);
         free(f);
 }
@@ -310,11 +353,49 @@ static par_err_t inflight_send(inflight_t *f, par_error_t *e)
                               f->len, f->tp, &f->cb, e);
 }
 
+/* Finisher thread, claims on: the document is written (or fenced off);
+ * then, as on the synchronous path, the resource lock goes, the claim
+ * leaves the renewer, the offset is marked done and the scheduler slot
+ * freed; last, the result stops counting in flight. */
+static void inflight_finished(fin_item_t *it, par_claim_t *c, par_err_t rc)
+{
+        inflight_t *f =
+            (inflight_t *)(void *)((char *)it - offsetof(inflight_t, fin));
+        const pipe_env_t *env = f->env;
+        pub_t *pub = env->pub;
+        job_t *j = f->j;
+        par_error_t e;
+
+        if (rc == PAR_ERR_NOTFOUND) {
+                /* Our lease lapsed and someone else holds it now: their
+                 * outcome stands. */
+                par_log(PAR_LOG_WARN, "consumer", "lease_lost",
+                        "signal=%s worker=%s", j->id, f->owner);
+        } else if (rc) {
+                par_counter_inc(env->stats->mongo_errors);
+        }
+        if (f->locked && par_claim_unlock(c, j->resource, j->id, f->owner,
+                                          &e) == PAR_ERR_MONGO) {
+                /* It lapses with its lease instead. */
+                par_counter_inc(env->stats->mongo_errors);
+                par_log(PAR_LOG_WARN, "consumer", "unlock_error",
+                        "signal=%s resource=%s error=\"%s\"", j->id,
+                        j->resource, e.msg);
+        }
+        holds_remove(env->holds, j->id, f->owner);
+        inflight_done(f);
+        pub_settle(pub);
+}
+
 /* kpoll thread. A failed delivery is sent again (librdkafka already
  * retried it within message.timeout.ms), up to ten times (three on
  * shutdown, like the synchronous path); this thread must not sleep, as
- * every report waits for it. */
-static void inflight_report(pub_cb_t *cb, rd_kafka_resp_err_t err)
+ * every report waits for it. With claims the document is then written by
+ * the finisher, also when the result could not be delivered (as the
+ * synchronous path finishes it after giving up); if the finisher has
+ * stopped (shutdown), the claim stays held and is given back with the
+ * others, so the signal runs again. */
+static bool inflight_report(pub_cb_t *cb, rd_kafka_resp_err_t err)
 {
         inflight_t *f = (inflight_t *)cb;
         par_error_t e;
@@ -326,10 +407,13 @@ static void inflight_report(pub_cb_t *cb, rd_kafka_resp_err_t err)
                         "signal=%s error=\"%s\"", f->j->id,
                         rd_kafka_err2str(err));
                 if (!inflight_send(f, &e))
-                        return; /* the next report decides */
+                        return true; /* the re-sent one's report decides */
                 err = RD_KAFKA_RESP_ERR__FAIL;
         }
+        if (f->claims && fin_push(holds_finisher(f->env->holds), &f->fin))
+                return false; /* settled by inflight_finished */
         inflight_done(f);
+        return true;
 }
 
 /* Hands the result to the producer; false when that failed (the caller
@@ -345,7 +429,22 @@ static bool publish_result_async(run_t *r)
         f->sj = r->sj;
         f->j = r->j;
         f->finished_at = r->finished_at;
+        if (r->claim) {
+                f->claims = true;
+                f->locked = r->locked;
+                f->result = outcome_bson(r);
+                snprintf(f->owner, sizeof(f->owner), "%s", r->owner);
+                snprintf(f->error, sizeof(f->error), "%s", r->err_msg);
+                f->fin.done = inflight_finished;
+                f->fin.out = (par_claim_finish_t){
+                    .id = r->j->id,
+                    .owner = f->owner,
+                    .status = pipe_outcome_name(r->outcome),
+                    .result = f->result,
+                    .error = r->failed ? f->error : NULL};
+        }
         if (encode_result(r, f->tp, &f->buf, &f->len) || inflight_send(f, &e)) {
+                bson_destroy(f->result);
                 free(f->buf);
                 free(f);
                 return false;
@@ -392,23 +491,8 @@ static void finish_doc(const run_t *r)
         const pipe_env_t *env = r->env;
         const job_t *j = r->j;
         par_error_t e;
-        bson_error_t be;
+        bson_t *doc = outcome_bson(r);
 
-        json_t *res = json_pack(
-            "{s:s,s:i,s:s,s:s,s:I}", "status", pipe_outcome_name(r->outcome),
-            "attempt", (int)r->attempt, "node_id", env->node_id, "worker_id",
-            r->w->id, "finished_at", (json_int_t)r->finished_at);
-        if (r->have_sr) {
-                json_object_set(res, "values",
-                                r->sr.values ? r->sr.values : json_null());
-                json_object_set_new(res, "total_ms",
-                                    json_integer(r->sr.total_ms));
-        }
-        char *text = json_dumps(res, JSON_COMPACT);
-        json_decref(res);
-        bson_t *doc =
-            text ? bson_new_from_json((const uint8_t *)text, -1, &be) : NULL;
-        free(text);
         for (int tries = 0;; tries++) {
                 par_err_t rc = par_claim_finish(
                     r->claim, j->id, pipe_outcome_name(r->outcome), doc,
@@ -419,7 +503,7 @@ static void finish_doc(const run_t *r)
                         /* Our lease lapsed and someone else holds it now:
                          * their outcome stands. */
                         par_log(PAR_LOG_WARN, "consumer", "lease_lost",
-                                "signal=%s worker=%s", j->id, r->w->owner);
+                                "signal=%s worker=%s", j->id, r->owner);
                         break;
                 }
                 par_counter_inc(env->stats->mongo_errors);
@@ -593,9 +677,9 @@ static step_t step_lock(run_t *r)
                 if (rc || li.outcome != PAR_CLAIM_OK) {
                         /* Keep the claim (renewed) and come back like a
                          * delivery leased elsewhere. */
-                        holds_add(env->holds, j->id, r->w->owner, NULL, true);
+                        holds_add(env->holds, j->id, r->owner, NULL, true);
                         snprintf(j->prev_owner, sizeof(j->prev_owner), "%s",
-                                 r->w->owner);
+                                 r->owner);
                         j->holds_claim = true;
                         j->lock_wait = true;
                         j->claim_attempt = r->ci.attempt;
@@ -620,8 +704,8 @@ static step_t step_lock(run_t *r)
                  * it runs under. */
                 r->claimed_at = par_clock_wall_ms();
         }
-        holds_add(env->holds, j->id, r->w->owner,
-                  r->locked ? j->resource : NULL, false);
+        holds_add(env->holds, j->id, r->owner, r->locked ? j->resource : NULL,
+                  false);
         return r->ci.outcome == PAR_CLAIM_EXPIRED ? STEP_EXPIRE : STEP_SPIN;
 }
 
@@ -743,14 +827,16 @@ static step_t step_skip(run_t *r)
 
 static step_t step_publish(run_t *r)
 {
-        /* Without claims there is no document to finish: the worker moves
-         * on once the result is handed over, and the offset is marked done
-         * from its delivery report (result acknowledged before the offset
-         * is committable; the resource stays taken until then, so per
-         * resource order holds). Failures keep the synchronous path: their
-         * dead letter is sent after the result. */
-        if (!r->claim &&
-            (r->outcome == PIPE_DONE || r->outcome == PIPE_EXPIRED)) {
+        /* Done and expired: the worker moves on once the result is handed
+         * over. The rest runs from its delivery report (result
+         * acknowledged before anything else): without claims the offset
+         * is marked done there; with claims the finisher writes the
+         * document first (claim renewed until then). The resource stays
+         * taken in the scheduler until the offset is done, so per
+         * resource order holds. Failures, retries and skips keep the
+         * synchronous path: a dead letter follows the result, a retry
+         * keeps its claim, and they are rare. */
+        if (r->outcome == PIPE_DONE || r->outcome == PIPE_EXPIRED) {
                 count(r->env->stats, r->j, r->outcome);
                 if (publish_result_async(r))
                         return STEP_END;
@@ -771,7 +857,7 @@ static step_t step_publish(run_t *r)
 static step_t step_retry(run_t *r)
 {
         job_t *j = r->j;
-        snprintf(j->prev_owner, sizeof(j->prev_owner), "%s", r->w->owner);
+        snprintf(j->prev_owner, sizeof(j->prev_owner), "%s", r->owner);
         j->attempts_here++;
         j->holds_claim = r->claim != NULL;
         par_sched_defer(r->env->sched, r->sj,
@@ -798,7 +884,7 @@ static step_t step_finish(run_t *r)
                                 "signal=%s resource=%s error=\"%s\"", j->id,
                                 j->resource, e.msg);
                 }
-                holds_remove(env->holds, j->id, r->w->owner);
+                holds_remove(env->holds, j->id, r->owner);
         }
         if (r->finished_at > j->created_at && j->created_at > 0) {
                 par_hist_record(env->stats->e2e,
@@ -819,6 +905,7 @@ pipe_outcome_t pipe_run(const pipe_env_t *env, const pipe_worker_t *w,
                    .claim = claim,
                    .sj = sj,
                    .j = sj->payload,
+                   .owner = w->owner,
                    .err_step = -1};
         step_t s = claim ? STEP_CLAIM : STEP_ADMIT;
 

@@ -25,7 +25,7 @@
 struct pub {
         rd_kafka_t *producer;
         int max_inflight;
-        int inflight; /* pub_send_async messages unreported (under dlock) */
+        int inflight; /* pub_send_async messages unsettled (under dlock) */
         pthread_mutex_t dlock; /* delivery waits: one lock for all */
         pthread_cond_t dcond;
         pthread_t kpoll;
@@ -67,11 +67,11 @@ static void dr_cb(rd_kafka_t *rk, const rd_kafka_message_t *m, void *opaque)
                         obs_publish(p->obs,
                                     (par_clock_mono_ms() - d->t0) / 1e3);
                 free(d);
-                pthread_mutex_lock(&p->dlock);
-                p->inflight--;
-                pthread_cond_broadcast(&p->dcond);
-                pthread_mutex_unlock(&p->dlock);
-                cb->fn(cb, m->err);
+                /* Settled after the callback, so that nothing counts as
+                 * out of flight before its offset is done (shutdown
+                 * commits once pub_inflight is 0). */
+                if (cb->fn(cb, m->err))
+                        pub_settle(p);
                 return;
         }
         dwait_t *w = m->_private;
@@ -251,6 +251,14 @@ par_err_t pub_send_async(pub_t *p, const char *topic, const char *key,
                 pthread_mutex_unlock(&p->dlock);
         }
         return rc;
+}
+
+void pub_settle(pub_t *p)
+{
+        pthread_mutex_lock(&p->dlock);
+        p->inflight--;
+        pthread_cond_broadcast(&p->dcond);
+        pthread_mutex_unlock(&p->dlock);
 }
 
 int pub_inflight(pub_t *p)

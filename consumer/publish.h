@@ -42,10 +42,14 @@ bool pub_stopping(pub_t *p);
 
 /* A delivery-report callback: fn runs on the kpoll thread with the
  * message's error (0: acknowledged), once per pub_send_async that returned
- * PAR_OK. It may call pub_send_async again (a re-send). */
+ * PAR_OK. It may call pub_send_async again (a re-send). It returns true
+ * when the message is settled, false when work that follows the report
+ * goes on elsewhere (a document to write): the message then still counts
+ * in flight (pub_inflight, and the bound of pub_send_async) until that work
+ * calls pub_settle. */
 typedef struct pub_cb pub_cb_t;
 struct pub_cb {
-        void (*fn)(pub_cb_t *cb, rd_kafka_resp_err_t err);
+        bool (*fn)(pub_cb_t *cb, rd_kafka_resp_err_t err);
 };
 
 /* Produces value (taken: malloc'd, freed by librdkafka) with key to topic
@@ -62,7 +66,10 @@ par_err_t pub_send(pub_t *p, const char *topic, const char *key, void *value,
 par_err_t pub_send_async(pub_t *p, const char *topic, const char *key,
                          void *value, size_t len, const char *traceparent,
                          pub_cb_t *cb, par_error_t *err);
-/* Messages sent with pub_send_async not yet reported. */
+/* Messages sent with pub_send_async not yet settled: unreported, or
+ * reported and their follow-up work not done. */
 int pub_inflight(pub_t *p);
+/* Settles a message whose callback returned false. Any thread. */
+void pub_settle(pub_t *p);
 
 #endif
