@@ -17,6 +17,7 @@
 
 #include "holds.h"
 #include "msg/kafka.h"
+#include "store/claim.h"
 
 /* Owned by whoever holds the scheduler job (freed with job_free). */
 typedef struct job {
@@ -40,6 +41,11 @@ typedef struct job {
         bool lock_wait;        /* deferred for its resource lock: the claim
                                   kept meanwhile is not a failed attempt */
         int32_t claim_attempt; /* the document's attempt when lock_wait */
+        /* Claimed ahead in a batch (batch.c) by the worker prev_owner names
+         * (held, renewed, given back unrun if dropped, like a retry's), or
+         * found final there: what the claim said, used once by the run. */
+        bool have_pre;
+        par_claim_info_t pre;
 } job_t;
 
 /* Frees a job (NULL is fine); a job dropped while holding a claim for its

@@ -117,6 +117,8 @@ typedef struct run {
         char prevbuf[sizeof(((job_t *)0)->prev_owner)];
         const char *prev;  /* the claim's previous owner (a local retry) */
         const char *owner; /* whose claim this run holds: claimed_by */
+        char ownerbuf[sizeof(((job_t *)0)->prev_owner)];
+        bool reowned; /* the claim handle acts as owner for this run */
         par_claim_info_t ci;
         bool locked; /* we hold the resource lock */
 
@@ -621,10 +623,54 @@ static par_err_t take_claim(run_t *r, par_error_t *e)
         return rc;
 }
 
+/* The claim's answer (r->ci) decides the next step. */
+static step_t claimed(run_t *r)
+{
+        r->attempt = r->ci.attempt;
+        if (r->ci.outcome == PAR_CLAIM_TERMINAL ||
+            r->ci.outcome == PAR_CLAIM_NOTFOUND) {
+                if (r->ci.outcome == PAR_CLAIM_NOTFOUND)
+                        r->attempt = 0;
+                return STEP_SKIP;
+        }
+        r->claimed_at = r->ci.claimed_at;
+        return STEP_LOCK;
+}
+
+/*
+ * A claim made ahead (batch.c): the run holds it under the owner that made
+ * it, with no round trip; or the document was found final then. False when
+ * the claim handle cannot act as that owner (a name too long for it): the
+ * job then claims from that owner like a retry.
+ */
+static bool use_pre(run_t *r)
+{
+        job_t *j = r->j;
+        par_error_t e;
+
+        j->have_pre = false;
+        r->ci = j->pre;
+        if (j->prev_owner[0]) {
+                if (par_claim_set_owner(r->claim, j->prev_owner, &e))
+                        return false;
+                snprintf(r->ownerbuf, sizeof(r->ownerbuf), "%s", j->prev_owner);
+                r->owner = r->ownerbuf;
+                r->reowned = true;
+                /* Held from now on as a running claim (step_lock). */
+                holds_remove(r->env->holds, j->id, r->owner);
+                j->prev_owner[0] = '\0';
+                j->holds_claim = false;
+        }
+        return true;
+}
+
 static step_t step_claim(run_t *r)
 {
         job_t *j = r->j;
         par_error_t e;
+
+        if (j->have_pre && use_pre(r))
+                return claimed(r);
 
         snprintf(r->prevbuf, sizeof(r->prevbuf), "%s", j->prev_owner);
         r->prev = r->prevbuf[0] ? r->prevbuf : NULL;
@@ -649,15 +695,7 @@ static step_t step_claim(run_t *r)
                 j->holds_claim = false;
                 j->lock_wait = false;
         }
-        r->attempt = r->ci.attempt;
-        if (r->ci.outcome == PAR_CLAIM_TERMINAL ||
-            r->ci.outcome == PAR_CLAIM_NOTFOUND) {
-                if (r->ci.outcome == PAR_CLAIM_NOTFOUND)
-                        r->attempt = 0;
-                return STEP_SKIP;
-        }
-        r->claimed_at = r->ci.claimed_at;
-        return STEP_LOCK;
+        return claimed(r);
 }
 
 /* The resource lock: not for a signal that is its own resource, nor for one
@@ -944,5 +982,10 @@ pipe_outcome_t pipe_run(const pipe_env_t *env, const pipe_worker_t *w,
         }
         if (r.have_sr)
                 par_spin_result_clear(&r.sr);
+        if (r.reowned) {
+                par_error_t e;
+                /* Cannot fail: the handle holds owners in place. */
+                par_claim_set_owner(claim, w->owner, &e);
+        }
         return r.outcome;
 }

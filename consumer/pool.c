@@ -5,7 +5,9 @@
  * run it through the pipeline, repeat. Above workers.min, a worker idle for
  * workers.idle_timeout retires; the main thread grows the pool (node.c) and
  * reaps exited threads. Each worker has its own claim handle, hence its own
- * MongoDB client from the pool, and its own Chrome slot (its index).
+ * MongoDB client from the pool, and its own Chrome slot (its index). With
+ * claims on, a worker that takes a job while a backlog waits claims the
+ * next ones along with it (batch.c).
  *
  * A slot's status fields (signal, recipe) change under one lock so that a
  * status snapshot never shows half of an update; the counters are atomics.
@@ -17,6 +19,7 @@
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "batch.h"
 #include "job.h"
 #include "pool.h"
 #include "store/claim.h"
@@ -87,6 +90,11 @@ static void run_one(worker_t *w, par_claim_t *claim,
                              .owner = w->owner,
                              .sessions = sessions};
 
+        /* Not busy yet: this worker is among the idle ones. */
+        if (claim)
+                batch_claim(p->o.pipe, &who, claim, sj,
+                            atomic_load(&p->nworkers) - atomic_load(&p->busy) -
+                                1);
         pthread_mutex_lock(&p->lock);
         snprintf(w->signal_id, sizeof(w->signal_id), "%s", j->id);
         snprintf(w->recipe, sizeof(w->recipe), "%s", j->recipe);

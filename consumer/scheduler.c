@@ -420,8 +420,9 @@ void par_sched_done(par_sched_t *s, par_sched_job_t *job)
         pthread_mutex_unlock(&s->lock);
 }
 
-void par_sched_defer(par_sched_t *s, par_sched_job_t *job,
-                     int64_t not_before_ms)
+/* A handed-out job back into its place; attempt counts a local retry. */
+static void requeue(par_sched_t *s, par_sched_job_t *job, int64_t not_before_ms,
+                    int attempt)
 {
         node_t *n = (node_t *)job;
 
@@ -431,10 +432,21 @@ void par_sched_defer(par_sched_t *s, par_sched_job_t *job,
         if (n->res)
                 n->res->busy = false;
         n->not_before = not_before_ms;
-        n->job.attempt++;
+        n->job.attempt += attempt;
         link_node(s, n);
         pthread_cond_broadcast(&s->cond);
         pthread_mutex_unlock(&s->lock);
+}
+
+void par_sched_defer(par_sched_t *s, par_sched_job_t *job,
+                     int64_t not_before_ms)
+{
+        requeue(s, job, not_before_ms, 1);
+}
+
+void par_sched_put_back(par_sched_t *s, par_sched_job_t *job)
+{
+        requeue(s, job, 0, 0);
 }
 
 int par_sched_revoke(par_sched_t *s, int level, int32_t partition)

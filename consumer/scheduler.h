@@ -93,6 +93,11 @@ void par_sched_done(par_sched_t *s, par_sched_job_t *job);
 void par_sched_defer(par_sched_t *s, par_sched_job_t *job,
                      int64_t not_before_ms);
 
+/* Puts a handed-out job back unrun, runnable at once, in its original
+ * place: par_sched_defer without counting an attempt (a worker that took
+ * it only to claim it ahead for whichever worker runs it). */
+void par_sched_put_back(par_sched_t *s, par_sched_job_t *job);
+
 /* Drops every queued (not handed-out) job of (level, partition), calling
  * free_payload on each. Returns how many were dropped. */
 int par_sched_revoke(par_sched_t *s, int level, int32_t partition);

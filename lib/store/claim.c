@@ -21,7 +21,7 @@ struct par_claim {
         mongoc_client_t *client;
         mongoc_collection_t *coll;
         mongoc_collection_t *locks; /* <coll>_resources */
-        char *owner;
+        char owner[PAR_CLAIM_OWNER_MAX];
 };
 
 const char *par_claim_outcome_name(par_claim_outcome_t o)
@@ -35,11 +35,14 @@ par_err_t par_claim_new(par_claim_t **out, mongoc_client_pool_t *pool,
                         const char *db, const char *coll, const char *owner,
                         par_error_t *err)
 {
+        if (strlen(owner) >= PAR_CLAIM_OWNER_MAX)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "claim owner longer than %d bytes",
+                                     PAR_CLAIM_OWNER_MAX - 1);
         par_claim_t *c = calloc(1, sizeof(*c));
-        if (!c || !(c->owner = strdup(owner))) {
-                free(c);
+        if (!c)
                 return par_error_set(err, PAR_ERR_NOMEM, "out of memory");
-        }
+        snprintf(c->owner, sizeof(c->owner), "%s", owner);
         c->pool = pool;
         c->client = mongoc_client_pool_pop(pool);
         c->coll = mongoc_client_get_collection(c->client, db, coll);
@@ -58,8 +61,18 @@ void par_claim_destroy(par_claim_t *c)
         mongoc_collection_destroy(c->locks);
         if (c->client)
                 mongoc_client_pool_push(c->pool, c->client);
-        free(c->owner);
         free(c);
+}
+
+par_err_t par_claim_set_owner(par_claim_t *c, const char *owner,
+                              par_error_t *err)
+{
+        if (strlen(owner) >= sizeof(c->owner))
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "claim owner longer than %d bytes",
+                                     PAR_CLAIM_OWNER_MAX - 1);
+        snprintf(c->owner, sizeof(c->owner), "%s", owner);
+        return PAR_OK;
 }
 
 static void append_id(bson_t *b, const char *id)

@@ -61,6 +61,9 @@
 
 typedef struct par_claim par_claim_t;
 
+/* The longest owner (claimed_by) a claim takes, with its NUL. */
+#define PAR_CLAIM_OWNER_MAX 256
+
 typedef enum par_claim_outcome {
         PAR_CLAIM_OK = 0,   /* claimed by the caller: run it */
         PAR_CLAIM_EXPIRED,  /* claimed by the caller, but expires_at has
@@ -77,7 +80,7 @@ typedef struct par_claim_info {
         int64_t lease_until; /* OK/EXPIRED: ours; LEASED: the holder's */
         int64_t expires_at;  /* the document's, 0 when none */
         char status[16];     /* the document's status after the call */
-        char holder[128];    /* LEASED: the holder's claimed_by */
+        char holder[PAR_CLAIM_OWNER_MAX]; /* LEASED: the holder's claimed_by */
 } par_claim_info_t;
 
 /* "ok", "expired", "terminal", "leased", "notfound". */
@@ -86,14 +89,22 @@ const char *par_claim_outcome_name(par_claim_outcome_t o);
 /*
  * Pops a client from pool (borrowed; must outlive the claim) for the
  * calling thread. db and coll name the signals collection (resource locks
- * live in `<coll>_resources` of the same database); owner (copied)
- * is the worker's id written to claimed_by, e.g. "node-1/w3".
+ * live in `<coll>_resources` of the same database); owner (copied, shorter
+ * than PAR_CLAIM_OWNER_MAX) is the worker's id written to claimed_by, e.g.
+ * "node-1/w3".
  */
 par_err_t par_claim_new(par_claim_t **out, mongoc_client_pool_t *pool,
                         const char *db, const char *coll, const char *owner,
                         par_error_t *err);
 /* Returns the client to its pool. Accepts NULL. */
 void par_claim_destroy(par_claim_t *c);
+
+/* Makes owner (copied) the claim's owner for the calls that follow: a
+ * signal claimed in a batch by one worker runs on whichever worker takes it
+ * next, under the owner that claimed it. PAR_ERR_INVALID (owner too long)
+ * leaves the owner as it was. */
+par_err_t par_claim_set_owner(par_claim_t *c, const char *owner,
+                              par_error_t *err);
 
 /*
  * Tries to claim signal id (24 hex characters of an ObjectId, or a string

@@ -264,6 +264,29 @@ static void test_defer(void)
         par_sched_destroy(s);
 }
 
+/* Taken to be claimed ahead and put back unrun: runnable at once, in its
+ * place ahead of younger jobs of its resource and level, no attempt
+ * counted. */
+static void test_put_back(void)
+{
+        par_sched_t *s = mk(4, 0, 0, 0);
+        par_sched_job_t *a = NULL, *b = NULL;
+        REQUIRE(s);
+        push(s, 2, 0, 1, "r", 1);
+        push(s, 2, 0, 2, "r", 2);
+        push(s, 2, 0, 3, NULL, 3);
+        CHECK(take(s, 10, true, &a) == 1);
+        CHECK(take(s, 10, true, &b) == 3); /* 2 waits for its resource */
+        par_sched_put_back(s, b);
+        par_sched_put_back(s, a);
+        CHECK(a->attempt == 0 && b->attempt == 0);
+        CHECK(par_sched_running(s) == 0 && par_sched_depth(s, 2) == 3);
+        CHECK(take(s, 10, false, NULL) == 1);
+        CHECK(take(s, 10, false, NULL) == 2);
+        CHECK(take(s, 10, false, NULL) == 3);
+        par_sched_destroy(s);
+}
+
 /* Blocking next(): a waiter wakes on push, on a resource being released and
  * on close; many threads never run one resource twice at once. */
 typedef struct {
@@ -327,5 +350,6 @@ static void test_threads(void)
         par_sched_destroy(m.s);
 }
 
-TEST_MAIN(test_priority_order, test_resource_exclusive_and_ordered, test_aging,
-          test_watermarks, test_revoke, test_defer, test_threads)
+TEST_MAIN(test_put_back, test_priority_order,
+          test_resource_exclusive_and_ordered, test_aging, test_watermarks,
+          test_revoke, test_defer, test_threads)
