@@ -32,6 +32,7 @@ struct fin {
         pthread_mutex_t lock;
         pthread_cond_t cond;
         fin_item_t *head, *tail; /* FIFO */
+        int reserved;            /* places taken (fin_reserve) */
         bool running, stopping;
         pthread_t thread;
 };
@@ -78,6 +79,24 @@ bool fin_push(fin_t *f, fin_item_t *it)
         }
         pthread_mutex_unlock(&f->lock);
         return ok;
+}
+
+bool fin_reserve(fin_t *f, int limit)
+{
+        bool ok;
+        pthread_mutex_lock(&f->lock);
+        ok = f->running && !f->stopping && f->reserved < limit;
+        if (ok)
+                f->reserved++;
+        pthread_mutex_unlock(&f->lock);
+        return ok;
+}
+
+void fin_unreserve(fin_t *f)
+{
+        pthread_mutex_lock(&f->lock);
+        f->reserved--;
+        pthread_mutex_unlock(&f->lock);
 }
 
 static bool stopping(fin_t *f)

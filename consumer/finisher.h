@@ -53,6 +53,18 @@ par_err_t fin_start(fin_t *f, par_error_t *err);
  * joins the thread; later pushes are refused. */
 void fin_stop(fin_t *f);
 
+/*
+ * Takes one of limit places for an outcome about to be produced (its result
+ * handed to the producer, its document written by the finisher); false when
+ * all are taken or the finisher is not running: the caller then finishes
+ * that signal itself. A place is given back with fin_unreserve. Bounding
+ * these bounds what a crash leaves acknowledged but unwritten (signals that
+ * run again) to what the workers' own waits left before, and keeps the
+ * queue within what one write takes. Any thread.
+ */
+bool fin_reserve(fin_t *f, int limit);
+void fin_unreserve(fin_t *f);
+
 /* Queues it (taken until its done runs). False when the finisher is not
  * running (not started, or stopped): it->done will not run and the caller
  * decides. */

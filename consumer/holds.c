@@ -3,9 +3,11 @@
  *
  * A claim's lease is short (claim.lease) so that a dead node's signals are
  * taken over quickly; a live node therefore renews every claim it holds,
- * running or waiting for a retry or a resource lock, every lease / 3. The
- * renewer works on a copy of the list so MongoDB calls never run under the
- * lock that workers take on every job.
+ * running, waiting for its document to be written, claimed ahead, or
+ * waiting for a retry or a resource lock, every lease / 3, in one round
+ * trip per owner (par_claim_renew_batch). The renewer works on a copy of
+ * the list so MongoDB calls never run under the lock that workers take on
+ * every job.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -21,10 +23,11 @@
 typedef struct held {
         struct held *next;
         char id[32];
-        char owner[160];
+        char owner[PAR_CLAIM_OWNER_MAX];
         char resource[260];
         bool waiting; /* kept while waiting for a lock: never ran */
         bool release; /* give it back instead of renewing */
+        bool lost;    /* a renewal found it held by someone else */
 } held_t;
 
 struct holds {
@@ -121,24 +124,59 @@ void holds_release_later(holds_t *h, const char *id, const char *owner)
         unhold(h, id, owner, true);
 }
 
-/* Renews a held claim and its resource lock; true when either is lost. A
- * lock whose claim is gone is dropped rather than renewed: whoever holds the
- * signal now needs the resource (if our worker just finished, it drops the
- * lock itself a moment later anyway). */
-static bool renew(holds_t *h, par_claim_t *c, const held_t *x)
+/* Renews the resource lock held with x's claim; true when it is lost. A
+ * lock whose claim is gone (claim_lost) is dropped rather than renewed:
+ * whoever holds the signal now needs the resource (if our worker just
+ * finished, it drops the lock itself a moment later anyway). */
+static bool renew_lock(holds_t *h, par_claim_t *c, const held_t *x,
+                       bool claim_lost)
 {
         par_error_t e;
-        bool lost = par_claim_renew(c, x->id, x->owner, par_clock_wall_ms(),
-                                    h->lease_ms, &e) == PAR_ERR_NOTFOUND;
-        if (!x->resource[0])
-                return lost;
-        if (lost)
+        if (claim_lost) {
                 par_claim_unlock(c, x->resource, x->id, x->owner, &e);
-        else if (par_claim_lock_renew(c, x->resource, x->id, x->owner,
-                                      par_clock_wall_ms(), h->lease_ms,
-                                      &e) == PAR_ERR_NOTFOUND)
-                lost = true;
-        return lost;
+                return true;
+        }
+        return par_claim_lock_renew(c, x->resource, x->id, x->owner,
+                                    par_clock_wall_ms(), h->lease_ms,
+                                    &e) == PAR_ERR_NOTFOUND;
+}
+
+/* Renews the claims of v[0..n-1] (those not given back), one round trip per
+ * owner and PAR_CLAIM_BATCH_MAX claims: a node holds many (running,
+ * results awaiting their document, claimed ahead, retries), and renewing
+ * them one by one could outlast the lease. lost[i]: v[i]'s claim is no
+ * longer held (a database error loses nothing: the next pass tries
+ * again). */
+static void renew_claims(holds_t *h, par_claim_t *c, held_t **v, size_t n,
+                         const bool *skip, bool *lost)
+{
+        bool *grouped = calloc(n ? n : 1, sizeof(*grouped));
+        const char *ids[PAR_CLAIM_BATCH_MAX];
+        size_t at[PAR_CLAIM_BATCH_MAX];
+        bool l[PAR_CLAIM_BATCH_MAX];
+        par_error_t e;
+
+        if (!grouped)
+                return; /* not renewed this pass: may lapse, never wrong */
+        for (size_t i = 0; i < n; i++) {
+                size_t m = 0;
+                if (skip[i] || grouped[i])
+                        continue;
+                for (size_t k = i; k < n && m < PAR_CLAIM_BATCH_MAX; k++)
+                        if (!skip[k] && !grouped[k] &&
+                            !strcmp(v[k]->owner, v[i]->owner)) {
+                                grouped[k] = true;
+                                ids[m] = v[k]->id;
+                                at[m++] = k;
+                        }
+                if (par_claim_renew_batch(c, ids, m, v[i]->owner,
+                                          par_clock_wall_ms(), h->lease_ms, l,
+                                          &e))
+                        continue;
+                for (size_t k = 0; k < m; k++)
+                        lost[at[k]] = l[k];
+        }
+        free(grouped);
 }
 
 static void give_back(holds_t *h, const held_t *x)
@@ -159,40 +197,73 @@ static void give_back(holds_t *h, const held_t *x)
 /* Renews every held lease and gives back the ones marked for release. */
 static void pass(holds_t *h, par_claim_t *c, bool release_all)
 {
-        held_t *copy = NULL;
+        held_t **v = NULL;
+        bool *skip = NULL, *lost = NULL;
+        size_t n = 0, cap = 0;
 
         pthread_mutex_lock(&h->lock);
-        for (held_t *x = h->list; x; x = x->next) {
-                held_t *y = malloc(sizeof(*y));
-                if (!y)
+        for (held_t *x = h->list; x; x = x->next)
+                cap++;
+        v = calloc(cap ? cap : 1, sizeof(*v));
+        for (held_t *x = h->list; v && x && n < cap; x = x->next) {
+                if (!(v[n] = malloc(sizeof(*v[n]))))
                         break;
-                *y = *x;
-                y->next = copy;
-                copy = y;
+                *v[n++] = *x;
         }
         pthread_mutex_unlock(&h->lock);
-        for (held_t *x = copy, *nx; x; x = nx) {
-                nx = x->next;
-                if (x->release || release_all) {
-                        give_back(h, x);
-                } else if (renew(h, c, x)) {
-                        /* Usually the worker just finished it (and unheld
-                         * it after our copy): only a claim still held is a
-                         * lost lease. */
-                        bool still = false;
-                        pthread_mutex_lock(&h->lock);
-                        for (held_t *y = h->list; y && !still; y = y->next)
-                                still = !strcmp(y->id, x->id) &&
-                                        !strcmp(y->owner, x->owner) &&
-                                        !y->release;
-                        pthread_mutex_unlock(&h->lock);
-                        if (still)
-                                par_log(PAR_LOG_WARN, "consumer", "lease_lost",
-                                        "signal=%s owner=%s resource=%s", x->id,
-                                        x->owner, x->resource);
+        skip = calloc(n ? n : 1, sizeof(*skip));
+        lost = calloc(n ? n : 1, sizeof(*lost));
+        if (!v || !skip || !lost)
+                goto out; /* not renewed this pass: may lapse, never wrong */
+        for (size_t i = 0; i < n; i++)
+                if (v[i]->release || release_all) {
+                        give_back(h, v[i]);
+                        skip[i] = true;
                 }
-                free(x);
+        renew_claims(h, c, v, n, skip, lost);
+        for (size_t i = 0; i < n; i++) {
+                held_t *x = v[i];
+                if (skip[i])
+                        continue;
+                if (x->resource[0] && renew_lock(h, c, x, lost[i]))
+                        lost[i] = true;
+                if (!lost[i])
+                        continue;
+                /* Usually the worker just finished it (and unheld it after
+                 * our copy): only a claim still held is a lost lease. */
+                bool still = false;
+                pthread_mutex_lock(&h->lock);
+                for (held_t *y = h->list; y && !still; y = y->next)
+                        if (!strcmp(y->id, x->id) &&
+                            !strcmp(y->owner, x->owner) && !y->release) {
+                                still = true;
+                                y->lost = true;
+                        }
+                pthread_mutex_unlock(&h->lock);
+                if (still)
+                        par_log(PAR_LOG_WARN, "consumer", "lease_lost",
+                                "signal=%s owner=%s resource=%s", x->id,
+                                x->owner, x->resource);
         }
+out:
+        for (size_t i = 0; i < n; i++)
+                free(v[i]);
+        free(v);
+        free(skip);
+        free(lost);
+}
+
+bool holds_lost(holds_t *h, const char *id, const char *owner)
+{
+        bool lost = false;
+        pthread_mutex_lock(&h->lock);
+        for (held_t *x = h->list; x; x = x->next)
+                if (!strcmp(x->id, id) && !strcmp(x->owner, owner)) {
+                        lost = x->lost;
+                        break;
+                }
+        pthread_mutex_unlock(&h->lock);
+        return lost;
 }
 
 static void *renew_main(void *arg)

@@ -43,6 +43,9 @@ void holds_remove(holds_t *h, const char *id, const char *owner);
 /* Marks a held claim (and its resource lock) for release by the renewer
  * (job dropped). */
 void holds_release_later(holds_t *h, const char *id, const char *owner);
+/* True when the renewer found this held claim taken by someone else (its
+ * lease lapsed): a claim made ahead must not be run on its strength. */
+bool holds_lost(holds_t *h, const char *id, const char *owner);
 
 /* Starts / stops (joins) the renewer and the finisher; stopping writes the
  * outcomes the finisher has queued first, so their claims are not given

@@ -49,9 +49,13 @@
  * order per signal is unchanged: result acknowledged → document final →
  * offset committable. Results in flight, reported or not, until their
  * document is written are bounded by the producer (pub_send_async waits
- * beyond the bound; pub_settle ends one). Failures (result + dead letter),
- * retries and skips keep the synchronous path, where the worker waits for
- * the report and writes the document itself.
+ * beyond the bound; pub_settle ends one), and with claims also by the
+ * finisher's places (twice the workers): a worker that finds none free
+ * finishes its signal itself, so a slow store slows the workers as it did
+ * (no backlog for an urgent signal to wait behind) and a crash leaves no
+ * more signals acknowledged but unwritten (to run again) than that. Failures
+ * (result + dead letter), retries and skips keep the synchronous path,
+ * where the worker waits for the report and writes the document itself.
  *
  * The machine: pipe_run moves a run_t through steps (step_t); each step
  * function does one stage and returns the next step. The outcome is an enum
@@ -386,6 +390,7 @@ static void inflight_finished(fin_item_t *it, par_claim_t *c, par_err_t rc)
         }
         holds_remove(env->holds, j->id, f->owner);
         inflight_done(f);
+        fin_unreserve(holds_finisher(env->holds));
         pub_settle(pub);
 }
 
@@ -412,20 +417,31 @@ static bool inflight_report(pub_cb_t *cb, rd_kafka_resp_err_t err)
                         return true; /* the re-sent one's report decides */
                 err = RD_KAFKA_RESP_ERR__FAIL;
         }
-        if (f->claims && fin_push(holds_finisher(f->env->holds), &f->fin))
+        fin_t *fin = holds_finisher(f->env->holds);
+        if (f->claims && fin_push(fin, &f->fin))
                 return false; /* settled by inflight_finished */
+        if (f->claims)
+                fin_unreserve(fin);
         inflight_done(f);
         return true;
 }
 
-/* Hands the result to the producer; false when that failed (the caller
- * publishes it synchronously instead). Takes the job on success. */
+/* Hands the result to the producer; false when that failed, or with
+ * claims when the finisher has no place for it (the caller then publishes
+ * synchronously and writes the document itself). Takes the job on
+ * success. */
 static bool publish_result_async(run_t *r)
 {
         par_error_t e;
-        inflight_t *f = calloc(1, sizeof(*f));
-        if (!f)
+        fin_t *fin = r->claim ? holds_finisher(r->env->holds) : NULL;
+        if (fin && !fin_reserve(fin, r->w->finishing_max))
                 return false;
+        inflight_t *f = calloc(1, sizeof(*f));
+        if (!f) {
+                if (fin)
+                        fin_unreserve(fin);
+                return false;
+        }
         f->cb.fn = inflight_report;
         f->env = r->env;
         f->sj = r->sj;
@@ -446,6 +462,8 @@ static bool publish_result_async(run_t *r)
                     .error = r->failed ? f->error : NULL};
         }
         if (encode_result(r, f->tp, &f->buf, &f->len) || inflight_send(f, &e)) {
+                if (fin)
+                        fin_unreserve(fin);
                 bson_destroy(f->result);
                 free(f->buf);
                 free(f);
@@ -640,8 +658,9 @@ static step_t claimed(run_t *r)
 /*
  * A claim made ahead (batch.c): the run holds it under the owner that made
  * it, with no round trip; or the document was found final then. False when
- * the claim handle cannot act as that owner (a name too long for it): the
- * job then claims from that owner like a retry.
+ * the renewer found that claim lost (its lease lapsed while the job waited)
+ * or the claim handle cannot act as its owner: the job then claims from
+ * that owner like a retry, which says whether it is still ours.
  */
 static bool use_pre(run_t *r)
 {
@@ -651,7 +670,8 @@ static bool use_pre(run_t *r)
         j->have_pre = false;
         r->ci = j->pre;
         if (j->prev_owner[0]) {
-                if (par_claim_set_owner(r->claim, j->prev_owner, &e))
+                if (holds_lost(r->env->holds, j->id, j->prev_owner) ||
+                    par_claim_set_owner(r->claim, j->prev_owner, &e))
                         return false;
                 snprintf(r->ownerbuf, sizeof(r->ownerbuf), "%s", j->prev_owner);
                 r->owner = r->ownerbuf;

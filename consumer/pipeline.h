@@ -71,6 +71,9 @@ typedef struct pipe_worker {
         const char *id;                /* "w3" */
         const char *owner;             /* "<node id>/w3": claimed_by */
         par_session_store_t *sessions; /* the worker's; NULL: none */
+        /* claims on: outcomes the node may have between hand-over to the
+         * producer and their document (fin_reserve's limit) */
+        int finishing_max;
 } pipe_worker_t;
 
 /* Runs the delivery sj (taken: it is completed or put back into the

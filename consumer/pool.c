@@ -88,7 +88,10 @@ static void run_one(worker_t *w, par_claim_t *claim,
         pipe_worker_t who = {.index = w->index,
                              .id = w->id,
                              .owner = w->owner,
-                             .sessions = sessions};
+                             .sessions = sessions,
+                             /* Twice the workers: each can have its last
+                              * outcome being written while it runs on. */
+                             .finishing_max = 2 * p->o.workers_max};
 
         /* Not busy yet: this worker is among the idle ones. */
         if (claim)

@@ -493,6 +493,64 @@ par_err_t par_claim_acquire_batch(par_claim_t *c, const char *const *ids,
         return rc;
 }
 
+par_err_t par_claim_renew_batch(par_claim_t *c, const char *const *ids,
+                                size_t n, const char *owner, int64_t now_ms,
+                                int64_t lease_ms, bool *lost, par_error_t *err)
+{
+        bson_t q = BSON_INITIALIZER, reply;
+        bson_t *docs[PAR_CLAIM_BATCH_MAX];
+        bson_error_t be;
+        bson_iter_t it;
+        const char *who = owner ? owner : c->owner;
+        int64_t until = now_ms + lease_ms, matched = -1;
+        par_err_t rc = PAR_OK;
+
+        if (n > PAR_CLAIM_BATCH_MAX)
+                return par_error_set(err, PAR_ERR_INVALID,
+                                     "renew batch of %zu ids (at most %d)", n,
+                                     PAR_CLAIM_BATCH_MAX);
+        if (n == 0)
+                return PAR_OK;
+        append_in(&q, "_id", ids, n);
+        BSON_APPEND_UTF8(&q, "status", "claimed");
+        BSON_APPEND_UTF8(&q, "claimed_by", who);
+        bson_t *upd =
+            BCON_NEW("$set", "{", "lease_until", BCON_DATE_TIME(until), "}");
+        if (!mongoc_collection_update_many(c->coll, &q, upd, NULL, &reply, &be))
+                rc = par_error_set(err, PAR_ERR_MONGO, "renew: %s", be.message);
+        else if (bson_iter_init_find(&it, &reply, "matchedCount"))
+                matched = bson_iter_as_int64(&it);
+        bson_destroy(&reply);
+        bson_destroy(upd);
+        bson_destroy(&q);
+        if (rc)
+                return rc;
+        for (size_t i = 0; i < n; i++)
+                lost[i] = false;
+        if (matched == (int64_t)n)
+                return PAR_OK;
+        /* Which were not held: ours now carry our lease_until. */
+        bson_t *proj = BCON_NEW("status", BCON_INT32(1), "claimed_by",
+                                BCON_INT32(1), "lease_until", BCON_INT32(1));
+        rc = find_many(c, ids, n, proj, docs, err);
+        bson_destroy(proj);
+        if (rc)
+                return rc;
+        for (size_t i = 0; i < n; i++) {
+                char st[16], by[PAR_CLAIM_OWNER_MAX];
+                bool held = false;
+                if (docs[i]) {
+                        doc_str(docs[i], "status", st, sizeof(st));
+                        doc_str(docs[i], "claimed_by", by, sizeof(by));
+                        held = !strcmp(st, "claimed") && !strcmp(by, who) &&
+                               doc_date(docs[i], "lease_until") == until;
+                        bson_destroy(docs[i]);
+                }
+                lost[i] = !held;
+        }
+        return PAR_OK;
+}
+
 par_err_t par_claim_finish_batch(par_claim_t *c, const par_claim_finish_t *outs,
                                  size_t n, int64_t now_ms, par_err_t *rcs,
                                  par_error_t *err)
@@ -570,7 +628,7 @@ par_err_t par_claim_finish_batch(par_claim_t *c, const par_claim_finish_t *outs,
                 return rc;
         for (size_t i = 0; i < n; i++) {
                 const par_claim_finish_t *o = &outs[i];
-                char st[16], by[160];
+                char st[16], by[PAR_CLAIM_OWNER_MAX];
                 bool ours = false;
                 if (docs[i]) {
                         doc_str(docs[i], "status", st, sizeof(st));

@@ -156,6 +156,18 @@ par_err_t par_claim_renew(par_claim_t *c, const char *id, const char *owner,
                           int64_t now_ms, int64_t lease_ms, par_error_t *err);
 
 /*
+ * Extends the leases of the n signals ids[0..n-1] (borrowed, distinct; n <=
+ * PAR_CLAIM_BATCH_MAX) held by owner (NULL = this claim's owner) to now_ms +
+ * lease_ms, as n par_claim_renew calls would, in one multi-document update
+ * (and one read only when some were not held). lost[i] is set when owner
+ * no longer holds ids[i] (nothing changed for it), cleared otherwise.
+ * PAR_ERR_MONGO when the database could not be asked (lost undefined).
+ */
+par_err_t par_claim_renew_batch(par_claim_t *c, const char *const *ids,
+                                size_t n, const char *owner, int64_t now_ms,
+                                int64_t lease_ms, bool *lost, par_error_t *err);
+
+/*
  * Records the outcome of a held claim: status ("done", "failed", "dead",
  * "expired"), result (borrowed, may be NULL) stored as `result`, error
  * (may be NULL) stored as `error` (null when NULL), finished_at = now_ms;

@@ -8,7 +8,8 @@
  * say of each, and the documents agree; two threads batch-claiming the same
  * ids in different orders and batch sizes claim each exactly once with
  * attempt 1; a batch finish writes only where its owner still holds the
- * claim, says which were fenced off, and is safe to repeat; the round trips
+ * claim, says which were fenced off, and is safe to repeat; a batch renewal
+ * extends only the owner's leases and says which it lost; the round trips
  * of a call (counted by the driver's command monitoring) do not grow with
  * the batch.
  */
@@ -388,6 +389,51 @@ static void test_finish(void)
         mongoc_client_pool_push(pool, cl);
 }
 
+static void test_renew(void)
+{
+        mongoc_client_t *cl;
+        mongoc_collection_t *col = get_coll(&cl);
+        par_claim_t *x = NULL, *y = NULL;
+        par_error_t e;
+        par_claim_info_t in[4];
+        char id[4][25];
+        const char *ids[5];
+        bool lost[5];
+        int64_t t = par_clock_wall_ms();
+
+        REQUIRE(par_claim_new(&x, pool, db, coll, "nodeX/w1", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&y, pool, db, coll, "nodeY/w2", &e) == PAR_OK);
+        for (int i = 0; i < 4; i++) {
+                new_id(id[i]);
+                ids[i] = id[i];
+                insert(col, id[i], "pending", NULL, 0, 0, 0);
+        }
+        ids[4] = "nosuchsignal";
+        CHECK(par_claim_acquire_batch(x, ids, 4, t, 1000, in, &e) == PAR_OK);
+        /* id[1] lapses and goes to Y; id[2] is finished. */
+        par_claim_info_t one;
+        CHECK(par_claim_acquire(y, id[1], NULL, t + 1500, 60000, &one, &e) ==
+              PAR_OK);
+        CHECK(one.outcome == PAR_CLAIM_OK);
+        CHECK(par_claim_finish(x, id[2], "done", NULL, NULL, t, &e) == PAR_OK);
+        /* A renewer acting for X (its own owner is another). */
+        CHECK(par_claim_renew_batch(y, ids, 5, "nodeX/w1", t + 1600, 5000, lost,
+                                    &e) == PAR_OK);
+        CHECK(!lost[0] && lost[1] && lost[2] && !lost[3] && lost[4]);
+        /* Renewed: Y cannot take id[0] at t + 1600 + 4000. */
+        CHECK(par_claim_acquire(y, id[0], NULL, t + 5600, 1000, &one, &e) ==
+              PAR_OK);
+        CHECK(one.outcome == PAR_CLAIM_LEASED && one.lease_until == t + 6600);
+        /* All held: nothing lost. */
+        CHECK(par_claim_renew_batch(x, ids, 1, NULL, t + 1700, 5000, lost,
+                                    &e) == PAR_OK);
+        CHECK(!lost[0]);
+        par_claim_destroy(x);
+        par_claim_destroy(y);
+        mongoc_collection_destroy(col);
+        mongoc_client_pool_push(pool, cl);
+}
+
 /* Commands sent, counted by the driver's command monitoring. */
 static atomic_int commands;
 
@@ -494,5 +540,5 @@ static void teardown(void)
         mongoc_cleanup();
 }
 
-TEST_MAIN_WITH(setup, teardown, test_mixed, test_race, test_finish,
+TEST_MAIN_WITH(setup, teardown, test_mixed, test_race, test_finish, test_renew,
                test_round_trips)
