@@ -50,7 +50,7 @@
  * offset committable. Results in flight, reported or not, until their
  * document is written are bounded by the producer (pub_send_async waits
  * beyond the bound; pub_settle ends one), and with claims also by the
- * finisher's places (twice the workers): a worker that finds none free
+ * finisher's places (as many as workers): a worker that finds none free
  * finishes its signal itself, so a slow store slows the workers as it did
  * (no backlog for an urgent signal to wait behind) and a crash leaves no
  * more signals acknowledged but unwritten (to run again) than that. Failures

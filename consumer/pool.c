@@ -89,9 +89,11 @@ static void run_one(worker_t *w, par_claim_t *claim,
                              .id = w->id,
                              .owner = w->owner,
                              .sessions = sessions,
-                             /* Twice the workers: each can have its last
-                              * outcome being written while it runs on. */
-                             .finishing_max = 2 * p->o.workers_max};
+                             /* As many as workers: a crash then leaves
+                              * no more signals acknowledged but unwritten
+                              * than workers waiting for their reports
+                              * did. */
+                             .finishing_max = p->o.workers_max};
 
         /* Not busy yet: this worker is among the idle ones. */
         if (claim)
