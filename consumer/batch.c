@@ -28,9 +28,10 @@
 #include "job.h"
 #include "obs.h"
 
-/* Enough to cut claim round trips by an order of magnitude; small enough
- * that the leases claimed ahead stay few (each is renewed until it runs). */
-#define BATCH_CLAIM_MAX 32
+/* The bound of claim.batch (its default, 32, cuts claim round trips by an
+ * order of magnitude and keeps the leases claimed ahead few: each is
+ * renewed until it runs). */
+#define BATCH_CLAIM_MAX 64
 
 /* A job that has no claim yet: not claimed ahead, not a retry or a
  * delivery waiting for its resource lock (those hold theirs). */
@@ -64,13 +65,15 @@ void batch_claim(const pipe_env_t *env, const pipe_worker_t *w,
         int ntaken = 0, n = 0;
         par_error_t e;
 
-        if (!claim || !fresh(sj->payload))
+        int max = env->claim_batch < BATCH_CLAIM_MAX ? env->claim_batch
+                                                     : BATCH_CLAIM_MAX;
+        if (!claim || max <= 1 || !fresh(sj->payload))
                 return;
         int surplus = par_sched_depth(env->sched, 0) - idle_others;
         if (surplus <= 0)
                 return;
-        if (surplus > BATCH_CLAIM_MAX - 1)
-                surplus = BATCH_CLAIM_MAX - 1;
+        if (surplus > max - 1)
+                surplus = max - 1;
         batch[n] = sj;
         ids[n++] = ((job_t *)sj->payload)->id;
         int64_t mono = par_clock_mono_ms();

@@ -269,6 +269,7 @@ static void fill_pipe_env(node_t *n)
             .backoff_ms = par_config_int(cfg, "retry.backoff"),
             .backoff_max_ms = par_config_int(cfg, "retry.backoff_max"),
             .max_attempts = (int)par_config_int(cfg, "max.attempts"),
+            .claim_batch = (int)par_config_int(cfg, "claim.batch"),
             .value_max = n->value_max,
         };
 }

@@ -62,6 +62,7 @@ typedef struct pipe_env {
         bool resource_lock; /* take resource locks (claims on) */
         int64_t lease_ms, backoff_ms, backoff_max_ms;
         int max_attempts;
+        int claim_batch;  /* claim.batch: most signals per claim round trip */
         size_t value_max; /* largest encoded value (msg/kafka) */
 } pipe_env_t;
 

@@ -177,6 +177,13 @@ static const prop_t props[] = {
     {"claim.lease", T_MS, "30s", 1000, 3600000, NULL, 0, C,
      "Lease of a claim; renewed every lease/3 while the spin runs or waits "
      "for a retry. A crashed worker's signal is claimable after this."},
+    {"claim.batch", T_INT, "32", 1, 64, NULL, 0, C,
+     "Most signals a worker claims in one round trip when a backlog waits "
+     "(the one it runs and queued ones claimed ahead); 1: every signal "
+     "claims alone. On a real MongoDB each claim in a batch is an _id "
+     "lookup; the dev stand-in scans its collection per statement, and "
+     "there batches of 32 measured 15-25 % slower than single claims on a "
+     "quiet machine (docs/BENCHMARKS.md)."},
     {"claim.resource_lock", T_BOOL, "true", 0, 0, NULL, 0, C,
      "Lock a signal's resource in MongoDB (collection "
      "`<mongo.collection>_resources`) "
