@@ -484,6 +484,7 @@ par_err_t pipeline_start(prod_t *p, par_error_t *err)
 
         p->restart = false;
         p->idle_wait_ms = 0;
+        p->head_since_ms = 0;
         rc = par_seqwin_new(&p->win, err);
         if (!rc)
                 rc = publish_new_producer(p, err);
@@ -544,8 +545,24 @@ void pipeline_advance(prod_t *p)
         if (!p->rk)
                 return;
         rd_kafka_poll(p->rk, 0);
-        if (par_seqwin_advance(p->win, &pos, &len))
+        int64_t now = par_clock_wall_ms();
+        if (par_seqwin_advance(p->win, &pos, &len)) {
                 p->progressed = true;
+                p->head_since_ms = now;
+        } else if (par_seqwin_size(p->win) == 0 || !p->head_since_ms) {
+                p->head_since_ms = now;
+        } else if (p->delivery_timeout_ms > 0 && !p->restart &&
+                   now - p->head_since_ms > p->delivery_timeout_ms) {
+                /* The delivery deadline (publish.c) passed. */
+                par_counter_inc(p->m_delivery_errors);
+                par_counter_inc(p->m_kafka_delivery);
+                par_log(PAR_LOG_WARN, COMP, "delivery.timeout",
+                        "waited_ms=%lld outstanding=%zu (restarting from the "
+                        "checkpoint)",
+                        (long long)(now - p->head_since_ms),
+                        par_seqwin_size(p->win));
+                p->restart = true;
+        }
         if (pos && len > 8) {
                 uint8_t *copy = malloc(len);
                 if (copy) {

@@ -81,6 +81,11 @@ typedef struct prod {
         bool restart; /* something asks for pipeline_stop + start */
         bool lost_history;
         bool progressed; /* pipeline_advance popped completed items */
+        /* The delivery deadline (publish.c): the configured
+         * message.timeout.ms, enforced here rather than by librdkafka, and
+         * since when the window's oldest item has been waiting. */
+        int64_t delivery_timeout_ms; /* 0: none */
+        int64_t head_since_ms;
 
         /* Checkpoint: the released position and what was written. The
          * position bytes are an int64 read time (ms) + a BSON token. */

@@ -5,15 +5,25 @@
  * Each message carries its window sequence number as the librdkafka
  * per-message opaque; a successful report marks that part done.
  *
- * A failed report (librdkafka's own retries exhausted, e.g.
- * message.timeout.ms passed while the broker was away) is never skipped:
- * its part stays outstanding, so the checkpoint cannot pass it, and the
- * main loop restarts the pipeline from the checkpoint, which re-reads and
- * re-publishes the failed event and everything after it, in order.
- * Re-publishing only the failed message would put it behind later messages
- * of its partition and break per-resource order; the restart costs
- * duplicates instead, which consumers absorb. A fatal error of the
- * idempotent producer is handled the same way (with a fresh producer).
+ * A failed report is never skipped: its part stays outstanding, so the
+ * checkpoint cannot pass it, and the main loop restarts the pipeline from
+ * the checkpoint, which re-reads and re-publishes the failed event and
+ * everything after it, in order. Re-publishing only the failed message
+ * would put it behind later messages of its partition and break
+ * per-resource order; the restart costs duplicates instead, which
+ * consumers absorb. A fatal error of the idempotent producer is handled
+ * the same way (with a fresh producer).
+ *
+ * message.timeout.ms is not left to librdkafka. librdkafka times out each
+ * queued message on its own: the older ones of a partition fail while
+ * younger ones, not yet due, are still sent once the broker is back, a
+ * moment before the main thread sees the failures and tears the producer
+ * down. The topic then holds a signal ahead of an older one of its
+ * resource (stack_producer_broker_test saw it). So librdkafka never times
+ * a message out (message.timeout.ms=0: what it delivers of a partition is
+ * always a prefix), and the configured timeout is a deadline on the
+ * window's oldest outstanding item instead (pipeline_advance): once it
+ * passes, the whole pipeline restarts, as a failed report does.
  *
  * Delivery reports run inside rd_kafka_poll/flush on the main thread.
  */
@@ -101,6 +111,17 @@ par_err_t publish_new_producer(prod_t *p, par_error_t *err)
         rc = par_kafka_conf_new(&conf, p->cfg, "parallel-producer", err);
         if (rc)
                 return rc;
+        char tmo[32];
+        size_t tmo_len = sizeof(tmo);
+        if (rd_kafka_conf_get(conf, "message.timeout.ms", tmo, &tmo_len) !=
+            RD_KAFKA_CONF_OK)
+                snprintf(tmo, sizeof(tmo), "300000");
+        p->delivery_timeout_ms = atoll(tmo);
+        if (rd_kafka_conf_set(conf, "message.timeout.ms", "0", es,
+                              sizeof(es)) != RD_KAFKA_CONF_OK) {
+                rd_kafka_conf_destroy(conf);
+                return par_error_set(err, PAR_ERR_KAFKA, "kafka: %s", es);
+        }
         if (p->message_max < par_kafka_message_max(p->cfg)) {
                 /* The topics take less than configured: batches too. */
                 char lim[32];

@@ -43,7 +43,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         FILE *m = open_memstream(&dump, &len);
         par_config_dump(cfg, m);
         fclose(m);
-        if (memmem(dump, len, "FUZZSECRETVALUE", 15))
+        /* Only when the input does not carry the marker itself: a file may
+         * well put it in a value that is no secret (a host name). */
+        if (memmem(dump, len, "FUZZSECRETVALUE", 15) &&
+            !memmem(data, size, "FUZZSECRETVALUE", 15))
                 abort();
         free(dump);
         par_config_destroy(cfg);
