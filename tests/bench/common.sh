@@ -38,6 +38,7 @@ fi
 
 WORK=$(mktemp -d "/tmp/parallel-bench-$BENCH_NAME.XXXXXX")
 BENCH_PIDS=()
+BENCH_CGROUPS=()
 BENCH_TAGS=()
 MONGO_OPT=()
 MONGO_PRIVATE=
@@ -55,6 +56,7 @@ stop_pid() {
 bench_cleanup() {
         local rc=$?
         for p in "${BENCH_PIDS[@]}"; do stop_pid "$p"; done
+        for g in "${BENCH_CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
         for t in "${BENCH_TAGS[@]}"; do
                 "$CTL" -X log.level=error -X "topic.prefix=$t" \
                         topics delete --yes >/dev/null 2>&1 || true
@@ -101,6 +103,32 @@ spawn() {
         "$@" >"$log" 2>&1 &
         SPAWNED=$!
         BENCH_PIDS+=("$SPAWNED")
+}
+
+# cpu_limited CORES: sets CPU_WRAP to a command prefix that runs a command
+# in a CPU cgroup of its own capped at CORES cores (CFS quota per 100 ms
+# period), as a VM of that many cores would cap it; the cgroup is removed at
+# exit. cgroup v2 (cpu.max) or v1 (the cpu controller); exits when neither
+# is writable (root is needed).
+cpu_limited() {
+        local cores=$1 quota dir
+        quota=$(awk -v c="$cores" 'BEGIN { printf "%d", c * 100000 }')
+        [[ $quota -ge 1000 ]] || { echo "$BENCH_NAME: bad CPU limit '$cores' (cores, e.g. 0.5)" >&2; exit 2; }
+        if [[ -f /sys/fs/cgroup/cgroup.controllers ]] &&
+           grep -qw cpu /sys/fs/cgroup/cgroup.subtree_control 2>/dev/null; then
+                dir=/sys/fs/cgroup/parallel-bench-$$-${#BENCH_CGROUPS[@]}
+                mkdir "$dir" && echo "$quota 100000" >"$dir/cpu.max"
+        elif [[ -d /sys/fs/cgroup/cpu ]]; then
+                dir=/sys/fs/cgroup/cpu/parallel-bench-$$-${#BENCH_CGROUPS[@]}
+                mkdir "$dir" && echo 100000 >"$dir/cpu.cfs_period_us" &&
+                        echo "$quota" >"$dir/cpu.cfs_quota_us"
+        else
+                false
+        fi || { echo "$BENCH_NAME: cannot make a CPU cgroup (cgroup v2 with the cpu controller, or v1's cpu, writable as root)" >&2; exit 2; }
+        BENCH_CGROUPS+=("$dir")
+        # The shell moves itself into the cgroup, then becomes the command
+        # (same pid, so spawn/forget still address it).
+        CPU_WRAP=(sh -c 'echo $$ >"$0/cgroup.procs" && exec "$@"' "$dir")
 }
 
 # forget PID: stops PID and drops it from the cleanup list.

@@ -9,6 +9,11 @@
 #            CLAIMS="true false" (which claim.enabled settings to run),
 #            RUNS=3 (runs of each row; the medians are printed at the end),
 #            NODE_OPTS="-X key=value …" (more options for every node),
+#            NODE_CPU=C (each node in a CPU cgroup of its own capped at C
+#            cores, as on a VM of C cores: one and two nodes then get the
+#            same CPU per node, so "two ÷ one" measures what the shared
+#            parts — broker, group, topics — let a second node add, not
+#            how two nodes share this machine's cores),
 #            PROFILE=DIR (record each node with `perf record -g` into
 #            DIR/<run>-<node>.data; the figures then carry perf's cost)
 #
@@ -169,7 +174,12 @@ run() {
         wait_file "$WORK/ready" 30
         local wrap=()
         for ((i = 1; i <= nodes; i++)); do
-                [[ -z ${PROFILE:-} ]] || wrap=(perf record -q -F 2999 -g \
+                wrap=()
+                if [[ -n ${NODE_CPU:-} ]]; then
+                        cpu_limited "$NODE_CPU"
+                        wrap=("${CPU_WRAP[@]}")
+                fi
+                [[ -z ${PROFILE:-} ]] || wrap+=(perf record -q -F 2999 -g \
                         -o "$PROFILE/$nodes-$claims-$i.data" --)
                 logs+=("$WORK/node-$rtag-$i.log")
                 spawn "${logs[-1]}" "${wrap[@]}" "$BUILD/parallel-consumer" \
@@ -236,7 +246,7 @@ median() {
         tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 
-echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $RUNS run(s) of each, $(nproc) cores, load $(load)"
+echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $RUNS run(s) of each, $(nproc) cores, load $(load)${NODE_CPU:+, each node capped at $NODE_CPU core(s)}"
 printf '%-36s %8s %10s %8s %9s %8s %8s %8s\n' reader signals "signals/s" "wall s" "wall /s" "÷kcat-e" "÷kcat-c" "÷store"
 STORE_RATE=0
 declare -A RATES=()
