@@ -458,16 +458,15 @@ static void handle(node_t *n, rd_kafka_message_t *m)
         rd_kafka_message_destroy(m);
 }
 
-/* Takes level L's messages up to the room its local queue has. */
+/* Takes level L's messages up to the room its local queue has. The queue
+ * always has a bound: sched.queue.high is at least 1 (lib/base/config.c),
+ * so "no bound" (the scheduler's high_watermark <= 0) never reaches here. */
 static int take_level(node_t *n, int L)
 {
         rd_kafka_message_t *batch[INTAKE_BATCH];
-        int room = INTAKE_BATCH;
-        if (n->queue_high > 0) {
-                room = n->queue_high - par_sched_depth(n->sched, L);
-                if (room > INTAKE_BATCH)
-                        room = INTAKE_BATCH;
-        }
+        int room = n->queue_high - par_sched_depth(n->sched, L);
+        if (room > INTAKE_BATCH)
+                room = INTAKE_BATCH;
         if (room <= 0)
                 return 0;
         ssize_t got =
