@@ -364,6 +364,51 @@ static par_err_t find_many(par_claim_t *c, const char *const *ids, size_t n,
         return rc;
 }
 
+/*
+ * Which of ids[0..n) a batched write just took (ours[i]), written only on
+ * success. The write counted `matched` documents (-1: unknown); when that
+ * is all of them every one is ours, with no round trip. Otherwise some were
+ * fenced off (released, taken over, finished, missing), and one query reads
+ * them back: a document is ours when it has status states[i], is held by
+ * owners[i] and carries our value `at` in the date field `key`, which this
+ * write set (the lease it renewed, the time it finished): status and
+ * holder alone cannot tell our write from an earlier one that left the
+ * same (the same outcome finished before, at another time).
+ */
+static par_err_t which_ours(par_claim_t *c, const char *const *ids,
+                            const char *const *states,
+                            const char *const *owners, size_t n,
+                            int64_t matched, const char *key, int64_t at,
+                            bool *ours, par_error_t *err)
+{
+        bson_t *docs[PAR_CLAIM_BATCH_MAX];
+        par_err_t rc;
+
+        if (matched == (int64_t)n) {
+                for (size_t i = 0; i < n; i++)
+                        ours[i] = true;
+                return PAR_OK;
+        }
+        bson_t *proj = BCON_NEW("status", BCON_INT32(1), "claimed_by",
+                                BCON_INT32(1), key, BCON_INT32(1));
+        rc = find_many(c, ids, n, proj, docs, err);
+        bson_destroy(proj);
+        if (rc)
+                return rc;
+        for (size_t i = 0; i < n; i++) {
+                char st[16], by[PAR_CLAIM_OWNER_MAX];
+                ours[i] = false;
+                if (!docs[i])
+                        continue;
+                doc_str(docs[i], "status", st, sizeof(st));
+                doc_str(docs[i], "claimed_by", by, sizeof(by));
+                ours[i] = !strcmp(st, states[i]) && !strcmp(by, owners[i]) &&
+                          doc_date(docs[i], key) == at;
+                bson_destroy(docs[i]);
+        }
+        return PAR_OK;
+}
+
 /* The claiming filter of par_claim_acquire (without prev_owner) for the
  * ids, and its update with the call's token. */
 static par_err_t claim_many(par_claim_t *c, const char *const *ids, size_t n,
@@ -498,7 +543,8 @@ par_err_t par_claim_renew_batch(par_claim_t *c, const char *const *ids,
                                 int64_t lease_ms, bool *lost, par_error_t *err)
 {
         bson_t q = BSON_INITIALIZER, reply;
-        bson_t *docs[PAR_CLAIM_BATCH_MAX];
+        const char *states[PAR_CLAIM_BATCH_MAX], *owners[PAR_CLAIM_BATCH_MAX];
+        bool ours[PAR_CLAIM_BATCH_MAX];
         bson_error_t be;
         bson_iter_t it;
         const char *who = owner ? owner : c->owner;
@@ -525,29 +571,17 @@ par_err_t par_claim_renew_batch(par_claim_t *c, const char *const *ids,
         bson_destroy(&q);
         if (rc)
                 return rc;
-        for (size_t i = 0; i < n; i++)
-                lost[i] = false;
-        if (matched == (int64_t)n)
-                return PAR_OK;
-        /* Which were not held: ours now carry our lease_until. */
-        bson_t *proj = BCON_NEW("status", BCON_INT32(1), "claimed_by",
-                                BCON_INT32(1), "lease_until", BCON_INT32(1));
-        rc = find_many(c, ids, n, proj, docs, err);
-        bson_destroy(proj);
-        if (rc)
-                return rc;
         for (size_t i = 0; i < n; i++) {
-                char st[16], by[PAR_CLAIM_OWNER_MAX];
-                bool held = false;
-                if (docs[i]) {
-                        doc_str(docs[i], "status", st, sizeof(st));
-                        doc_str(docs[i], "claimed_by", by, sizeof(by));
-                        held = !strcmp(st, "claimed") && !strcmp(by, who) &&
-                               doc_date(docs[i], "lease_until") == until;
-                        bson_destroy(docs[i]);
-                }
-                lost[i] = !held;
+                lost[i] = false;
+                states[i] = "claimed";
+                owners[i] = who;
         }
+        /* Ours now carry our lease_until. */
+        if ((rc = which_ours(c, ids, states, owners, n, matched, "lease_until",
+                             until, ours, err)))
+                return rc;
+        for (size_t i = 0; i < n; i++)
+                lost[i] = !ours[i];
         return PAR_OK;
 }
 
@@ -555,8 +589,9 @@ par_err_t par_claim_finish_batch(par_claim_t *c, const par_claim_finish_t *outs,
                                  size_t n, int64_t now_ms, par_err_t *rcs,
                                  par_error_t *err)
 {
-        const char *ids[PAR_CLAIM_BATCH_MAX];
-        bson_t *docs[PAR_CLAIM_BATCH_MAX];
+        const char *ids[PAR_CLAIM_BATCH_MAX], *states[PAR_CLAIM_BATCH_MAX],
+            *owners[PAR_CLAIM_BATCH_MAX];
+        bool ours[PAR_CLAIM_BATCH_MAX];
         bson_t reply;
         bson_error_t be;
         bson_iter_t it;
@@ -577,10 +612,11 @@ par_err_t par_claim_finish_batch(par_claim_t *c, const par_claim_finish_t *outs,
                 bson_t q = BSON_INITIALIZER, upd = BSON_INITIALIZER, set, unset;
 
                 ids[i] = o->id;
+                states[i] = o->status;
+                owners[i] = o->owner ? o->owner : c->owner;
                 append_id(&q, o->id);
                 BSON_APPEND_UTF8(&q, "status", "claimed");
-                BSON_APPEND_UTF8(&q, "claimed_by",
-                                 o->owner ? o->owner : c->owner);
+                BSON_APPEND_UTF8(&q, "claimed_by", owners[i]);
                 BSON_APPEND_DOCUMENT_BEGIN(&upd, "$set", &set);
                 BSON_APPEND_UTF8(&set, "status", o->status);
                 if (o->result)
@@ -616,30 +652,12 @@ par_err_t par_claim_finish_batch(par_claim_t *c, const par_claim_finish_t *outs,
                                      be.message);
         for (size_t i = 0; i < n; i++)
                 rcs[i] = PAR_OK;
-        if (matched == (int64_t)n)
-                return PAR_OK;
-
-        /* Some were fenced off: which? Ours carry our outcome and time. */
-        bson_t *proj = BCON_NEW("status", BCON_INT32(1), "claimed_by",
-                                BCON_INT32(1), "finished_at", BCON_INT32(1));
-        rc = find_many(c, ids, n, proj, docs, err);
-        bson_destroy(proj);
-        if (rc)
+        /* Ours carry our outcome and time. */
+        if ((rc = which_ours(c, ids, states, owners, n, matched, "finished_at",
+                             now_ms, ours, err)))
                 return rc;
-        for (size_t i = 0; i < n; i++) {
-                const par_claim_finish_t *o = &outs[i];
-                char st[16], by[PAR_CLAIM_OWNER_MAX];
-                bool ours = false;
-                if (docs[i]) {
-                        doc_str(docs[i], "status", st, sizeof(st));
-                        doc_str(docs[i], "claimed_by", by, sizeof(by));
-                        ours = !strcmp(st, o->status) &&
-                               !strcmp(by, o->owner ? o->owner : c->owner) &&
-                               doc_date(docs[i], "finished_at") == now_ms;
-                        bson_destroy(docs[i]);
-                }
-                rcs[i] = ours ? PAR_OK : PAR_ERR_NOTFOUND;
-        }
+        for (size_t i = 0; i < n; i++)
+                rcs[i] = ours[i] ? PAR_OK : PAR_ERR_NOTFOUND;
         return PAR_OK;
 }
 

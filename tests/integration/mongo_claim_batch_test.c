@@ -8,7 +8,8 @@
  * say of each, and the documents agree; two threads batch-claiming the same
  * ids in different orders and batch sizes claim each exactly once with
  * attempt 1; a batch finish writes only where its owner still holds the
- * claim, says which were fenced off, and is safe to repeat; a batch renewal
+ * claim, says which were fenced off, and is safe to repeat (at the same
+ * time; at another, the earlier write is not its own); a batch renewal
  * extends only the owner's leases and says which it lost; the round trips
  * of a call (counted by the driver's command monitoring) do not grow with
  * the batch.
@@ -376,6 +377,20 @@ static void test_finish(void)
         CHECK(rcs[0] == PAR_OK && rcs[1] == PAR_ERR_NOTFOUND &&
               rcs[2] == PAR_ERR_NOTFOUND && rcs[3] == PAR_OK &&
               rcs[4] == PAR_ERR_NOTFOUND);
+        /* At another time it is not this call's write: the documents the
+         * first call finished (same outcome, same owner) are no longer
+         * held, so nothing is ours. */
+        CHECK(par_claim_finish_batch(x, outs, 5, fin + 1, rcs, &e) == PAR_OK);
+        for (int i = 0; i < 5; i++)
+                CHECKF(rcs[i] == PAR_ERR_NOTFOUND,
+                       "retry at another time: "
+                       "[%d] %d",
+                       i, (int)rcs[i]);
+        d = read_doc(col, id[0]);
+        CHECK(bson_iter_init_find(&it, d, "finished_at") &&
+              BSON_ITER_HOLDS_DATE_TIME(&it) &&
+              bson_iter_date_time(&it) == fin);
+        bson_destroy(d);
         /* The single finish agrees: X no longer holds any of them. */
         CHECK(par_claim_finish(x, id[0], "done", NULL, NULL, fin, &e) ==
               PAR_ERR_NOTFOUND);
