@@ -208,14 +208,6 @@ int su_setup(su_ctx_t *c, const char *what);
 /* main() for a test with one world in `ctx` (a static su_ctx_t) named
  * `what`, running the listed tests in it. */
 #define SU_TEST_MAIN(ctx, what, ...)                                           \
-        static int su_setup_(void)                                             \
-        {                                                                      \
-                return su_setup(&(ctx), what);                                 \
-        }                                                                      \
-        static void su_teardown_(void)                                         \
-        {                                                                      \
-                su_cleanup(&(ctx));                                            \
-        }                                                                      \
-        TEST_MAIN_WITH(su_setup_, su_teardown_, __VA_ARGS__)
+        TEST_MAIN_CTX(su_setup, su_cleanup, ctx, what, __VA_ARGS__)
 
 #endif

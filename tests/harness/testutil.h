@@ -111,4 +111,18 @@ int tu_main(int (*setup)(void), void (*teardown)(void), const tu_test_fn *tests,
 
 #define TEST_MAIN(...) TEST_MAIN_WITH(NULL, NULL, __VA_ARGS__)
 
+/* TEST_MAIN_WITH for a test whose setup and teardown are a helper's, on
+ * one context: setup(&ctx, what) (nonzero fails the program) and
+ * teardown(&ctx); e.g. SU_TEST_MAIN, MU_TEST_MAIN. */
+#define TEST_MAIN_CTX(setup, teardown, ctx, what, ...)                         \
+        static int tu_setup_(void)                                             \
+        {                                                                      \
+                return setup(&(ctx), what);                                    \
+        }                                                                      \
+        static void tu_teardown_(void)                                         \
+        {                                                                      \
+                teardown(&(ctx));                                              \
+        }                                                                      \
+        TEST_MAIN_WITH(tu_setup_, tu_teardown_, __VA_ARGS__)
+
 #endif

@@ -21,36 +21,25 @@
  * around the restart. Each run uses its own collection and drops it.
  */
 #include <mongoc/mongoc.h>
-#include <unistd.h>
 
 #include "base/clock.h"
-#include "testutil.h"
+#include "mongo_util.h"
 
-#define DB     "parallel_test"
 #define WAIT_S 15.0
 
-static mongoc_client_pool_t *pool;
-static char coll_name[64];
+static mu_world_t mw;
 static bson_t *token_after_1; /* resume token saved after seq 1 */
 static bson_t *token_after_4;
 static bool restarted;
 
-/* libmongoc's default handler prints its DEBUG chatter; keep warnings. */
-static void quiet_log(mongoc_log_level_t level, const char *domain,
-                      const char *message, void *data)
-{
-        if (level <= MONGOC_LOG_LEVEL_WARNING)
-                mongoc_log_default_handler(level, domain, message, data);
-}
-
 static mongoc_collection_t *coll_get(mongoc_client_t *c)
 {
-        return mongoc_client_get_collection(c, DB, coll_name);
+        return mongoc_client_get_collection(c, mw.db, mw.coll);
 }
 
 static bool insert_seq(int seq)
 {
-        mongoc_client_t *c = mongoc_client_pool_pop(pool);
+        mongoc_client_t *c = mongoc_client_pool_pop(mw.pool);
         mongoc_collection_t *coll = coll_get(c);
         bson_t *doc = BCON_NEW("seq", BCON_INT32(seq), "kind", "test");
         bson_error_t error;
@@ -59,13 +48,13 @@ static bool insert_seq(int seq)
                 fprintf(stderr, "insert seq %d: %s\n", seq, error.message);
         bson_destroy(doc);
         mongoc_collection_destroy(coll);
-        mongoc_client_pool_push(pool, c);
+        mongoc_client_pool_push(mw.pool, c);
         return ok;
 }
 
 static bool update_seq(int seq)
 {
-        mongoc_client_t *c = mongoc_client_pool_pop(pool);
+        mongoc_client_t *c = mongoc_client_pool_pop(mw.pool);
         mongoc_collection_t *coll = coll_get(c);
         bson_t *sel = BCON_NEW("seq", BCON_INT32(seq));
         bson_t *upd = BCON_NEW("$set", "{", "touched", BCON_BOOL(true), "}");
@@ -77,13 +66,13 @@ static bool update_seq(int seq)
         bson_destroy(upd);
         bson_destroy(sel);
         mongoc_collection_destroy(coll);
-        mongoc_client_pool_push(pool, c);
+        mongoc_client_pool_push(mw.pool, c);
         return ok;
 }
 
 static int64_t count_docs(void)
 {
-        mongoc_client_t *c = mongoc_client_pool_pop(pool);
+        mongoc_client_t *c = mongoc_client_pool_pop(mw.pool);
         mongoc_collection_t *coll = coll_get(c);
         bson_t filter = BSON_INITIALIZER;
         bson_error_t error;
@@ -92,7 +81,7 @@ static int64_t count_docs(void)
         if (n < 0)
                 fprintf(stderr, "count: %s\n", error.message);
         mongoc_collection_destroy(coll);
-        mongoc_client_pool_push(pool, c);
+        mongoc_client_pool_push(mw.pool, c);
         return n;
 }
 
@@ -112,7 +101,7 @@ static void watcher_close(watcher_t *w)
         mongoc_change_stream_destroy(w->cs);
         mongoc_collection_destroy(w->coll);
         if (w->client)
-                mongoc_client_pool_push(pool, w->client);
+                mongoc_client_pool_push(mw.pool, w->client);
         if (w->token)
                 bson_destroy(w->token);
         memset(w, 0, sizeof(*w));
@@ -132,7 +121,7 @@ static bool watcher_open(watcher_t *w, const bson_t *resume_after)
         if (resume_after)
                 BSON_APPEND_DOCUMENT(&opts, "resumeAfter", resume_after);
         memset(w, 0, sizeof(*w));
-        w->client = mongoc_client_pool_pop(pool);
+        w->client = mongoc_client_pool_pop(mw.pool);
         w->coll = coll_get(w->client);
         w->cs = mongoc_collection_watch(w->coll, pipeline, &opts);
         ok = !mongoc_change_stream_error_document(w->cs, &error, &reply);
@@ -304,70 +293,18 @@ static void test_resume_across_restart(void)
         bson_destroy(token_after_5);
 }
 
-static void drop_collection(void)
-{
-        mongoc_client_t *c = mongoc_client_pool_pop(pool);
-        mongoc_collection_t *coll = coll_get(c);
-        bson_error_t error;
-
-        CHECKF(mongoc_collection_drop(coll, &error), "drop %s: %s", coll_name,
-               error.message);
-        mongoc_collection_destroy(coll);
-        mongoc_client_pool_push(pool, c);
-}
-
-static mongoc_uri_t *uri;
-
 static int setup(void)
 {
-        const char *uri_s =
-            tu_env("PARALLEL_TEST_MONGO_URI", "mongodb://127.0.0.1:27017");
-        bson_error_t error;
-        bson_t *ping = BCON_NEW("ping", BCON_INT32(1));
-        mongoc_client_t *c;
-        bool up;
-
-        mongoc_init();
-        mongoc_log_set_handler(quiet_log, NULL);
-        uri = mongoc_uri_new_with_error(uri_s, &error);
-        if (!uri) {
-                fprintf(stderr, "bad PARALLEL_TEST_MONGO_URI %s: %s\n", uri_s,
-                        error.message);
-                bson_destroy(ping);
-                return 1;
-        }
-        mongoc_uri_set_option_as_int32(uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-                                       10000);
-        pool = mongoc_client_pool_new(uri);
-        mongoc_client_pool_set_error_api(pool, MONGOC_ERROR_API_VERSION_2);
-        snprintf(coll_name, sizeof(coll_name), "changestream_%ld_%ld",
-                 (long)getpid(), (long)time(NULL));
-
-        c = mongoc_client_pool_pop(pool);
-        up = mongoc_client_command_simple(c, "admin", ping, NULL, NULL, &error);
-        mongoc_client_pool_push(pool, c);
-        bson_destroy(ping);
-        if (!up) {
-                fprintf(stderr,
-                        "no MongoDB at %s (%s); start it with "
-                        "deploy/dev/stack up\n",
-                        uri_s, error.message);
-                return 1;
-        }
-        fprintf(stderr, "collection %s.%s\n", DB, coll_name);
-        return 0;
+        return mu_setup(&mw, "changestream");
 }
 
 static void teardown(void)
 {
-        drop_collection();
         if (token_after_1)
                 bson_destroy(token_after_1);
         if (token_after_4)
                 bson_destroy(token_after_4);
-        mongoc_client_pool_destroy(pool);
-        mongoc_uri_destroy(uri);
-        mongoc_cleanup();
+        mu_teardown(&mw);
 }
 
 TEST_MAIN_WITH(setup, teardown, test_sees_insert, test_resume_after_token,

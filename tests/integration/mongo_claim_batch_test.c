@@ -19,20 +19,17 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
-#include <unistd.h>
 
-#include "testutil.h"
+#include "mongo_util.h"
 
 #define NRACE 240
 
-static mongoc_uri_t *uri;
-static mongoc_client_pool_t *pool;
-static char db[64] = "parallel_test", coll[64];
+static mu_world_t mw;
 
 static mongoc_collection_t *get_coll(mongoc_client_t **cl)
 {
-        *cl = mongoc_client_pool_pop(pool);
-        return mongoc_client_get_collection(*cl, db, coll);
+        *cl = mongoc_client_pool_pop(mw.pool);
+        return mongoc_client_get_collection(*cl, mw.db, mw.coll);
 }
 
 static void new_id(char id[25])
@@ -134,7 +131,8 @@ static void test_mixed(void)
         insert(col, expired, "pending", NULL, 0, 0, t - 1);
         insert(col, str, "pending", NULL, 0, 0, 0);
 
-        REQUIRE(par_claim_new(&x, pool, db, coll, "nodeX/w1", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&x, mw.pool, mw.db, mw.coll, "nodeX/w1", &e) ==
+                PAR_OK);
         const char *ids[] = {pend1,   done, leased, lapsed, missing,
                              expired, str,  pend2,  pend1};
         size_t n = sizeof(ids) / sizeof(*ids);
@@ -194,7 +192,7 @@ static void test_mixed(void)
 
         par_claim_destroy(x);
         mongoc_collection_destroy(col);
-        mongoc_client_pool_push(pool, cl);
+        mongoc_client_pool_push(mw.pool, cl);
 }
 
 static char race_ids[NRACE][25];
@@ -213,7 +211,7 @@ static void *race(void *arg)
         racer_t *r = arg;
         par_claim_t *c = NULL;
         par_error_t e;
-        int err = par_claim_new(&c, pool, db, coll, r->owner, &e);
+        int err = par_claim_new(&c, mw.pool, mw.db, mw.coll, r->owner, &e);
         pthread_barrier_wait(&start);
         if (err) {
                 r->errors++;
@@ -291,7 +289,7 @@ static void test_race(void)
         CHECK(both == 0 && none == 0);
         CHECKF(agree == NRACE, "%d of %d documents agree", agree, NRACE);
         mongoc_collection_destroy(col);
-        mongoc_client_pool_push(pool, cl);
+        mongoc_client_pool_push(mw.pool, cl);
 }
 
 static void test_finish(void)
@@ -305,8 +303,10 @@ static void test_finish(void)
         const char *ids[5];
         int64_t t = par_clock_wall_ms();
 
-        REQUIRE(par_claim_new(&x, pool, db, coll, "nodeX/w1", &e) == PAR_OK);
-        REQUIRE(par_claim_new(&y, pool, db, coll, "nodeY/w2", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&x, mw.pool, mw.db, mw.coll, "nodeX/w1", &e) ==
+                PAR_OK);
+        REQUIRE(par_claim_new(&y, mw.pool, mw.db, mw.coll, "nodeY/w2", &e) ==
+                PAR_OK);
         for (int i = 0; i < 5; i++) {
                 new_id(id[i]);
                 ids[i] = id[i];
@@ -317,7 +317,8 @@ static void test_finish(void)
          * batch names that owner for it. */
         CHECK(par_claim_acquire_batch(x, ids, 3, t, 1000, in, &e) == PAR_OK);
         par_claim_t *z = NULL;
-        REQUIRE(par_claim_new(&z, pool, db, coll, "nodeY/w3", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&z, mw.pool, mw.db, mw.coll, "nodeY/w3", &e) ==
+                PAR_OK);
         CHECK(par_claim_acquire_batch(z, ids + 3, 2, t, 60000, in + 3, &e) ==
               PAR_OK);
         for (int i = 0; i < 5; i++)
@@ -401,7 +402,7 @@ static void test_finish(void)
         par_claim_destroy(y);
         par_claim_destroy(z);
         mongoc_collection_destroy(col);
-        mongoc_client_pool_push(pool, cl);
+        mongoc_client_pool_push(mw.pool, cl);
 }
 
 static void test_renew(void)
@@ -416,8 +417,10 @@ static void test_renew(void)
         bool lost[5];
         int64_t t = par_clock_wall_ms();
 
-        REQUIRE(par_claim_new(&x, pool, db, coll, "nodeX/w1", &e) == PAR_OK);
-        REQUIRE(par_claim_new(&y, pool, db, coll, "nodeY/w2", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&x, mw.pool, mw.db, mw.coll, "nodeX/w1", &e) ==
+                PAR_OK);
+        REQUIRE(par_claim_new(&y, mw.pool, mw.db, mw.coll, "nodeY/w2", &e) ==
+                PAR_OK);
         for (int i = 0; i < 4; i++) {
                 new_id(id[i]);
                 ids[i] = id[i];
@@ -446,7 +449,7 @@ static void test_renew(void)
         par_claim_destroy(x);
         par_claim_destroy(y);
         mongoc_collection_destroy(col);
-        mongoc_client_pool_push(pool, cl);
+        mongoc_client_pool_push(mw.pool, cl);
 }
 
 /* Commands sent, counted by the driver's command monitoring. */
@@ -461,7 +464,7 @@ static void on_started(const mongoc_apm_command_started_t *ev)
 
 static void test_round_trips(void)
 {
-        mongoc_client_pool_t *mp = mongoc_client_pool_new(uri);
+        mongoc_client_pool_t *mp = mongoc_client_pool_new(mw.uri);
         mongoc_apm_callbacks_t *cbs = mongoc_apm_callbacks_new();
         mongoc_apm_set_command_started_cb(cbs, on_started);
         mongoc_client_pool_set_apm_callbacks(mp, cbs, NULL);
@@ -483,7 +486,8 @@ static void test_round_trips(void)
                 insert(col, id[i], "pending", NULL, 0, 0, 0);
                 outs[i] = (par_claim_finish_t){.id = id[i], .status = "done"};
         }
-        REQUIRE(par_claim_new(&x, mp, db, coll, "nodeX/w1", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&x, mp, mw.db, mw.coll, "nodeX/w1", &e) ==
+                PAR_OK);
         /* A batch of 1 (ids[0]), then of 10 (ids[1..10]). */
         for (size_t from = 0, n = 1; from < 11; from += n, n = 10) {
                 int64_t t = par_clock_wall_ms();
@@ -522,38 +526,9 @@ static void test_round_trips(void)
 
         par_claim_destroy(x);
         mongoc_collection_destroy(col);
-        mongoc_client_pool_push(pool, cl);
+        mongoc_client_pool_push(mw.pool, cl);
         mongoc_client_pool_destroy(mp);
 }
 
-static int setup(void)
-{
-        const char *uri_s =
-            tu_env("PARALLEL_TEST_MONGO_URI", "mongodb://127.0.0.1:27017");
-        bson_error_t be;
-
-        mongoc_init();
-        if (!(uri = mongoc_uri_new_with_error(uri_s, &be))) {
-                fprintf(stderr, "bad uri %s: %s\n", uri_s, be.message);
-                return 1;
-        }
-        pool = mongoc_client_pool_new(uri);
-        snprintf(coll, sizeof(coll), "claimb_%d_%ld", (int)getpid(),
-                 (long)time(NULL));
-        return 0;
-}
-
-static void teardown(void)
-{
-        mongoc_client_t *cl = mongoc_client_pool_pop(pool);
-        mongoc_collection_t *c = mongoc_client_get_collection(cl, db, coll);
-        mongoc_collection_drop(c, NULL);
-        mongoc_collection_destroy(c);
-        mongoc_client_pool_push(pool, cl);
-        mongoc_client_pool_destroy(pool);
-        mongoc_uri_destroy(uri);
-        mongoc_cleanup();
-}
-
-TEST_MAIN_WITH(setup, teardown, test_mixed, test_race, test_finish, test_renew,
-               test_round_trips)
+MU_TEST_MAIN(mw, "claimb", test_mixed, test_race, test_finish, test_renew,
+             test_round_trips)

@@ -17,14 +17,12 @@
 #include "store/claim.h"
 
 #include <pthread.h>
-#include <unistd.h>
 
-#include "testutil.h"
+#include "mongo_util.h"
 
 #define N 200
 
-static mongoc_client_pool_t *pool;
-static char db[64] = "parallel_test", coll[64];
+static mu_world_t mw;
 static char ids[N][25];
 static pthread_barrier_t start;
 
@@ -39,7 +37,7 @@ static void *race(void *arg)
         racer_t *r = arg;
         par_claim_t *c = NULL;
         par_error_t e;
-        if (par_claim_new(&c, pool, db, coll, r->owner, &e)) {
+        if (par_claim_new(&c, mw.pool, mw.db, mw.coll, r->owner, &e)) {
                 r->errors++;
                 pthread_barrier_wait(&start);
                 return NULL;
@@ -68,8 +66,8 @@ static void *race(void *arg)
 
 static mongoc_collection_t *get_coll(mongoc_client_t **cl)
 {
-        *cl = mongoc_client_pool_pop(pool);
-        return mongoc_client_get_collection(*cl, db, coll);
+        *cl = mongoc_client_pool_pop(mw.pool);
+        return mongoc_client_get_collection(*cl, mw.db, mw.coll);
 }
 
 static void insert_pending(mongoc_collection_t *cl, const char *id_out_hex,
@@ -104,7 +102,7 @@ static void *lock_race(void *arg)
         locker_t *r = arg;
         par_claim_t *c = NULL;
         par_error_t e;
-        if (par_claim_new(&c, pool, db, coll, r->owner, &e)) {
+        if (par_claim_new(&c, mw.pool, mw.db, mw.coll, r->owner, &e)) {
                 r->errors++;
                 pthread_barrier_wait(&lstart);
                 return NULL;
@@ -153,8 +151,10 @@ static void test_lock(void)
                 both += a.mine[i] && b.mine[i];
         CHECK(both == 0);
 
-        REQUIRE(par_claim_new(&x, pool, db, coll, "nodeX/w1", &e) == PAR_OK);
-        REQUIRE(par_claim_new(&y, pool, db, coll, "nodeY/w2", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&x, mw.pool, mw.db, mw.coll, "nodeX/w1", &e) ==
+                PAR_OK);
+        REQUIRE(par_claim_new(&y, mw.pool, mw.db, mw.coll, "nodeY/w2", &e) ==
+                PAR_OK);
         int64_t t = par_clock_wall_ms();
         CHECK(par_claim_lock(x, "r", "s1", NULL, t, 1000, &info, &e) == PAR_OK);
         CHECK(info.outcome == PAR_CLAIM_OK && info.lease_until == t + 1000);
@@ -228,7 +228,7 @@ static void test_lock(void)
         CHECK(info.outcome == PAR_CLAIM_OK && info.attempt == 1);
 
         mongoc_collection_destroy(col);
-        mongoc_client_pool_push(pool, cl);
+        mongoc_client_pool_push(mw.pool, cl);
         par_claim_destroy(x);
         par_claim_destroy(y);
 }
@@ -286,7 +286,7 @@ static void test_race(void)
         }
         CHECK(agree == N);
         mongoc_collection_destroy(col);
-        mongoc_client_pool_push(pool, cl);
+        mongoc_client_pool_push(mw.pool, cl);
 }
 
 static void test_lease_terminal_expired(void)
@@ -299,8 +299,10 @@ static void test_lease_terminal_expired(void)
         char id[25], id2[25];
         bson_oid_t oid;
 
-        REQUIRE(par_claim_new(&x, pool, db, coll, "nodeX/w1", &e) == PAR_OK);
-        REQUIRE(par_claim_new(&y, pool, db, coll, "nodeY/w2", &e) == PAR_OK);
+        REQUIRE(par_claim_new(&x, mw.pool, mw.db, mw.coll, "nodeX/w1", &e) ==
+                PAR_OK);
+        REQUIRE(par_claim_new(&y, mw.pool, mw.db, mw.coll, "nodeY/w2", &e) ==
+                PAR_OK);
         bson_oid_init(&oid, NULL);
         bson_oid_to_string(&oid, id);
         insert_pending(col, id, 0);
@@ -379,44 +381,7 @@ static void test_lease_terminal_expired(void)
         par_claim_destroy(y);
         par_claim_destroy(NULL);
         mongoc_collection_destroy(col);
-        mongoc_client_pool_push(pool, cl);
+        mongoc_client_pool_push(mw.pool, cl);
 }
 
-static mongoc_uri_t *uri;
-
-static int setup(void)
-{
-        const char *uri_s =
-            tu_env("PARALLEL_TEST_MONGO_URI", "mongodb://127.0.0.1:27017");
-        bson_error_t be;
-
-        mongoc_init();
-        if (!(uri = mongoc_uri_new_with_error(uri_s, &be))) {
-                fprintf(stderr, "bad uri %s: %s\n", uri_s, be.message);
-                return 1;
-        }
-        pool = mongoc_client_pool_new(uri);
-        snprintf(coll, sizeof(coll), "claim_%d_%ld", (int)getpid(),
-                 (long)time(NULL));
-        return 0;
-}
-
-static void teardown(void)
-{
-        mongoc_client_t *cl = mongoc_client_pool_pop(pool);
-        mongoc_collection_t *c = mongoc_client_get_collection(cl, db, coll);
-        mongoc_collection_drop(c, NULL);
-        mongoc_collection_destroy(c);
-        char locks[96];
-        snprintf(locks, sizeof(locks), "%s_resources", coll);
-        c = mongoc_client_get_collection(cl, db, locks);
-        mongoc_collection_drop(c, NULL);
-        mongoc_collection_destroy(c);
-        mongoc_client_pool_push(pool, cl);
-        mongoc_client_pool_destroy(pool);
-        mongoc_uri_destroy(uri);
-        mongoc_cleanup();
-}
-
-TEST_MAIN_WITH(setup, teardown, test_race, test_lease_terminal_expired,
-               test_lock)
+MU_TEST_MAIN(mw, "claim", test_race, test_lease_terminal_expired, test_lock)

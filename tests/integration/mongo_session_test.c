@@ -8,12 +8,9 @@
 #include "base/clock.h"
 #include "store/session.h"
 
-#include <unistd.h>
+#include "mongo_util.h"
 
-#include "testutil.h"
-
-static mongoc_client_pool_t *pool;
-static char db[64] = "parallel_test", coll[64];
+static mu_world_t mw;
 
 static json_t *snap(const char *user)
 {
@@ -33,7 +30,7 @@ static void test_roundtrip(void)
         size_t n = 0;
         int64_t k = 0;
 
-        REQUIRE(!par_session_store_new(&s, pool, db, coll, &e));
+        REQUIRE(!par_session_store_new(&s, mw.pool, mw.db, mw.coll, &e));
         CHECK(!par_session_load(s, "acct/1", &got, &e) && !got);
         CHECKF(!par_session_save(s, "acct/1", a, "node-a/w0",
                                  par_clock_wall_ms(), &e),
@@ -70,35 +67,4 @@ static void test_roundtrip(void)
         par_session_store_destroy(s);
 }
 
-static mongoc_uri_t *uri;
-
-static int setup(void)
-{
-        const char *uri_s =
-            tu_env("PARALLEL_TEST_MONGO_URI", "mongodb://127.0.0.1:27017");
-        bson_error_t be;
-
-        mongoc_init();
-        if (!(uri = mongoc_uri_new_with_error(uri_s, &be))) {
-                fprintf(stderr, "bad uri %s: %s\n", uri_s, be.message);
-                return 1;
-        }
-        pool = mongoc_client_pool_new(uri);
-        snprintf(coll, sizeof(coll), "sessions_%d_%ld", (int)getpid(),
-                 (long)time(NULL));
-        return 0;
-}
-
-static void teardown(void)
-{
-        mongoc_client_t *cl = mongoc_client_pool_pop(pool);
-        mongoc_collection_t *c = mongoc_client_get_collection(cl, db, coll);
-        mongoc_collection_drop(c, NULL);
-        mongoc_collection_destroy(c);
-        mongoc_client_pool_push(pool, cl);
-        mongoc_client_pool_destroy(pool);
-        mongoc_uri_destroy(uri);
-        mongoc_cleanup();
-}
-
-TEST_MAIN_WITH(setup, teardown, test_roundtrip)
+MU_TEST_MAIN(mw, "sessions", test_roundtrip)
