@@ -31,9 +31,8 @@ int mu_setup(mu_world_t *w, const char *what)
                         be.message);
                 goto fail;
         }
-        mongoc_uri_set_option_as_int32(w->uri,
-                                       MONGOC_URI_SERVERSELECTIONTIMEOUTMS,
-                                       10000);
+        mongoc_uri_set_option_as_int32(
+            w->uri, MONGOC_URI_SERVERSELECTIONTIMEOUTMS, 10000);
         w->pool = mongoc_client_pool_new(w->uri);
         mongoc_client_pool_set_error_api(w->pool, MONGOC_ERROR_API_VERSION_2);
         c = mongoc_client_pool_pop(w->pool);
@@ -73,9 +72,8 @@ void mu_teardown(mu_world_t *w)
                 mongoc_client_t *c = mongoc_client_pool_pop(w->pool);
                 mongoc_database_t *db = mongoc_client_get_database(c, w->db);
                 bson_error_t be;
-                char **names =
-                    mongoc_database_get_collection_names_with_opts(db, NULL,
-                                                                   &be);
+                char **names = mongoc_database_get_collection_names_with_opts(
+                    db, NULL, &be);
                 CHECKF(names, "listing %s: %s", w->db, be.message);
                 for (size_t i = 0; names && names[i]; i++) {
                         if (!ours(w, names[i]))
