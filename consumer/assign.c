@@ -206,17 +206,43 @@ static void revoked(node_t *n, rd_kafka_t *rk,
         rd_kafka_topic_partition_list_destroy(commit);
 }
 
+/* Counts parts per level into n->held, for other threads (assign_held).
+ * assigned() keeps signal topics' partitions only: each has a level.
+ * Main thread, after every change to parts. */
+static void held_update(node_t *n)
+{
+        int by[NODE_MAX_LEVELS] = {0};
+
+        for (int i = 0; i < n->nparts; i++)
+                by[n->parts[i].level - 1]++;
+        pthread_mutex_lock(&n->held_lock);
+        memcpy(n->held, by, sizeof(by));
+        pthread_mutex_unlock(&n->held_lock);
+}
+
+int assign_held(node_t *n, int *by_level)
+{
+        int total = 0;
+        pthread_mutex_lock(&n->held_lock);
+        for (int L = 1; L <= n->levels; L++) {
+                by_level[L - 1] = n->held[L - 1];
+                total += n->held[L - 1];
+        }
+        pthread_mutex_unlock(&n->held_lock);
+        return total;
+}
+
 /* "a,b,c,d": partitions this node holds at levels 1..levels. */
 static void held_by_level(node_t *n, char *out, size_t size)
 {
+        int by[NODE_MAX_LEVELS];
         size_t at = 0;
+
+        assign_held(n, by);
         out[0] = '\0';
         for (int L = 1; L <= n->levels && at < size; L++) {
-                int c = 0;
-                for (int i = 0; i < n->nparts; i++)
-                        c += n->parts[i].level == L;
-                int w =
-                    snprintf(out + at, size - at, "%s%d", L > 1 ? "," : "", c);
+                int w = snprintf(out + at, size - at, "%s%d", L > 1 ? "," : "",
+                                 by[L - 1]);
                 if (w < 0)
                         break;
                 at += (size_t)w;
@@ -232,6 +258,7 @@ void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
 
         if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) {
                 assigned(n, parts);
+                held_update(n);
                 char by[NODE_MAX_LEVELS * 8] = "";
                 held_by_level(n, by, sizeof(by));
                 par_log(PAR_LOG_INFO, "consumer", "assigned",
@@ -254,6 +281,7 @@ void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
         } else {
                 bool lost = rd_kafka_assignment_lost(rk);
                 revoked(n, rk, parts);
+                held_update(n);
                 if (coop) {
                         n->rejoin =
                             lost ? NODE_REJOIN_WAITING : NODE_REJOIN_REVOKED;

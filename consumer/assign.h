@@ -3,11 +3,13 @@
  *
  * Owns: the rebalance callback (incremental assign / unassign, with the
  * revoked partitions' queued jobs dropped and their finished prefix
- * committed first), the table of assigned partitions and the forwarding
+ * committed first), the table of assigned partitions (and its counts per
+ * level, which /status reads on the HTTP thread) and the forwarding
  * of their messages to one queue per priority level, and which levels are
  * held back on the scheduler's watermarks. Stays
  * out: the periodic commits (commit.c) and the messages themselves
- * (intake.c). Main thread (librdkafka serves rebalances from poll).
+ * (intake.c). Main thread (librdkafka serves rebalances from poll),
+ * except assign_held.
  */
 #ifndef PAR_CONSUMER_ASSIGN_H
 #define PAR_CONSUMER_ASSIGN_H
@@ -31,6 +33,9 @@ void assign_reforward(node_t *n);
 void assign_apply_flow(node_t *n);
 /* Holds every level (shutdown). */
 void assign_pause_all(node_t *n);
+/* Any thread: the partitions this node held after the last rebalance, per
+ * level (by_level[L-1] for levels 1..n->levels), and their total. */
+int assign_held(node_t *n, int *by_level);
 /* False while the member rejoins after a revoke: a commit then would be
  * taken for a lost assignment (assign.c). */
 bool assign_commits_allowed(node_t *n);

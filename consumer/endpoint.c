@@ -7,6 +7,7 @@
  */
 #include <stdlib.h>
 
+#include "assign.h"
 #include "base/clock.h"
 #include "endpoint.h"
 #include "node_state.h"
@@ -48,15 +49,23 @@ static int h_status(void *opaque, const char *path, const char *query,
                 json_array_append_new(
                     queues, json_pack("{s:i,s:i}", "priority", L, "depth",
                                       par_sched_depth(n->sched, L)));
+        /* by_level[i] is priority i + 1, as in the log's "assigned"
+         * lines (held_by_level=a,b,c,d). */
+        int held[NODE_MAX_LEVELS];
+        int nheld = assign_held(n, held);
+        json_t *by_level = json_array();
+        for (int L = 1; L <= n->levels; L++)
+                json_array_append_new(by_level, json_integer(held[L - 1]));
         long long lag = atomic_load(&n->lag);
         const stats_t *st = &n->stats;
         json_t *s = json_pack(
-            "{s:s,s:s,s:I,s:b,s:o,s:o,s:i,s:i,s:{s:I,s:I,s:I,s:I,s:I,s:I},"
-            "s:o}",
+            "{s:s,s:s,s:I,s:b,s:o,s:o,s:{s:i,s:o},s:i,s:i,"
+            "s:{s:I,s:I,s:I,s:I,s:I,s:I},s:o}",
             "node_id", n->id, "version", PARALLEL_VERSION, "uptime_ms",
             (json_int_t)(par_clock_wall_ms() - n->started_ms), "draining",
             atomic_load(&n->draining), "workers", workers, "queues", queues,
-            "running", par_sched_running(n->sched), "uncommitted",
+            "partitions", "held", nheld, "by_level", by_level, "running",
+            par_sched_running(n->sched), "uncommitted",
             par_offsets_pending(n->offsets), "spins", "done",
             (json_int_t)par_counter_get(st->done), "failed",
             (json_int_t)par_counter_get(st->failed), "retrying",

@@ -5,7 +5,7 @@
  * Prometheus text) and / (the dashboard, which reads /status). Stays out:
  * the HTTP server itself (lib/obs/http) and the figures (status.c,
  * stats.h). Handlers run on the HTTP service thread and read only
- * thread-safe state.
+ * thread-safe state (the partitions held: assign_held).
  */
 #ifndef PAR_CONSUMER_ENDPOINT_H
 #define PAR_CONSUMER_ENDPOINT_H

@@ -289,6 +289,7 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
                 return par_error_set(err, PAR_ERR_IO, "pipe: %s",
                                      strerror(errno));
         }
+        pthread_mutex_init(&n->held_lock, NULL);
         atomic_store(&n->lag, -1);
         n->started_ms = par_clock_wall_ms();
         node_names(n, cfg);
@@ -682,6 +683,7 @@ void node_destroy(node_t *n)
         par_metrics_destroy(n->metrics);
         par_metrics_destroy(n->totals);
         free(n->parts);
+        pthread_mutex_destroy(&n->held_lock);
         if (n->wake[0] >= 0)
                 close(n->wake[0]);
         if (n->wake[1] >= 0)

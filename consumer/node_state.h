@@ -29,6 +29,7 @@
 #ifndef PAR_CONSUMER_NODE_STATE_H
 #define PAR_CONSUMER_NODE_STATE_H
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -123,6 +124,12 @@ struct node {
         uint32_t paused;
         struct npart *parts;
         int nparts, cap_parts;
+        /* How many of parts each level has (index level-1), counted at
+         * every rebalance for /status on the HTTP thread, which must not
+         * read parts; under held_lock so a reader sees all levels of one
+         * rebalance, never some before it and some after (assign.c). */
+        pthread_mutex_t held_lock;
+        int held[NODE_MAX_LEVELS];
         enum {
                 NODE_REJOIN_NONE,    /* steady: periodic commits go out */
                 NODE_REJOIN_REVOKED, /* revoked; this round's assign next */

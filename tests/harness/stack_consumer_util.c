@@ -221,6 +221,28 @@ int sc_node_start(su_ctx_t *c, su_proc_t *p, const char *tag, ...)
         return p->port ? 0 : -1;
 }
 
+int sc_node_held(const su_proc_t *p, int by_level[4])
+{
+        char buf[65536];
+        json_t *st, *parts, *by;
+        int held = -1;
+
+        if (su_http_get(p->port, "/status", buf, sizeof(buf)) != 200 ||
+            !(st = json_loads(buf, 0, NULL)))
+                return -1;
+        parts = json_object_get(st, "partitions");
+        by = json_object_get(parts, "by_level");
+        if (json_is_integer(json_object_get(parts, "held")) &&
+            json_array_size(by) == 4) {
+                held = (int)json_integer_value(json_object_get(parts, "held"));
+                for (int L = 0; L < 4; L++)
+                        by_level[L] =
+                            (int)json_integer_value(json_array_get(by, L));
+        }
+        json_decref(st);
+        return held;
+}
+
 int sc_reader_new(su_ctx_t *c, sc_reader_t *r, size_t cap)
 {
         char es[512], name[128];

@@ -41,6 +41,11 @@ size_t sc_insert(su_ctx_t *c, su_ledger_t *l, size_t n, int priority,
  */
 int sc_node_start(su_ctx_t *c, su_proc_t *p, const char *tag, ...);
 
+/* The partitions node p holds now, from its /status ("partitions"):
+ * by_level[L-1] for the world's 4 levels. Returns the "held" total, or -1
+ * when /status does not answer or lacks them. */
+int sc_node_held(const su_proc_t *p, int by_level[4]);
+
 /* ----------------------------------------------------------------- results */
 
 typedef struct sc_result {

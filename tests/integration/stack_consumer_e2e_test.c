@@ -178,6 +178,27 @@ static void test_e2e(void)
               !strcmp(json_string_value(json_object_get(st, "node_id")), "n2"));
         CHECK(json_array_size(json_object_get(st, "workers")) >= 1);
         json_decref(st);
+        /* n2 and n3 hold every partition between them, each level's
+         * whole: n1's went to them when it left (a rebalance a moment
+         * late is waited for). */
+        int h2[4] = {0}, h3[4] = {0}, t2 = -1, t3 = -1;
+        bool whole = false;
+        for (int i = 0; i < 100 && !whole; i++) {
+                if (i)
+                        par_clock_sleep_ms(100);
+                t2 = sc_node_held(&nodes[1], h2);
+                t3 = sc_node_held(&nodes[2], h3);
+                whole = t2 >= 0 && t3 >= 0;
+                for (int L = 0; L < 4; L++)
+                        whole = whole && h2[L] + h3[L] == SU_PARTITIONS;
+        }
+        CHECKF(whole,
+               "held after n1 left: n2 %d,%d,%d,%d, n3 %d,%d,%d,%d (of %d "
+               "each)",
+               h2[0], h2[1], h2[2], h2[3], h3[0], h3[1], h3[2], h3[3],
+               SU_PARTITIONS);
+        CHECK(t2 == h2[0] + h2[1] + h2[2] + h2[3]);
+        CHECK(t3 == h3[0] + h3[1] + h3[2] + h3[3]);
         CHECK(su_metric_sum(nodes[2].port,
                             "parallel_spins_total{status=\"done\"") > 0);
         /* The one dashboard: the page the node ships, which reads /status. */

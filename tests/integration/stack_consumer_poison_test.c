@@ -194,6 +194,15 @@ static void test_poison(void)
         par_clock_sleep_ms(1500);
         CHECK(su_http_get(node.port, "/status", buf, sizeof(buf)) == 200);
         CHECKF(strstr(buf, "\"uncommitted\":0") != NULL, "%s", buf);
+        /* Alone in its group, the node holds every partition of the four
+         * levels. */
+        int by[4];
+        int held = sc_node_held(&node, by);
+        CHECKF(held == 4 * SU_PARTITIONS && by[0] == SU_PARTITIONS &&
+                   by[1] == SU_PARTITIONS && by[2] == SU_PARTITIONS &&
+                   by[3] == SU_PARTITIONS,
+               "lone node holds %d: %d,%d,%d,%d", held, by[0], by[1], by[2],
+               by[3]);
         fprintf(stderr,
                 "   poison dead after 3 attempts in %.1f s; %d noop "
                 "done before it; %d real spins done\n",
