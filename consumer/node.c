@@ -442,11 +442,12 @@ static void size_pool(node_t *n, int64_t *chrome_rss_cache)
  * every browser process group we launched so none is orphaned. */
 static void kill_browsers(node_t *n)
 {
-        for (int i = 0; n->chrome && i < n->workers_max; i++) {
-                pid_t g = par_chrome_browser_pgid(n->chrome, i);
-                if (g > 0)
-                        kill(-g, SIGKILL);
-        }
+        pid_t g[NODE_MAX_WORKERS + 64];
+        int ng = par_chrome_browser_pgids(n->chrome, g,
+                                          (int)(sizeof(g) / sizeof(g[0])));
+
+        for (int i = 0; i < ng; i++)
+                kill(-g[i], SIGKILL);
 }
 
 static void handle(node_t *n, rd_kafka_message_t *m)

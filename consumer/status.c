@@ -62,21 +62,17 @@ void status_fini(node_t *n)
 
 int64_t status_chrome_rss(node_t *n)
 {
-        pid_t groups[NODE_MAX_WORKERS];
-        int ng = 0;
+        pid_t groups[NODE_MAX_WORKERS + 64]; /* chrome.browsers <= 64 */
+        int ng;
         int64_t total = 0;
         long page = sysconf(_SC_PAGESIZE);
 
         if (!n->chrome)
                 return -1;
-        for (int i = 0; i < n->workers_max && i < NODE_MAX_WORKERS; i++) {
-                pid_t g = par_chrome_browser_pgid(n->chrome, i);
-                bool seen = false;
-                for (int k = 0; k < ng; k++)
-                        seen |= groups[k] == g;
-                if (g > 0 && !seen)
-                        groups[ng++] = g;
-        }
+        /* every browser: shared ones serve any worker, and there may be
+         * more of them than workers */
+        ng = par_chrome_browser_pgids(
+            n->chrome, groups, (int)(sizeof(groups) / sizeof(groups[0])));
         if (!ng)
                 return 0;
         DIR *d = opendir("/proc");

@@ -215,16 +215,27 @@ static const prop_t props[] = {
      "Chromium executable (launch mode)."},
     {"chrome.endpoints", T_STR, "", 0, 0, NULL, 0, C | X,
      "Connect mode: comma list of DevTools endpoints, e.g. "
-     "http://10.0.0.5:9222,http://10.0.0.6:9222 (worker i uses i % n)."},
+     "http://10.0.0.5:9222,http://10.0.0.6:9222 (context isolation: a "
+     "spin uses the least busy; browser isolation: worker i uses i % n)."},
     {"chrome.isolation", T_ENUM, "context", 0, 0, "context|browser", 0, C | X,
-     "context: one browser context per worker in a shared browser (cheap); "
-     "browser: one Chromium process and profile per worker (strongest)."},
+     "context: browser contexts in shared browsers (chrome.browsers of "
+     "them; cheap); browser: one Chromium process and profile per worker "
+     "(strongest)."},
+    {"chrome.browsers", T_INT, "2", 1, 64, NULL, 0, C | X,
+     "Launch mode, context isolation: how many shared Chromium processes "
+     "the node's workers spread over. A spin takes its clean context from "
+     "the least busy browser that has one prepared, so a browser prepares "
+     "and disposes of contexts (work that runs mostly on its one UI "
+     "thread) while another runs the spin. Each costs a browser process "
+     "and its GPU and utility processes."},
     {"chrome.recycle_after", T_INT, "500", 0, 100000000, NULL, 0, C | X,
      "Restart a browser (connect mode: recreate its contexts) after this "
      "many spins on it (0: never)."},
     {"chrome.profile_dir", T_STR, "", 0, 0, NULL, 0, C | X,
      "Persistent profile directory (browser isolation: one sub-directory "
-     "per worker). Empty: a fresh temporary profile, removed on exit."},
+     "per worker, worker-N; context isolation with chrome.browsers > 1: "
+     "one per browser, browser-N). Empty: a fresh temporary profile, "
+     "removed on exit."},
     {"chrome.headless", T_BOOL, "true", 0, 0, NULL, 0, C | X,
      "Run Chromium headless."},
     {"chrome.extra_args", T_STR, "", 0, 0, NULL, 0, C | X,
@@ -258,9 +269,10 @@ static const prop_t props[] = {
      "it."},
     {"chrome.ready_contexts", T_INT, "2", 0, 64, NULL, 0, C | X,
      "Clean browser contexts kept prepared per worker (context + blank "
-     "page, attached) by a background thread, so a spin waits for no "
-     "set-up. The first per worker is replaced as soon as a spin takes "
-     "it; the others only while no spin runs on that browser, so "
+     "page, attached; with shared browsers spread over them) by a "
+     "background thread, so a spin waits for no set-up. The first per "
+     "worker is replaced as soon as a spin takes it; the others only "
+     "while no spin runs on that browser, so "
      "preparing does not take the CPU from a spin (measured: a clean "
      "spin's p50 141 ms with 2, 279 ms with 1, against 118 ms for tab "
      "reuse, when the node is not saturated). 0: every spin makes its own "

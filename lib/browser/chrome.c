@@ -282,6 +282,7 @@ void par_chrome_opts_default(par_chrome_opts_t *o)
         o->backoff_max_ms = 10000;
         o->ping_interval_ms = 5000;
         o->scope = PAR_STATE_SPIN;
+        o->browsers = 2;
         o->ready_contexts = 2;
         o->resource_contexts = 32;
         o->resource_idle_ms = 600000;
@@ -351,6 +352,7 @@ par_err_t par_chrome_opts_from_config(par_chrome_opts_t *o,
         o->scope = strcmp(par_config_str(cfg, "chrome.state_scope"), "resource")
                        ? PAR_STATE_SPIN
                        : PAR_STATE_RESOURCE;
+        o->browsers = (int)par_config_int(cfg, "chrome.browsers");
         o->ready_contexts = (int)par_config_int(cfg, "chrome.ready_contexts");
         o->resource_contexts =
             (int)par_config_int(cfg, "chrome.resource_contexts");
@@ -554,6 +556,10 @@ static par_err_t inst_launch(par_chrome_t *c, struct slot *s, struct inst **out,
                 goto fail;
         if (*o->profile_dir && o->isolation == PAR_CHROME_ISO_BROWSER)
                 snprintf(in->profile, sizeof(in->profile), "%.3000s/worker-%d",
+                         o->profile_dir, s->index);
+        else if (*o->profile_dir && c->nslots > 1)
+                /* Chromium locks its profile: one directory per browser */
+                snprintf(in->profile, sizeof(in->profile), "%.3000s/browser-%d",
                          o->profile_dir, s->index);
         else if (*o->profile_dir)
                 snprintf(in->profile, sizeof(in->profile), "%s",
@@ -962,8 +968,9 @@ par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
                         }
                 }
         } else {
-                c->nslots =
-                    c->o.isolation == PAR_CHROME_ISO_BROWSER ? workers : 1;
+                c->nslots = c->o.isolation == PAR_CHROME_ISO_BROWSER
+                                ? workers
+                                : (c->o.browsers > 0 ? c->o.browsers : 1);
                 c->slots = calloc((size_t)c->nslots, sizeof(*c->slots));
                 if (!c->slots || !c->tabs)
                         goto nomem;
@@ -973,10 +980,18 @@ par_err_t par_chrome_new(par_chrome_t **out, const par_chrome_opts_t *opts,
         }
         for (int i = 0; i < c->nslots; i++)
                 c->slots[i].index = i;
-        /* worker w uses slot w % nslots */
-        for (int w = 0; w < workers; w++) {
+        /* Shared browsers (context isolation) serve any worker: the stock
+         * the workers need is spread over them, rounded up. Otherwise
+         * worker w uses slot w % nslots and that slot stocks for it. */
+        c->floating = c->o.isolation == PAR_CHROME_ISO_CONTEXT;
+        for (int w = 0; !c->floating && w < workers; w++) {
                 c->slots[w % c->nslots].stock_target += c->o.ready_contexts;
                 c->slots[w % c->nslots].workers++;
+        }
+        for (int i = 0; c->floating && i < c->nslots; i++) {
+                c->slots[i].stock_target =
+                    (c->o.ready_contexts * workers + c->nslots - 1) / c->nslots;
+                c->slots[i].workers = (workers + c->nslots - 1) / c->nslots;
         }
         if (pthread_create(&c->supervisor, NULL, supervisor_main, c)) {
                 rc = par_error_set(err, PAR_ERR_IO,
@@ -1028,15 +1043,34 @@ void par_chrome_stats(par_chrome_t *c, par_chrome_stats_t *out)
 
 pid_t par_chrome_browser_pgid(par_chrome_t *c, int worker)
 {
-        struct slot *s;
+        struct inst *in;
         pid_t pid = -1;
 
         if (!c || worker < 0 || worker >= c->nworkers)
                 return -1;
-        s = chrome_slot_of(c, worker);
         pthread_mutex_lock(&c->mu);
-        if (s->inst && !s->inst->dead)
-                pid = s->inst->pid;
+        /* a worker that floats over shared browsers is served by the one
+         * its tab is in; between spins, by the slot it would wait for */
+        in = c->tabs[worker] ? c->tabs[worker]->inst
+                             : chrome_slot_of(c, worker)->inst;
+        if (in && !in->dead)
+                pid = in->pid;
         pthread_mutex_unlock(&c->mu);
         return pid;
+}
+
+int par_chrome_browser_pgids(par_chrome_t *c, pid_t *out, int max)
+{
+        int n = 0;
+
+        if (!c)
+                return 0;
+        pthread_mutex_lock(&c->mu);
+        for (int i = 0; i < c->nslots && n < max; i++) {
+                struct inst *in = c->slots[i].inst;
+                if (in && !in->dead && in->pid > 0)
+                        out[n++] = in->pid;
+        }
+        pthread_mutex_unlock(&c->mu);
+        return n;
 }

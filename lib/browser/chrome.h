@@ -12,8 +12,14 @@
  *     without cleaning up, its browsers die too (no orphans).
  *   - mode connect: it uses remote endpoints ("http://host:port") as they
  *     are, with the same health checks; "restart" means reconnect.
- *   - isolation context: one shared browser (per endpoint) and one browser
- *     context per worker (Target.createBrowserContext).
+ *   - isolation context: chrome.browsers shared browsers (connect mode:
+ *     one per endpoint) and a browser context per spin
+ *     (Target.createBrowserContext). A worker is not tied to one of them:
+ *     a clean context comes from the least busy browser that has one
+ *     prepared, so while one browser runs a spin the others prepare and
+ *     dispose of contexts on their own UI threads (a browser's context
+ *     work runs mostly on its single UI thread, where it would delay the
+ *     spin's calls).
  *     isolation browser: one Chrome process and profile per worker (in
  *     connect mode: worker i uses endpoint i % n, with a browser context).
  *
@@ -26,7 +32,8 @@
  *     (no cookies, local/session storage, IndexedDB, cache, service
  *     workers, permissions or pages from before); the release disposes of
  *     it. A background thread (the stager) keeps chrome.ready_contexts
- *     prepared contexts per worker in each live browser (context + an
+ *     prepared contexts per worker (spread over the shared browsers, or
+ *     in each worker's own browser) (context + an
  *     about:blank target, attached, Page/Runtime enabled) and disposes of
  *     used ones, so on a warm node an acquire waits for no set-up. Work
  *     nobody waits for yet (stock beyond one per worker, disposals) waits
@@ -106,9 +113,11 @@ typedef struct par_chrome_opts {
         int ping_interval_ms;  /* browser round trip by the supervisor (5 s;
                                   2 misses in a row = hung; 0 = off) */
         par_state_scope_t scope; /* chrome.state_scope (spin) */
-        int ready_contexts;      /* chrome.ready_contexts: per worker (2) */
-        int resource_contexts;   /* chrome.resource_contexts: LRU bound (32) */
-        int resource_idle_ms;    /* chrome.resource_idle (10 min) */
+        int browsers;          /* chrome.browsers: shared browsers, launch mode
+                                  with context isolation (2) */
+        int ready_contexts;    /* chrome.ready_contexts: per worker (2) */
+        int resource_contexts; /* chrome.resource_contexts: LRU bound (32) */
+        int resource_idle_ms;  /* chrome.resource_idle (10 min) */
 } par_chrome_opts_t;
 
 /* Fills o with the defaults listed above. */
@@ -232,7 +241,13 @@ typedef struct par_chrome_stats {
 void par_chrome_stats(par_chrome_t *c, par_chrome_stats_t *out);
 
 /* The process group of the browser that serves worker (launch mode; -1 if
- * none is running). For tests and for the orphan check in /status. */
+ * none is running): with shared browsers, the one whose tab it holds, or
+ * between spins the one it would wait for. For tests and for /status. */
 pid_t par_chrome_browser_pgid(par_chrome_t *c, int worker);
+
+/* Writes the process groups of the pool's running browsers (launch mode)
+ * to out[0..max) and returns how many: to account for or kill them all.
+ * Any thread. */
+int par_chrome_browser_pgids(par_chrome_t *c, pid_t *out, int max);
 
 #endif

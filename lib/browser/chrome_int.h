@@ -61,8 +61,12 @@ struct slot {
         par_error_t last_err; /* of the last failed attempt */
         par_tab_t *stock;     /* prepared contexts (chrome->mu) */
         int nstock;           /* chrome->mu */
-        int stock_target;     /* ready_contexts x workers using this slot */
-        int workers;          /* workers using this slot */
+        int stock_target;     /* ready_contexts x workers using this slot
+                                 (floating: the pool's share, rounded up) */
+        int workers;          /* workers using this slot (floating: the
+                                 share of the pool's workers, rounded up) */
+        uint64_t picked;      /* floating: pick number of its last acquire
+                                 (chrome->mu) */
         int preparing;        /* stager: being made now (chrome->mu) */
         double stock_pause;   /* stager: no preparing before (chrome->mu) */
         /* supervisor thread only */
@@ -104,6 +108,11 @@ struct par_chrome {
         par_tab_t **tabs; /* per worker: the tab it holds (chrome->mu) */
         int nslots;
         struct slot *slots;
+        /* Context isolation: the slots are shared browsers and a worker's
+         * clean context comes from any of them (the least busy with one
+         * prepared); otherwise worker w always uses slot w % nslots. */
+        bool floating;
+        uint64_t picks;            /* floating acquires so far (chrome->mu) */
         par_tab_t *trash;          /* to dispose of (chrome->mu) */
         int ntrash;                /* chrome->mu */
         int disposing;             /* stager: being disposed of now */
@@ -130,7 +139,8 @@ struct par_chrome {
 void chrome_inst_free(struct inst *in);
 /* Drops one reference (takes chrome->mu); frees on the last. */
 void chrome_inst_unref(par_chrome_t *c, struct inst *in);
-/* The slot worker uses. */
+/* The slot worker uses (floating: the one it waits for when no browser
+ * is live yet). */
 struct slot *chrome_slot_of(par_chrome_t *c, int worker);
 
 /* ---- stager.c: the stager thread -------------------------------------- */

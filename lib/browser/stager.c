@@ -295,21 +295,23 @@ fail:
  * to leave them all for later. Disposing of a context is browser work (tens
  * of ms on its UI thread) that would slow a spin running on that browser,
  * and nobody waits for it: a tab waits while its browser has a tab
- * acquired, unless more used contexts wait than there are workers (then
- * the oldest goes, so they cannot pile up under full load), or its browser
- * is gone (nothing to compete with).
+ * acquired, or its browser is gone (nothing to compete with), unless more
+ * used contexts wait than there are workers: then the oldest goes, so
+ * they cannot pile up under full load. The oldest of an idle browser goes
+ * first (with several browsers one of them is often idle).
  */
 static par_tab_t *trash_take_locked(par_chrome_t *c)
 {
-        par_tab_t **pp, **pick = NULL;
-        bool full = c->ntrash > c->nworkers;
+        par_tab_t **pp, **pick = NULL, **oldest = NULL;
 
         for (pp = &c->trash; *pp; pp = &(*pp)->next) {
                 struct inst *in = (*pp)->inst;
-                if (full || in->in_use == 0 || in->dead ||
-                    !par_cdp_connected(in->cdp))
-                        pick = pp; /* the last match: the oldest */
+                oldest = pp; /* the list is newest first */
+                if (in->in_use == 0 || in->dead || !par_cdp_connected(in->cdp))
+                        pick = pp;
         }
+        if (!pick && c->ntrash > c->nworkers)
+                pick = oldest;
         if (pick) {
                 par_tab_t *t = *pick;
                 *pick = t->next;
@@ -320,19 +322,35 @@ static par_tab_t *trash_take_locked(par_chrome_t *c)
         return NULL;
 }
 
-/*
- * chrome->mu held: should the stager prepare a context for s now? Up to one
- * per worker of the slot at once (an acquire may be about to need it);
- * beyond that (chrome.ready_contexts > 1) only while no tab of the browser
- * is acquired, so preparing does not take the CPU from a running spin.
- */
-static bool slot_wants_stock_locked(struct slot *s, double now)
+/* chrome->mu held: prepared or being prepared in s for its live browser. */
+static int slot_have_locked(struct slot *s)
 {
-        int have = s->nstock + s->preparing;
+        return inst_usable_locked(s->inst) ? s->nstock + s->preparing : 0;
+}
 
-        return s->wanted && inst_usable_locked(s->inst) &&
-               have < s->stock_target && now >= s->stock_pause &&
-               (have < s->workers || s->inst->in_use == 0);
+/*
+ * chrome->mu held: should the stager prepare a context for s now? While a
+ * tab of its browser is acquired, only as many as an acquire may be about
+ * to need: one per worker of the slot, or with shared browsers one per
+ * worker in the whole pool (another browser's stock serves the next spin
+ * as well); beyond that (chrome.ready_contexts > 1) only while the browser
+ * is idle, so preparing does not take its UI thread and the CPU from a
+ * running spin.
+ */
+static bool slot_wants_stock_locked(par_chrome_t *c, struct slot *s, double now)
+{
+        int have = s->nstock + s->preparing, pool = 0;
+
+        if (!s->wanted || !inst_usable_locked(s->inst) ||
+            have >= s->stock_target || now < s->stock_pause)
+                return false;
+        if (s->inst->in_use == 0)
+                return true;
+        if (!c->floating)
+                return have < s->workers;
+        for (int i = 0; i < c->nslots; i++)
+                pool += slot_have_locked(&c->slots[i]);
+        return pool < c->nworkers;
 }
 
 /* ---- the stager thread -------------------------------------------------
@@ -390,16 +408,21 @@ static void *stager_main(void *arg)
                 }
                 if ((drop = trash_take_locked(c)))
                         c->disposing++;
-                for (int k = 0; k < c->nslots && !fill; k++) {
+                /* Round robin, an idle browser first: its UI thread has
+                 * no spin to slow down. */
+                for (int k = 0; k < c->nslots; k++) {
                         struct slot *s = &c->slots[(rr + k) % c->nslots];
-                        if (slot_wants_stock_locked(s, now)) {
+                        if (slot_wants_stock_locked(c, s, now) &&
+                            (!fill ||
+                             (fill->inst->in_use > 0 && s->inst->in_use == 0)))
                                 fill = s;
-                                in = s->inst;
-                                in->refs++;
-                                s->preparing++;
-                                c->st.contexts_preparing++;
-                                rr = (rr + k + 1) % c->nslots;
-                        }
+                }
+                if (fill) {
+                        in = fill->inst;
+                        in->refs++;
+                        fill->preparing++;
+                        c->st.contexts_preparing++;
+                        rr = (fill->index + 1) % c->nslots;
                 }
                 if (!drop && !fill) {
                         struct timespec dl;
@@ -450,22 +473,113 @@ static void *stager_main(void *arg)
         return NULL;
 }
 
+/* chrome->mu held: contexts of in waiting for disposal. */
+static int trash_of_locked(par_chrome_t *c, struct inst *in)
+{
+        int n = 0;
+
+        for (par_tab_t *t = c->trash; t; t = t->next)
+                n += t->inst == in;
+        return n;
+}
+
+/* chrome->mu held: is slot a a better pick than b (see pick_slot_locked)? */
+static bool slot_better_locked(par_chrome_t *c, struct slot *a, struct slot *b)
+{
+        struct inst *x = a->inst, *y = b->inst;
+        int xw, yw;
+
+        if ((a->nstock > 0) != (b->nstock > 0))
+                return a->nstock > 0;
+        if ((a->preparing > 0) != (b->preparing > 0))
+                return a->preparing > 0;
+        if (x->in_use != y->in_use)
+                return x->in_use < y->in_use;
+        xw = a->preparing + trash_of_locked(c, x);
+        yw = b->preparing + trash_of_locked(c, y);
+        if (xw != yw)
+                return xw < yw;
+        return a->picked < b->picked;
+}
+
 /*
- * A clean context for worker: from its slot's stock (waiting for the one
- * the stager is preparing when the stock is empty), or made now. The
- * returned tab's instance counts it in_use.
+ * chrome->mu held, shared browsers: the slot a clean context should come
+ * from, or NULL when no browser is live. First one with a prepared context
+ * in stock (then one preparing, whose context is further along than one
+ * made from scratch), then the fewest tabs in use, the least context work
+ * queued on it, and the one picked longest ago. A browser does its context
+ * work mostly on its single UI thread, so at low concurrency consecutive
+ * spins alternate between browsers and each prepares and disposes of
+ * contexts while another runs the spin.
+ */
+static struct slot *pick_slot_locked(par_chrome_t *c)
+{
+        struct slot *best = NULL;
+
+        for (int i = 0; i < c->nslots; i++) {
+                struct slot *s = &c->slots[i];
+                if (inst_usable_locked(s->inst) &&
+                    (!best || slot_better_locked(c, s, best)))
+                        best = s;
+        }
+        return best;
+}
+
+/*
+ * The slot and a reference to the live browser a clean context for worker
+ * comes from, counted in_use: the worker's own slot, or with shared
+ * browsers the best pick (every shared browser is wanted, so the
+ * supervisor starts them all; before any is live the worker waits for its
+ * own slot's).
+ */
+static par_err_t browser_get(par_chrome_t *c, int worker, struct slot **sp,
+                             struct inst **out, par_error_t *err)
+{
+        struct slot *s = NULL;
+        par_err_t rc;
+
+        if (c->floating) {
+                bool start = false;
+                pthread_mutex_lock(&c->mu);
+                for (int i = 0; i < c->nslots; i++) {
+                        start |= !c->slots[i].inst && !c->slots[i].wanted;
+                        c->slots[i].wanted = true;
+                }
+                if (start)
+                        pthread_cond_signal(&c->sup_cond);
+                if ((s = pick_slot_locked(c))) {
+                        s->picked = ++c->picks;
+                        s->inst->refs++;
+                        s->inst->in_use++;
+                        *out = s->inst;
+                }
+                pthread_mutex_unlock(&c->mu);
+        }
+        if (!s) {
+                s = chrome_slot_of(c, worker);
+                if ((rc = slot_get(c, s, out, err)))
+                        return rc;
+        }
+        *sp = s;
+        return PAR_OK;
+}
+
+/*
+ * A clean context for worker: from the stock of the slot browser_get
+ * picks (waiting for the one the stager is preparing when the stock is
+ * empty), or made now. The returned tab's instance counts it in_use.
  */
 static par_err_t clean_tab(par_chrome_t *c, int worker, par_tab_t **out,
                            par_error_t *err)
 {
-        struct slot *s = chrome_slot_of(c, worker);
+        struct slot *s = NULL;
         struct inst *in = NULL;
         par_tab_t *t = NULL, **pp;
         struct timespec dl;
         bool waited = false;
         par_err_t rc;
 
-        if ((rc = slot_get(c, s, &in, err)))
+        if ((rc = browser_get(c, worker, &s, &in, err)))
                 return rc;
         par_clock_deadline(&dl, c->o.call_timeout_ms);
         pthread_mutex_lock(&c->mu);

@@ -6,6 +6,7 @@
 #   tests/bench/spin.sh [BUILD_DIR]
 #   env: SPINS=40 CONC="1 2 4 8" RUNS=3 PAGES="bench bench_wait" PLAIN=1
 #        CTL_B=/path/to/another/parallel-ctl PEER_TUNED=1
+#        CTL_X="chrome.browsers=2" CTL_B_X="chrome.browsers=1"
 #        CHROME=/usr/bin/chromium-headless-shell
 #
 # Four implementations, the same steps on the same page served by
@@ -34,7 +35,10 @@
 # PLAIN=1 adds cluster-plain (CONCURRENCY_CONTEXT with page.type/click
 # instead of locators, see spin_cluster.js). CTL_B adds parallel-spin-b:
 # the same spin-scope run with another build of parallel-ctl, interleaved
-# with the others (an A/B of two builds in one run). PEER_TUNED=1 adds
+# with the others (an A/B of two builds in one run); CTL_X and CTL_B_X
+# are extra config settings (key=value, space separated) for the
+# parallel-spin and parallel-spin-b rows, so CTL_B=$BUILD/parallel-ctl
+# with two CTL_X/CTL_B_X is an A/B of two settings. PEER_TUNED=1 adds
 # cluster-context-tuned: CONCURRENCY_CONTEXT with the Chromium features
 # Parallel turns off also turned off (see lib/browser/chrome.c), so the
 # peer's Chromium does the same work per context. For parallel rows the
@@ -108,15 +112,23 @@ export CHROME
 FLAGS=(-X log.level=warn -X chrome.isolation=context -X "chrome.path=$CHROME"
   -X "chrome.extra_args=--disable-background-timer-throttling --disable-backgrounding-occluded-windows --disable-renderer-backgrounding")
 
+# -X KEY=VALUE for each of the space-separated settings in $1.
+xargs_of() { local kv; for kv in $1; do printf '%s\n' -X "$kv"; done; }
+mapfile -t XA < <(xargs_of "${CTL_X:-}")
+mapfile -t XB < <(xargs_of "${CTL_B_X:-}")
+
 echo "# spin benchmark: $SPINS spins per run, median of $RUNS runs, $CHROME, $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg), $(date -u +%FT%TZ)"
+if [[ -n ${CTL_X:-}${CTL_B_X:-} ]]; then
+  echo "# parallel-spin: ${CTL_X:-defaults}; parallel-spin-b: ${CTL_B_X:-defaults}"
+fi
 for page in $PAGES; do
   for c in $CONC; do
     for ((r = 1; r <= RUNS; r++)); do
-      run parallel-spin "$page" "$CTL" "${FLAGS[@]}" -X chrome.state_scope=spin \
+      run parallel-spin "$page" "$CTL" "${FLAGS[@]}" ${XA[@]+"${XA[@]}"} -X chrome.state_scope=spin \
         spin --recipe "$ROOT/tests/fixtures/recipes/$page.json" \
         --param "base=$BASE" --param q=42 --repeat "$SPINS" --concurrency "$c"
       if [[ -n ${CTL_B:-} ]]; then
-        run parallel-spin-b "$page" "$CTL_B" "${FLAGS[@]}" -X chrome.state_scope=spin \
+        run parallel-spin-b "$page" "$CTL_B" "${FLAGS[@]}" ${XB[@]+"${XB[@]}"} -X chrome.state_scope=spin \
           spin --recipe "$ROOT/tests/fixtures/recipes/$page.json" \
           --param "base=$BASE" --param q=42 --repeat "$SPINS" --concurrency "$c"
       fi

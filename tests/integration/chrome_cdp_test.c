@@ -121,6 +121,9 @@ static void opts_for_test(par_chrome_opts_t *o)
         o->call_timeout_ms = 10000;
         o->kill_grace_ms = 1000;
         o->backoff_min_ms = 100;
+        /* the tests count one shared browser's launches and restarts;
+         * test_shared_browsers runs two */
+        o->browsers = 1;
 }
 
 static par_chrome_t *pool(int workers, par_chrome_isolation_t iso,
@@ -757,6 +760,80 @@ static void test_recycle(void)
         par_chrome_destroy(c);
 }
 
+/* Waits up to 20 s for the pool to report `alive` browsers alive and
+ * `restarts` restarts. */
+static void wait_browsers(par_chrome_t *c, int alive, uint64_t restarts)
+{
+        par_chrome_stats_t st;
+        double end = par_clock_mono_s() + 20;
+
+        do {
+                par_chrome_stats(c, &st);
+                if (st.browsers_alive == alive && st.restarts == restarts)
+                        return;
+                usleep(20000);
+        } while (par_clock_mono_s() < end);
+}
+
+/*
+ * Two shared browsers (chrome.browsers=2) serving one worker: both are
+ * supervised. One killed: spins go on without it and it is relaunched;
+ * one that reaches recycle_after is recycled while the other serves.
+ */
+static void test_shared_browsers(void)
+{
+        par_chrome_opts_t o;
+        par_chrome_t *c = NULL;
+        par_tab_t *t = NULL;
+        par_error_t err;
+        par_chrome_stats_t st;
+        pid_t g[4], victim;
+        int n, spins = 0;
+
+        opts_for_test(&o);
+        o.browsers = 2;
+        o.recycle_after = 4;
+        REQUIRE(!par_chrome_new(&c, &o, 1, &err));
+        REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &err));
+        par_chrome_tab_release(c, t, false);
+        wait_browsers(c, 2, 0);
+        n = par_chrome_browser_pgids(c, g, 4);
+        REQUIRE(n == 2);
+        remember_pgid(g[0]);
+        remember_pgid(g[1]);
+        victim = g[0];
+        CHECK(kill(-victim, SIGKILL) == 0);
+        /* noticed (its spins would fail until then, as with one browser) */
+        for (double end = par_clock_mono_s() + 10;
+             par_chrome_stats(c, &st), !st.crashes && par_clock_mono_s() < end;)
+                usleep(20000);
+        do {
+                CHECKF(!par_chrome_tab_acquire(c, 0, &t, &err), "%s", err.msg);
+                if (!t)
+                        break;
+                remember_pgid(par_tab_browser_pid(t));
+                CHECK(par_tab_browser_pid(t) != victim);
+                CHECK(par_chrome_browser_pgid(c, 0) == par_tab_browser_pid(t));
+                CHECK(eval_int(t, "1", &err) == 1);
+                par_chrome_tab_release(c, t, false);
+                t = NULL;
+                par_chrome_stats(c, &st);
+        } while (++spins < 20 && !st.recycles);
+        CHECKF(st.recycles == 1, "recycles=%llu after %d spins",
+               (unsigned long long)st.recycles, spins);
+        wait_browsers(c, 2, 1);
+        par_chrome_stats(c, &st);
+        CHECKF(st.browsers_alive == 2 && st.restarts == 1 && st.crashes == 1,
+               "alive %d restarts %llu crashes %llu", st.browsers_alive,
+               (unsigned long long)st.restarts, (unsigned long long)st.crashes);
+        n = par_chrome_browser_pgids(c, g, 4);
+        CHECK(n == 2);
+        for (int i = 0; i < n; i++)
+                remember_pgid(g[i]);
+        CHECK(group_count(victim) == 0);
+        par_chrome_destroy(c);
+}
+
 static void test_browser_isolation(void)
 {
         par_chrome_t *c = pool(2, PAR_CHROME_ISO_BROWSER, 0);
@@ -990,6 +1067,7 @@ int main(int argc, char **argv)
         RUN(test_kill_browser);
         RUN(test_hung_browser);
         RUN(test_recycle);
+        RUN(test_shared_browsers);
         RUN(test_browser_isolation);
         RUN(test_persistent_profile);
         RUN(test_connect_mode);

@@ -721,6 +721,7 @@ static void test_long_tmp_dir(void)
         REQUIRE(mkdir(dir, 0700) == 0);
         par_chrome_opts_default(&o);
         snprintf(o.tmp_dir, sizeof(o.tmp_dir), "%s", dir);
+        o.browsers = 1; /* one browser: one dir of its own in /tmp */
         REQUIRE(par_chrome_new(&c, &o, 1, &e) == PAR_OK);
         par_recipe_t *r = fixture("bench");
         REQUIRE(r);

@@ -31,6 +31,7 @@ static char base[64];
 static char tmpdir[] = "/tmp/par_state_it_XXXXXX";
 static par_spin_opts_t sopts = {30000, 50};
 static par_recipe_t *probe, *login, *whoami;
+static pid_t spun_on; /* spin(): the browser of the last spin's tab */
 
 static void opts_for_test(par_chrome_opts_t *o)
 {
@@ -61,6 +62,10 @@ static const char *spin(par_chrome_t *c, int w, par_state_scope_t sc,
         }
         if (ctx_out)
                 snprintf(ctx_out, 64, "%s", par_tab_context_id(tab));
+        spun_on = par_tab_browser_pid(tab);
+        CHECKF(par_chrome_browser_pgid(c, w) == spun_on,
+               "worker %d: pgid %d, its tab's browser %d", w,
+               (int)par_chrome_browser_pgid(c, w), (int)spun_on);
         if (par_spin_run(tab, r, p, &sopts, &sr, &e))
                 fprintf(stderr, "spin %s: %s\n", r->name, e.msg);
         else if ((got = json_string_value(json_object_get(sr.values, out))))
@@ -115,6 +120,63 @@ static void test_spin_scope_browser(void)
         o.isolation = PAR_CHROME_ISO_BROWSER;
         REQUIRE(!par_chrome_new(&c, &o, 2, &e));
         probe_clean(c, "browser");
+        par_chrome_destroy(c);
+}
+
+/*
+ * Two shared browsers (chrome.browsers=2), one worker: the leak probe finds
+ * nothing, and consecutive spins take turns between the browsers (each
+ * prepares and disposes of contexts while the other runs the spin), which
+ * a worker tied to one browser would not. A resource's context stays in
+ * the browser it was made in.
+ */
+static void test_spin_scope_browsers(void)
+{
+        par_chrome_t *c = NULL;
+        par_chrome_opts_t o;
+        par_error_t e;
+        par_tab_t *t = NULL;
+        pid_t pids[2], home, last = -1;
+        int turns = 0, n;
+        const char *s;
+
+        opts_for_test(&o);
+        o.browsers = 2;
+        REQUIRE(!par_chrome_new(&c, &o, 1, &e));
+        REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e)); /* launches */
+        CHECK(par_chrome_browser_pgid(c, 0) == par_tab_browser_pid(t));
+        par_chrome_tab_release(c, t, false);
+        /* warm: both browsers up, each with its share of the stock */
+        for (double end = par_clock_mono_s() + 20;
+             !par_chrome_stocked(c) && par_clock_mono_s() < end;)
+                par_clock_sleep_ms(10);
+        for (int i = 0; i < 6; i++) {
+                char v[8];
+                snprintf(v, sizeof(v), "W%d", i);
+                s = spin(c, 0, PAR_STATE_SPIN, NULL, probe, "v", v, "seen",
+                         NULL);
+                CHECKF(tu_streq(s, "-|-|-|-"), "spin %d saw '%s'", i,
+                       tu_str(s));
+                turns += i > 0 && spun_on != last;
+                last = spun_on;
+        }
+        CHECKF(turns >= 4, "%d of 5 spins changed browser", turns);
+        n = par_chrome_browser_pgids(c, pids, 2);
+        CHECKF(n == 2 && pids[0] != pids[1], "%d browsers", n);
+        home = par_chrome_browser_pgid(c, 0);
+        CHECKF(n == 2 && (home == pids[0] || home == pids[1]), "pgid %d",
+               (int)home);
+
+        /* a resource's context stays where it was made */
+        s = spin(c, 0, PAR_STATE_RESOURCE, "r1", probe, "v", "A", "seen", NULL);
+        CHECK_STR(s, "-|-|-|-");
+        last = spun_on;
+        for (int i = 0; i < 3; i++) {
+                s = spin(c, 0, PAR_STATE_RESOURCE, "r1", probe, "v", "A",
+                         "seen", NULL);
+                CHECK_STR(s, "A|A|A|A");
+                CHECK(spun_on == last);
+        }
         par_chrome_destroy(c);
 }
 
@@ -319,6 +381,7 @@ static void test_stock_wait(void)
         int rounds = 0;
 
         opts_for_test(&o);
+        o.browsers = 1;       /* another browser's stock would serve it */
         o.ready_contexts = 1; /* one taken: the stock is empty */
         REQUIRE(!par_chrome_new(&c, &o, 1, &e));
         REQUIRE(!par_chrome_tab_acquire(c, 0, &t, &e)); /* launches */
@@ -483,6 +546,7 @@ static void teardown(void)
 }
 
 TEST_MAIN_WITH(setup, teardown, test_spin_scope_context,
-               test_spin_scope_browser, test_spin_scope_connect,
-               test_resource_scope, test_session_moves, test_stock,
-               test_stock_wait, test_stock_idle, test_launch_features)
+               test_spin_scope_browser, test_spin_scope_browsers,
+               test_spin_scope_connect, test_resource_scope, test_session_moves,
+               test_stock, test_stock_wait, test_stock_idle,
+               test_launch_features)
