@@ -131,15 +131,16 @@ cpu_ticks() {
 KAFKA_PID=$(cat "${PARALLEL_STACK_DIR:-$ROOT/deploy/dev/run}/kafka.pid" 2>/dev/null || true)
 
 # settled LOG…: true once the nodes logging to LOG… hold every partition
-# of the four signal topics between them, each at least one (from their
-# `assigned`/`revoked` log lines).
+# of the four signal topics between them, each at least one (the
+# "partitions" of each node's /status; its port from its `listening` line).
 settled() {
-        local want=$((4 * PARTS)) total=0 f held
+        local want=$((4 * PARTS)) total=0 f port held
         for f in "$@"; do
-                held=$(awk '/event=assigned/ { if (match($0, /partitions=[0-9]+/)) h += substr($0, RSTART + 11, RLENGTH - 11) }
-                            /event=revoked/ { if (match($0, /partitions=[0-9]+/)) h -= substr($0, RSTART + 11, RLENGTH - 11) }
-                            END { print h + 0 }' "$f" 2>/dev/null || echo 0)
-                [[ $held -gt 0 ]] || return 1
+                port=$(sed -n 's/.*event=listening .*port=\([0-9]*\).*/\1/p' "$f" 2>/dev/null | head -1)
+                [[ -n $port ]] || return 1
+                held=$(curl -s --max-time 2 "http://127.0.0.1:$port/status" |
+                        sed -n 's/.*"partitions":{"held":\([0-9]*\).*/\1/p')
+                [[ ${held:-0} -gt 0 ]] || return 1
                 total=$((total + held))
         done
         [[ $total -eq $want ]]
