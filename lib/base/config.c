@@ -226,8 +226,9 @@ static const prop_t props[] = {
      "the node's workers spread over. A spin takes its clean context from "
      "the least busy browser that has one prepared, so a browser prepares "
      "and disposes of contexts (work that runs mostly on its one UI "
-     "thread) while another runs the spin. Each costs a browser process "
-     "and its GPU and utility processes."},
+     "thread) while another runs the spin. Measured on two cores: 2 gave "
+     "7-21 % more clean spins/s than 1 at concurrency 1-2, the same at "
+     "4-8; the second costs ~113 MB of PSS idle."},
     {"chrome.recycle_after", T_INT, "500", 0, 100000000, NULL, 0, C | X,
      "Restart a browser (connect mode: recreate its contexts) after this "
      "many spins on it (0: never)."},
