@@ -192,13 +192,18 @@ run() {
         done
         for ((i = 0; i < 600; i++)); do settled "${logs[@]}" && break; sleep 0.1; done
         settled "${logs[@]}" || echo "# (the group did not settle in 60 s; measuring anyway)"
-        local c0 k0; c0=$(cpu_ticks "${pids[@]}"); k0=$(cpu_ticks $KAFKA_PID)
+        local c0 k0 r0; c0=$(cpu_ticks "${pids[@]}"); k0=$(cpu_ticks $KAFKA_PID); r0=$(cpu_ticks "$rpid")
         line=$("$RES" "${C[@]}" copy "$from" signals.p1 signals.p2 signals.p3 signals.p4) ||
                 { echo "pipeline: copy failed" >&2; return; }
         echo "# $line (the round's signals into the run's topics, once $nodes node(s) held every partition)"
+        # The reader's CPU is read just before it exits (its last result).
+        local r1=$r0
+        while kill -0 "$rpid" 2>/dev/null && [[ ! -s $WORK/res ]]; do
+                r1=$(cpu_ticks "$rpid"); sleep 0.05
+        done
         wait "$rpid" || true
         local c1 k1 hz; c1=$(cpu_ticks "${pids[@]}"); k1=$(cpu_ticks $KAFKA_PID); hz=$(getconf CLK_TCK)
-        echo "# CPU from the copy to the last result: nodes $(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal, Kafka broker $(awk -v t=$((k1 - k0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal (it also serves the copy)"
+        echo "# CPU from the copy to the last result: nodes $(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal, Kafka broker $(awk -v t=$((k1 - k0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal (it also serves the copy), bench-results reading the results $(awk -v t=$((r1 - r0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal"
         local keep=() p
         for p in "${BENCH_PIDS[@]}"; do [[ $p == "$rpid" ]] || keep+=("$p"); done
         BENCH_PIDS=("${keep[@]}")
