@@ -39,7 +39,7 @@ struct node_obs {
         par_gauge_t *lag[OBS_MAX_LEVELS], *paused[OBS_MAX_LEVELS];
         par_counter_t *dead_letters[NREASON];
         par_counter_t *k_delivery, *k_commit;
-        par_gauge_t *b_up, *b_tabs, *b_mem;
+        par_gauge_t *b_up, *b_tabs, *b_mem, *b_preparing;
         /* the lag thread */
         pthread_t lag_thread;
         bool lag_started;
@@ -225,6 +225,21 @@ par_err_t obs_new(node_obs_t **out, const obs_opts_t *opts, par_error_t *err)
                             "chrome.recycle_after spins.");
         o->b_tabs = par_metrics_gauge(m, "parallel_browser_tabs", NULL,
                                       "Tabs held by workers.");
+        par_metrics_counter(m, "parallel_browser_contexts", "source=\"stock\"",
+                            "Clean browser contexts handed to spins, by where "
+                            "they came from: stock (prepared beforehand), "
+                            "waited (the stock was empty; the spin waited for "
+                            "the one being prepared), made (on the spin's "
+                            "own path).");
+        par_metrics_counter(m, "parallel_browser_contexts", "source=\"waited\"",
+                            NULL);
+        par_metrics_counter(m, "parallel_browser_contexts", "source=\"made\"",
+                            NULL);
+        par_metrics_counter(m, "parallel_browser_contexts_disposed", NULL,
+                            "Browser contexts disposed of after their spin.");
+        o->b_preparing = par_metrics_gauge(
+            m, "parallel_browser_contexts_preparing", NULL,
+            "Clean contexts being prepared in the background now.");
         o->b_mem = par_metrics_gauge(m, "parallel_browser_memory_bytes", NULL,
                                      "Resident memory of the node's Chromium "
                                      "processes.");
@@ -324,9 +339,10 @@ void obs_kafka_error(node_obs_t *o, const char *kind)
 }
 
 /* Raises a counter to a monotonic total read elsewhere. */
-static void counter_to(par_metrics_t *m, const char *name, uint64_t total)
+static void counter_to(par_metrics_t *m, const char *name, const char *labels,
+                       uint64_t total)
 {
-        par_counter_t *c = par_metrics_counter(m, name, NULL, NULL);
+        par_counter_t *c = par_metrics_counter(m, name, labels, NULL);
         uint64_t cur = par_counter_get(c);
         if (total > cur)
                 par_counter_add(c, total - cur);
@@ -427,9 +443,23 @@ int64_t obs_refresh(node_obs_t *o, const int *paused,
         if (chrome) {
                 par_gauge_set(o->b_up, chrome->browsers_alive);
                 par_gauge_set(o->b_tabs, chrome->tabs_open);
-                counter_to(o->m, "parallel_browser_launches", chrome->launches);
-                counter_to(o->m, "parallel_browser_crashes", chrome->crashes);
-                counter_to(o->m, "parallel_browser_recycles", chrome->recycles);
+                par_gauge_set(o->b_preparing, chrome->contexts_preparing);
+                counter_to(o->m, "parallel_browser_launches", NULL,
+                           chrome->launches);
+                counter_to(o->m, "parallel_browser_crashes", NULL,
+                           chrome->crashes);
+                counter_to(o->m, "parallel_browser_recycles", NULL,
+                           chrome->recycles);
+                /* contexts_waited counts within contexts_ready. */
+                counter_to(o->m, "parallel_browser_contexts",
+                           "source=\"stock\"",
+                           chrome->contexts_ready - chrome->contexts_waited);
+                counter_to(o->m, "parallel_browser_contexts",
+                           "source=\"waited\"", chrome->contexts_waited);
+                counter_to(o->m, "parallel_browser_contexts", "source=\"made\"",
+                           chrome->contexts_missed);
+                counter_to(o->m, "parallel_browser_contexts_disposed", NULL,
+                           chrome->contexts_disposed);
         }
         if (chrome_rss_bytes >= 0)
                 par_gauge_set(o->b_mem, (double)chrome_rss_bytes);

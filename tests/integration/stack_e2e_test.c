@@ -281,6 +281,28 @@ static void run(world_t *w)
         CHECK(r->unknown == 0 && r->dead_letters == 0);
         check_documents(c, &w->l);
 
+        /* Every browser spin took a clean context, and /metrics says where
+         * it came from (refreshed every metrics.interval, 5 s). */
+        double ctx = 0, stock = 0;
+        for (double until = par_clock_mono_s() + 12; par_clock_mono_s() < until;
+             par_clock_sleep_ms(500)) {
+                ctx = stock = 0;
+                for (int i = 0; i < 3; i++) {
+                        ctx +=
+                            su_metric_sum(w->nodes[i].port,
+                                          "parallel_browser_contexts_total{");
+                        stock += su_metric(w->nodes[i].port,
+                                           "parallel_browser_contexts_total{"
+                                           "source=\"stock\"}");
+                }
+                if (ctx >= NBROWSER)
+                        break;
+        }
+        CHECKF(ctx >= NBROWSER && stock > 0,
+               "clean contexts on /metrics: %.0f (%.0f from the stock) for "
+               "%d browser spins",
+               ctx, stock, NBROWSER);
+
         fprintf(stderr,
                 "   %d signals (%d browser) via the producer and 3 nodes: "
                 "inserted in %.1f s, all in Kafka in %.1f s, all final in "
