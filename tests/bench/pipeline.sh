@@ -37,7 +37,10 @@
 #   4. The store's own limit: bench-claims runs the claim cycle a worker
 #      runs per signal with claims on (acquire, then finish) against the
 #      same MongoDB from WORKERS threads (a node's pool), on N fresh
-#      documents; the claims-on rows are divided by it (÷store).
+#      documents, first with WORKERS and 2×WORKERS threads, then again
+#      with WORKERS just before each claims-on run (the stand-in slows as
+#      its oplog grows); each claims-on run is divided by the figure taken
+#      just before it (÷store).
 #      Each run's nodes start on empty topics of their own and get the
 #      round's signals (bench-results copy, same partitions, keys and
 #      headers) once every node holds its share of the partitions.
@@ -215,6 +218,8 @@ run() {
         fi
         local rate; rate=$(field "$line" rate)
         RATES[$nodes-$claims]+="$rate "
+        [[ $claims != true ]] ||
+                RATIOS[$nodes]+="$(awk -v a="$rate" -v b="$STORE_RATE" 'BEGIN { printf "%.3f", b ? a / b : 0 }') "
         row "$nodes node(s) x $WORKERS workers, claims $claims" \
                 "$(field "$line" n)" "$rate" \
                 "$(awk -v ms="$(field "$line" wall_ms)" 'BEGIN { printf "%.2f", ms / 1000 }')" \
@@ -234,12 +239,15 @@ row() {
         printf '%-36s %8s %10s %8s %9s %8s %8s %8s   load %s\n' "$@" "$(load)"
 }
 
-# store: the claim cycles/s the MongoDB answers from WORKERS threads (and
-# 2×WORKERS, what two nodes use); sets STORE_RATE (the WORKERS figure).
+# store [THREADS…]: the claim cycles/s the MongoDB answers from WORKERS
+# threads (and 2×WORKERS, what two nodes use, unless THREADS are given);
+# sets STORE_RATE (the WORKERS figure).
 store() {
         local uri=mongodb://127.0.0.1:27017 line t
         [[ -z $MONGO_PRIVATE ]] || uri=mongodb://127.0.0.1:$MONGO_PRIVATE
-        for t in "$WORKERS" $((2 * WORKERS)); do
+        local threads=("$@")
+        [[ ${#threads[@]} -gt 0 ]] || threads=("$WORKERS" $((2 * WORKERS)))
+        for t in "${threads[@]}"; do
                 line=$("$BUILD/tests/bench-claims" "$uri" parallel_bench "$N" "$t")
                 local r; r=$(sed -n 's/.*threads: \([0-9]*\) claim cycles.*/\1/p' <<<"$line")
                 [[ $t != "$WORKERS" ]] || STORE_RATE=$r
@@ -255,7 +263,7 @@ median() {
 echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $RUNS run(s) of each, $(nproc) cores, load $(load)${NODE_CPU:+, each node capped at $NODE_CPU core(s)}"
 printf '%-36s %8s %10s %8s %9s %8s %8s %8s\n' reader signals "signals/s" "wall s" "wall /s" "÷kcat-e" "÷kcat-c" "÷store"
 STORE_RATE=0
-declare -A RATES=()
+declare -A RATES=() RATIOS=()
 [[ $CLAIMS != *true* ]] || store
 if [[ $CLAIMS == *false* ]]; then
         # Claims off changes no document: one round serves every run.
@@ -264,9 +272,11 @@ if [[ $CLAIMS == *false* ]]; then
 fi
 if [[ $CLAIMS == *true* ]]; then
         # A claimed signal would only be skipped: fresh signals per run.
+        # The stand-in slows as its oplog grows, so the store is measured
+        # again just before each run, and each run is divided by that.
         for ((k = 0; k < RUNS; k++)); do
-                round; run 1 true
-                round; run 2 true
+                round; store "$WORKERS"; run 1 true
+                round; store "$WORKERS"; run 2 true
         done
 fi
 echo "# medians of $RUNS run(s), signals/s (÷store for claims on; store $STORE_RATE claim cycles/s):"
@@ -274,7 +284,7 @@ for key in 1-false 2-false 1-true 2-true; do
         [[ -n ${RATES[$key]:-} ]] || continue
         m=$(median "${RATES[$key]}")
         extra=""
-        [[ $key != *true ]] || extra=" (÷store $(awk -v a="$m" -v b="$STORE_RATE" 'BEGIN { printf "%.3g", b ? a / b : 0 }'))"
+        [[ $key != *true ]] || extra=" (÷ the store measured before each run: median $(median "${RATIOS[${key%%-*}]}") [${RATIOS[${key%%-*}]}])"
         echo "#   ${key%%-*} node(s), claims ${key#*-}: $m$extra   [runs: ${RATES[$key]}]"
 done
 if [[ -n ${RATES[1-false]:-} && -n ${RATES[2-false]:-} ]]; then
