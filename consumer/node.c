@@ -442,7 +442,7 @@ static void size_pool(node_t *n, int64_t *chrome_rss_cache)
  * every browser process group we launched so none is orphaned. */
 static void kill_browsers(node_t *n)
 {
-        pid_t g[NODE_MAX_WORKERS + 64];
+        pid_t g[NODE_MAX_BROWSERS];
         int ng = par_chrome_browser_pgids(n->chrome, g,
                                           (int)(sizeof(g) / sizeof(g[0])));
 

@@ -59,6 +59,9 @@
 
 #define NODE_MAX_LEVELS  OBS_MAX_LEVELS
 #define NODE_MAX_WORKERS POOL_MAX_WORKERS
+/* Browser processes a node can run: one per worker (chrome.isolation=
+ * browser) or up to chrome.browsers (at most 64) shared ones. */
+#define NODE_MAX_BROWSERS (NODE_MAX_WORKERS + 64)
 
 typedef struct node node_t;
 

@@ -62,7 +62,7 @@ void status_fini(node_t *n)
 
 int64_t status_chrome_rss(node_t *n)
 {
-        pid_t groups[NODE_MAX_WORKERS + 64]; /* chrome.browsers <= 64 */
+        pid_t groups[NODE_MAX_BROWSERS];
         int ng;
         int64_t total = 0;
         long page = sysconf(_SC_PAGESIZE);
