@@ -339,7 +339,7 @@ static int slot_have_locked(struct slot *s)
  */
 static bool slot_wants_stock_locked(par_chrome_t *c, struct slot *s, double now)
 {
-        int have = s->nstock + s->preparing, pool = 0;
+        int have = slot_have_locked(s), pool = 0;
 
         if (!s->wanted || !inst_usable_locked(s->inst) ||
             have >= s->stock_target || now < s->stock_pause)
