@@ -34,13 +34,21 @@
 #      one round's signals; claims on, 1 node and 2 nodes, each on a fresh
 #      round (a claimed signal would only be skipped). The medians per row
 #      and two nodes ÷ one are printed at the end.
-#   4. The store's own limit: bench-claims runs the claim cycle a worker
-#      runs per signal with claims on (acquire, then finish) against the
-#      same MongoDB from WORKERS threads (a node's pool), on N fresh
-#      documents, first with WORKERS and 2×WORKERS threads, then again
+#   4. The store's own limit: bench-claims claims and finishes N fresh
+#      documents against the same MongoDB from WORKERS threads (a node's
+#      pool), two ways: with the operations a node makes with claims on
+#      (par_claim_acquire_batch + par_claim_finish_batch, batches of the
+#      nodes' claim.batch: an updateMany, a find and a bulk of updates),
+#      and one signal at a time (par_claim_acquire + par_claim_finish, two
+#      findAndModify). First with WORKERS and 2×WORKERS threads, then again
 #      with WORKERS just before each claims-on run (the stand-in slows as
-#      its oplog grows); each claims-on run is divided by the figure taken
-#      just before it (÷store).
+#      its oplog grows); each claims-on run is divided by the figures
+#      taken just before it (÷store: the same operations). The two differ
+#      on the stand-in, not on a real MongoDB: there a findAndModify stops
+#      its scan at the first match and writes no oplog entry, while an
+#      update scans the whole collection and writes one (a real MongoDB
+#      finds both by the _id index and logs both). MongoDB's CPU per
+#      signal is printed for each.
 #      Each run's nodes start on empty topics of their own and get the
 #      round's signals (bench-results copy, same partitions, keys and
 #      headers) once every node holds its share of the partitions.
@@ -132,6 +140,13 @@ cpu_ticks() {
 }
 
 KAFKA_PID=$(cat "${PARALLEL_STACK_DIR:-$ROOT/deploy/dev/run}/kafka.pid" 2>/dev/null || true)
+# The MongoDB stand-in's pid (private or shared), for its CPU per signal.
+MONGO_PID=$(cat "$([[ -n $MONGO_PRIVATE ]] && echo "$WORK/stack" || echo "${PARALLEL_STACK_DIR:-$ROOT/deploy/dev/run}")/mongo.pid" 2>/dev/null || true)
+
+# us_per TICKS: TICKS of CPU as µs per signal of the round.
+us_per() {
+        awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }'
+}
 
 # settled LOG…: true once the nodes logging to LOG… hold every partition
 # of the four signal topics between them, each at least one (the
@@ -195,7 +210,7 @@ run() {
         done
         for ((i = 0; i < 600; i++)); do settled "${logs[@]}" && break; sleep 0.1; done
         settled "${logs[@]}" || echo "# (the group did not settle in 60 s; measuring anyway)"
-        local c0 k0 r0; c0=$(cpu_ticks "${pids[@]}"); k0=$(cpu_ticks $KAFKA_PID); r0=$(cpu_ticks "$rpid")
+        local c0 k0 r0 m0; c0=$(cpu_ticks "${pids[@]}"); k0=$(cpu_ticks $KAFKA_PID); r0=$(cpu_ticks "$rpid"); m0=$(cpu_ticks $MONGO_PID)
         line=$("$RES" "${C[@]}" copy "$from" signals.p1 signals.p2 signals.p3 signals.p4) ||
                 { echo "pipeline: copy failed" >&2; return; }
         echo "# $line (the round's signals into the run's topics, once $nodes node(s) held every partition)"
@@ -205,8 +220,8 @@ run() {
                 r1=$(cpu_ticks "$rpid"); sleep 0.05
         done
         wait "$rpid" || true
-        local c1 k1 hz; c1=$(cpu_ticks "${pids[@]}"); k1=$(cpu_ticks $KAFKA_PID); hz=$(getconf CLK_TCK)
-        echo "# CPU from the copy to the last result: nodes $(awk -v t=$((c1 - c0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal, Kafka broker $(awk -v t=$((k1 - k0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal (it also serves the copy), bench-results reading the results $(awk -v t=$((r1 - r0)) -v hz="$hz" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }') µs/signal"
+        local c1 k1 m1; c1=$(cpu_ticks "${pids[@]}"); k1=$(cpu_ticks $KAFKA_PID); m1=$(cpu_ticks $MONGO_PID)
+        echo "# CPU from the copy to the last result: nodes $(us_per $((c1 - c0))) µs/signal, Kafka broker $(us_per $((k1 - k0))) µs/signal (it also serves the copy), bench-results reading the results $(us_per $((r1 - r0))) µs/signal, MongoDB $(us_per $((m1 - m0))) µs/signal"
         local keep=() p
         for p in "${BENCH_PIDS[@]}"; do [[ $p == "$rpid" ]] || keep+=("$p"); done
         BENCH_PIDS=("${keep[@]}")
@@ -218,8 +233,10 @@ run() {
         fi
         local rate; rate=$(field "$line" rate)
         RATES[$nodes-$claims]+="$rate "
-        [[ $claims != true ]] ||
+        if [[ $claims == true ]]; then
                 RATIOS[$nodes]+="$(awk -v a="$rate" -v b="$STORE_RATE" 'BEGIN { printf "%.3f", b ? a / b : 0 }') "
+                RATIOS1[$nodes]+="$(awk -v a="$rate" -v b="$STORE_SINGLE" 'BEGIN { printf "%.3f", b ? a / b : 0 }') "
+        fi
         row "$nodes node(s) x $WORKERS workers, claims $claims" \
                 "$(field "$line" n)" "$rate" \
                 "$(awk -v ms="$(field "$line" wall_ms)" 'BEGIN { printf "%.2f", ms / 1000 }')" \
@@ -239,19 +256,43 @@ row() {
         printf '%-36s %8s %10s %8s %9s %8s %8s %8s   load %s\n' "$@" "$(load)"
 }
 
-# store [THREADS…]: the claim cycles/s the MongoDB answers from WORKERS
-# threads (and 2×WORKERS, what two nodes use, unless THREADS are given);
-# sets STORE_RATE (the WORKERS figure).
-store() {
-        local uri=mongodb://127.0.0.1:27017 line t
+# The claim batch the nodes use (claim.batch, after NODE_OPTS).
+read -ra NODE_X <<<"${NODE_OPTS:-}"
+CLAIM_BATCH=$("$BUILD/parallel-consumer" "${NODE_X[@]}" -X dump 2>/dev/null | sed -n 's/^claim\.batch=//p')
+CLAIM_BATCH=${CLAIM_BATCH:-1}
+
+# store_one THREADS BATCH: one bench-claims run on N fresh documents: a
+# row, and the stand-in's CPU per signal; sets STORE_R to its cycles/s.
+store_one() {
+        local t=$1 b=$2 uri=mongodb://127.0.0.1:27017 m0 m1 line r what
         [[ -z $MONGO_PRIVATE ]] || uri=mongodb://127.0.0.1:$MONGO_PRIVATE
-        local threads=("$@")
+        m0=$(cpu_ticks $MONGO_PID)
+        line=$("$BUILD/tests/bench-claims" "$uri" parallel_bench "$N" "$t" "$b")
+        m1=$(cpu_ticks $MONGO_PID)
+        r=$(sed -n 's/.*threads: \([0-9]*\) claim cycles.*/\1/p' <<<"$line")
+        what="claim cycles"
+        [[ $b -le 1 ]] || what="batches of $b"
+        row "store: $what, $t threads" "$N" "$r" - - - - -
+        echo "# MongoDB CPU during bench-claims ($what, $t threads, its inserts included): $(us_per $((m1 - m0))) µs/signal"
+        STORE_R=$r
+}
+
+# store [THREADS…]: the store's own limit from WORKERS threads (a node's
+# pool; and 2×WORKERS, what two nodes use, unless THREADS are given), two
+# ways: with the operations a node makes (acquire_batch + finish_batch of
+# claim.batch; the ÷store column), and one signal at a time (acquire +
+# finish, each a findAndModify). Sets STORE_RATE and STORE_SINGLE (the
+# WORKERS figures; the same when claim.batch is 1).
+store() {
+        local threads=("$@") t
         [[ ${#threads[@]} -gt 0 ]] || threads=("$WORKERS" $((2 * WORKERS)))
         for t in "${threads[@]}"; do
-                line=$("$BUILD/tests/bench-claims" "$uri" parallel_bench "$N" "$t")
-                local r; r=$(sed -n 's/.*threads: \([0-9]*\) claim cycles.*/\1/p' <<<"$line")
-                [[ $t != "$WORKERS" ]] || STORE_RATE=$r
-                row "store: claim cycles, $t threads" "$N" "$r" - - - - -
+                store_one "$t" "$CLAIM_BATCH"
+                [[ $t != "$WORKERS" ]] || STORE_RATE=$STORE_R STORE_SINGLE=$STORE_R
+                if [[ $CLAIM_BATCH -gt 1 ]]; then
+                        store_one "$t" 1
+                        [[ $t != "$WORKERS" ]] || STORE_SINGLE=$STORE_R
+                fi
         done
 }
 
@@ -262,8 +303,8 @@ median() {
 
 echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $RUNS run(s) of each, $(nproc) cores, load $(load)${NODE_CPU:+, each node capped at $NODE_CPU core(s)}"
 printf '%-36s %8s %10s %8s %9s %8s %8s %8s\n' reader signals "signals/s" "wall s" "wall /s" "÷kcat-e" "÷kcat-c" "÷store"
-STORE_RATE=0
-declare -A RATES=() RATIOS=()
+STORE_RATE=0 STORE_SINGLE=0
+declare -A RATES=() RATIOS=() RATIOS1=()
 [[ $CLAIMS != *true* ]] || store
 if [[ $CLAIMS == *false* ]]; then
         # Claims off changes no document: one round serves every run.
@@ -279,12 +320,12 @@ if [[ $CLAIMS == *true* ]]; then
                 round; store "$WORKERS"; run 2 true
         done
 fi
-echo "# medians of $RUNS run(s), signals/s (÷store for claims on; store $STORE_RATE claim cycles/s):"
+echo "# medians of $RUNS run(s), signals/s (claims on: ÷ the store running the nodes' operations, claim.batch=$CLAIM_BATCH, and ÷ the store one signal at a time, each measured just before the run):"
 for key in 1-false 2-false 1-true 2-true; do
         [[ -n ${RATES[$key]:-} ]] || continue
         m=$(median "${RATES[$key]}")
         extra=""
-        [[ $key != *true ]] || extra=" (÷ the store measured before each run: median $(median "${RATIOS[${key%%-*}]}") [${RATIOS[${key%%-*}]}])"
+        [[ $key != *true ]] || extra=" (÷ store, the same operations: median $(median "${RATIOS[${key%%-*}]}") [${RATIOS[${key%%-*}]}]; ÷ store, one at a time: median $(median "${RATIOS1[${key%%-*}]}") [${RATIOS1[${key%%-*}]}])"
         echo "#   ${key%%-*} node(s), claims ${key#*-}: $m$extra   [runs: ${RATES[$key]}]"
 done
 if [[ -n ${RATES[1-false]:-} && -n ${RATES[2-false]:-} ]]; then
