@@ -14,6 +14,8 @@
 #            same CPU per node, so "two ÷ one" measures what the shared
 #            parts — broker, group, topics — let a second node add, not
 #            how two nodes share this machine's cores),
+#            TIMELINE=1 (after each run, the results finished per 100 ms,
+#            by node and by priority),
 #            PROFILE=DIR (record each node with `perf record -g` into
 #            DIR/<run>-<node>.data; the figures then carry perf's cost)
 #
@@ -143,6 +145,25 @@ KAFKA_PID=$(cat "${PARALLEL_STACK_DIR:-$ROOT/deploy/dev/run}/kafka.pid" 2>/dev/n
 # The MongoDB stand-in's pid (private or shared), for its CPU per signal.
 MONGO_PID=$(cat "$([[ -n $MONGO_PRIVATE ]] && echo "$WORK/stack" || echo "${PARALLEL_STACK_DIR:-$ROOT/deploy/dev/run}")/mongo.pid" 2>/dev/null || true)
 
+# timeline FILE: bench-results' `finished_at node priority` lines summed
+# per 100 ms from the first result: per node, and per priority.
+timeline() {
+        sort -n "$1" | awk '
+                NR == 1 { t0 = $1 }
+                { b = int(($1 - t0) / 100); if (b > nb) nb = b
+                  if (!($2 in ni)) { ni[$2] = ++nn; names[nn] = $2 }
+                  byn[b, ni[$2]]++; byp[b, $3]++ }
+                END {
+                        for (b = 0; b <= nb; b++) {
+                                line = sprintf("# timeline %5.1f s:", b / 10)
+                                for (k = 1; k <= nn; k++) line = line sprintf(" node%d %5d", k, byn[b, k])
+                                line = line "  p4..p1"
+                                for (q = 4; q >= 1; q--) line = line sprintf(" %5d", byp[b, q])
+                                print line
+                        }
+                }'
+}
+
 # us_per TICKS: TICKS of CPU as µs per signal of the round.
 us_per() {
         awk -v t="$1" -v hz="$(getconf CLK_TCK)" -v n="$N" 'BEGIN { printf "%.0f", t / hz * 1e6 / n }'
@@ -186,8 +207,10 @@ run() {
                 sleep 0.1
         done
         rm -f "$WORK/ready"
+        local tl=()
+        [[ -z ${TIMELINE:-} ]] || tl=(--timeline "$WORK/timeline")
         "$RES" "${C[@]}" wait --count "$N" --timeout "$TIMEOUT" \
-                --ready "$WORK/ready" >"$WORK/res" 2>"$WORK/res.err" &
+                --ready "$WORK/ready" "${tl[@]}" >"$WORK/res" 2>"$WORK/res.err" &
         local rpid=$!
         BENCH_PIDS+=("$rpid")
         wait_file "$WORK/ready" 30
@@ -222,6 +245,7 @@ run() {
         wait "$rpid" || true
         local c1 k1 m1; c1=$(cpu_ticks "${pids[@]}"); k1=$(cpu_ticks $KAFKA_PID); m1=$(cpu_ticks $MONGO_PID)
         echo "# CPU from the copy to the last result: nodes $(us_per $((c1 - c0))) µs/signal, Kafka broker $(us_per $((k1 - k0))) µs/signal (it also serves the copy), bench-results reading the results $(us_per $((r1 - r0))) µs/signal, MongoDB $(us_per $((m1 - m0))) µs/signal"
+        [[ -z ${TIMELINE:-} || ! -s $WORK/timeline ]] || timeline "$WORK/timeline"
         local keep=() p
         for p in "${BENCH_PIDS[@]}"; do [[ $p == "$rpid" ]] || keep+=("$p"); done
         BENCH_PIDS=("${keep[@]}")

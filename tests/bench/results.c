@@ -18,7 +18,7 @@
  *       give them work that was moved into Kafka beforehand.
  *
  *   bench-results [-X key=value]... wait --count N [--timeout S]
- *                 [--ready FILE]
+ *                 [--ready FILE] [--timeline FILE]
  *       Notes the high watermarks of <topic.prefix>.results, writes FILE
  *       (so a script knows it may start the nodes), then reads the results
  *       produced after that point until N distinct signals have a final
@@ -43,6 +43,9 @@
  *         claim_ms     started_at − claimed_at (0 without claims);
  *         spin_ms      finished_at − started_at;
  *         steps_us     sum of the steps' duration_us (µs precision).
+ *       With --timeline FILE, also writes one line per final result to
+ *       FILE: `finished_at node_id priority` (where each node spent the
+ *       run; pipeline.sh TIMELINE=1 sums it per 100 ms).
  *
  * Exit status: 0 when N signals were seen, 1 otherwise (timeout, error).
  */
@@ -443,9 +446,11 @@ static int cmd_wait(par_config_t *cfg, int argc, char **argv)
             {"count", required_argument, NULL, 'n'},
             {"timeout", required_argument, NULL, 't'},
             {"ready", required_argument, NULL, 'r'},
+            {"timeline", required_argument, NULL, 'l'},
             {NULL, 0, NULL, 0}};
         long want = 0, timeout = 600;
         const char *ready = NULL;
+        FILE *timeline = NULL;
         rd_kafka_t *rk = NULL;
         rd_kafka_topic_partition_list_t *parts = NULL;
         par_codec_t *codec = NULL;
@@ -469,7 +474,12 @@ static int cmd_wait(par_config_t *cfg, int argc, char **argv)
                         timeout = atol(optarg);
                 else if (c == 'r')
                         ready = optarg;
-                else
+                else if (c == 'l' && !timeline) {
+                        if (!(timeline = fopen(optarg, "w"))) {
+                                perror(optarg);
+                                return 2;
+                        }
+                } else
                         return 2;
         }
         if (want <= 0) {
@@ -546,6 +556,14 @@ static int cmd_wait(par_config_t *cfg, int argc, char **argv)
                         first = finished;
                 if (finished > last)
                         last = finished;
+                if (timeline) {
+                        const char *node =
+                            json_string_value(json_object_get(r, "node_id"));
+                        fprintf(timeline, "%lld %s %lld\n", (long long)finished,
+                                node ? node : "-",
+                                (long long)json_integer_value(
+                                    json_object_get(r, "priority")));
+                }
                 put(&ins_kafka, queued - created);
                 if (started) {
                         put(&ins_start, started - created);
@@ -592,6 +610,8 @@ out:
         free(claim.v);
         free(spin.v);
         free(steps.v);
+        if (timeline)
+                fclose(timeline);
         return rc;
 }
 
