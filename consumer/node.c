@@ -510,7 +510,9 @@ static void wait_wake(node_t *n, int ms)
 static void start(node_t *n)
 {
         par_error_t e;
+        const char *out[] = {n->t_results, n->t_dlq};
 
+        pub_learn_topics(n->pub, out, 2, 3000);
         if (pub_start(n->pub, &e) || (n->claims && holds_start(n->holds, &e)) ||
             obs_start(n->obs, n->consumer,
                       par_config_int(n->cfg, "metrics.interval"), &e))
