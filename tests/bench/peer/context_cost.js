@@ -1,0 +1,340 @@
+// context_cost.js — where a clean browser context's CPU goes, per process
+// and phase, on the raw CDP calls Parallel makes (lib/browser/stager.c).
+//
+//   [CHROME=/usr/bin/chromium] [N=8] [SETTLE=1200] [ARGS="--flag …"]
+//   [FINE=1] [AGAIN=1] [THREADS=1] [STAT=mean|median] [PREP=parallel|batched]
+//   [DISPOSE=context|close-first] [TARGET=window|minimized|minshow|hidden]
+//   [VIEWPORT=780x493]
+//     node context_cost.js <base-url>
+//
+// Launches one Chromium with the flags lib/browser/chrome.c passes (plus
+// ARGS; --disable-features values are joined to chrome.c's), then N times:
+// an idle phase; prepare a context (createBrowserContext, createTarget
+// about:blank, attach, Page.enable, setLifecycleEventsEnabled,
+// Runtime.enable; FINE=1 measures each call as a phase of its own); run the
+// bench page's steps in it (navigate, fill #q, click #go, read #answer;
+// AGAIN=1 runs them a second time in the same context, as a reused tab
+// would); dispose of the context. Every phase is followed by SETTLE ms of
+// quiet so the work it causes after its replies counts too. CPU per phase
+// and process class (by --type) of the browser's process group: run time
+// of every live thread (/proc/<pid>/task/*/schedstat), plus what a process
+// reaped of its children (a renderer that exits shows in the zygote's
+// column with what it did since the last snapshot); browser-ui-thread is
+// the browser process's main thread (THREADS=1: every browser thread).
+// Experiments: PREP=batched sends the three enables at once;
+// DISPOSE=close-first closes the target before disposing of the context;
+// TARGET=minimized opens the window minimized and restores it when the
+// spin starts, minshow restores it at the end of the preparation, hidden
+// makes a hidden target (no window; VIEWPORT sets its size). It prints the
+// mean (or median) per phase; it asserts nothing (docs/BENCHMARKS.md).
+'use strict';
+const { spawn } = require('child_process');
+const fs = require('fs');
+const os = require('os');
+const path = require('path');
+const WebSocket = require('ws');
+
+const CHROME = process.env.CHROME || '/usr/bin/chromium';
+const N = parseInt(process.env.N || '8', 10);
+const SETTLE = parseInt(process.env.SETTLE || '1200', 10);
+const PREP = process.env.PREP || 'parallel';
+const DISPOSE = process.env.DISPOSE || 'context';
+const TARGET = process.env.TARGET || 'window';
+const FINE = !!process.env.FINE;
+const STAT = process.env.STAT || 'mean';
+const HZ = 100; // USER_HZ on Linux
+const base = process.argv[2];
+if (!base) {
+  console.error('usage: node context_cost.js <base-url>');
+  process.exit(2);
+}
+
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+
+function launch() {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctxcost-'));
+  const disabled = ['SpareRendererForSitePerProcess', 'WebUIOmniboxPopup', 'WebUIOmniboxAimPopup'];
+  const extra = [];
+  for (const a of (process.env.ARGS || '').split(/\s+/).filter(Boolean)) {
+    if (a.startsWith('--disable-features=')) disabled.push(...a.slice(19).split(','));
+    else extra.push(a);
+  }
+  const args = [];
+  if (!/headless-shell/.test(CHROME)) args.push('--headless');
+  args.push('--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+    '--no-default-browser-check', '--disable-background-networking',
+    '--disable-component-update', '--disable-sync', '--disable-default-apps',
+    '--disable-breakpad', '--password-store=basic', '--use-mock-keychain',
+    '--remote-debugging-address=127.0.0.1', '--remote-debugging-port=0',
+    `--user-data-dir=${dir}/profile`, ...extra,
+    `--disable-features=${disabled.join(',')}`, 'about:blank');
+  const env = { ...process.env, HOME: `${dir}/home`, XDG_CONFIG_HOME: `${dir}/home/.config`, TMPDIR: dir };
+  fs.mkdirSync(`${dir}/home`);
+  const child = spawn(CHROME, args, { env, detached: true, stdio: 'ignore' });
+  return { child, dir };
+}
+
+async function endpoint(dir) {
+  for (let i = 0; i < 500; i++) {
+    try {
+      const [port, p] = fs.readFileSync(`${dir}/profile/DevToolsActivePort`, 'utf8').split('\n');
+      if (p) return `ws://127.0.0.1:${port}${p}`;
+    } catch (_) { /* not yet */ }
+    await sleep(20);
+  }
+  throw new Error('no DevToolsActivePort');
+}
+
+class Cdp {
+  constructor(url) {
+    this.id = 0;
+    this.pending = new Map();
+    this.listeners = [];
+    this.ws = new WebSocket(url, { perMessageDeflate: false, maxPayload: 256 << 20 });
+    this.ws.on('message', (d) => {
+      const m = JSON.parse(d);
+      if (m.id !== undefined) {
+        const p = this.pending.get(m.id);
+        this.pending.delete(m.id);
+        if (m.error) p.reject(new Error(`${p.method}: ${m.error.message}`));
+        else p.resolve(m.result);
+      } else {
+        for (const l of this.listeners) l(m);
+      }
+    });
+  }
+  open() { return new Promise((r, j) => { this.ws.once('open', r); this.ws.once('error', j); }); }
+  call(method, params = {}, sessionId) {
+    const id = ++this.id;
+    const msg = { id, method, params };
+    if (sessionId) msg.sessionId = sessionId;
+    this.ws.send(JSON.stringify(msg));
+    return new Promise((resolve, reject) => this.pending.set(id, { resolve, reject, method }));
+  }
+  waitEvent(pred, ms = 10000) {
+    return new Promise((resolve, reject) => {
+      const t = setTimeout(() => { done(); reject(new Error('event timeout')); }, ms);
+      const l = (m) => { if (pred(m)) { done(); resolve(m); } };
+      const done = () => { clearTimeout(t); this.listeners = this.listeners.filter((x) => x !== l); };
+      this.listeners.push(l);
+    });
+  }
+}
+
+// Every process of the group: pid -> {cls, ppid, cpu ms}: the run time
+// of its live threads (schedstat, ns) plus, in ticks, what the children it
+// reaped used (renderers that exited are counted in the zygote's).
+function threadsMs(pid, byName) {
+  let ms = 0;
+  let tasks = [];
+  try { tasks = fs.readdirSync(`/proc/${pid}/task`); } catch (_) { return 0; }
+  for (const t of tasks) {
+    try {
+      const v = +fs.readFileSync(`/proc/${pid}/task/${t}/schedstat`, 'utf8').split(' ')[0] / 1e6;
+      ms += v;
+      if (byName) {
+        const n = t === String(pid) ? 'main' : fs.readFileSync(`/proc/${pid}/task/${t}/comm`, 'utf8').trim().replace(/\d+$/, '');
+        byName[n] = (byName[n] || 0) + v;
+      }
+    } catch (_) { /* exited */ }
+  }
+  return ms;
+}
+
+function snapshot(pgid) {
+  const out = new Map();
+  const threads = {};
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    let st, cmd;
+    try {
+      st = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      cmd = fs.readFileSync(`/proc/${e}/cmdline`, 'utf8');
+    } catch (_) { continue; }
+    const f = st.slice(st.lastIndexOf(')') + 2).split(' ');
+    if (parseInt(f[2], 10) !== pgid) continue;
+    let cls = 'browser';
+    const t = /--type=([a-z-]+)/.exec(cmd);
+    if (t) {
+      cls = t[1];
+      if (cls === 'utility') {
+        const s = /--utility-sub-type=([\w.]+)/.exec(cmd);
+        cls = `utility:${s ? s[1].replace(/\.mojom\./, '.').split('.').pop() : '?'}`;
+      }
+      if (cls === 'renderer' && /--top-chrome-webui|--extension-process/.test(cmd)) cls = 'renderer-ui';
+    }
+    const cpu = threadsMs(+e, cls === 'browser' ? threads : null) + (+f[13] + +f[14]) * 1000 / HZ;
+    out.set(+e, { cls, cpu, ppid: parseInt(f[1], 10) });
+  }
+  return { procs: out, main: threads.main || 0, threads };
+}
+
+// CPU ms per class between two snapshots; a process that appeared counts
+// from 0, one that vanished is in its parent's reaped-children figure.
+function delta(a, b) {
+  const d = { 'browser-ui-thread': b.main - a.main };
+  if (process.env.THREADS) for (const [n, v] of Object.entries(b.threads)) d[`b:${n}`] = v - (a.threads[n] || 0);
+  let spawned = 0;
+  for (const [pid, p] of b.procs) {
+    const before = a.procs.get(pid);
+    if (!before) spawned++;
+    const ms = p.cpu - (before ? before.cpu : 0);
+    d[p.cls] = (d[p.cls] || 0) + ms;
+  }
+  // A reaped child's whole life lands in its parent's cutime: take off
+  // what was already counted while it lived, leaving its last moments.
+  let exited = 0;
+  for (const [pid, p] of a.procs) {
+    if (b.procs.has(pid)) continue;
+    exited++;
+    const parent = b.procs.get(p.ppid);
+    const k = parent ? parent.cls : 'browser';
+    d[k] = (d[k] || 0) - p.cpu;
+  }
+  d.total = Object.entries(d).filter(([k]) => k !== 'browser-ui-thread' && !k.startsWith('b:')).reduce((s, [, v]) => s + v, 0);
+  d.spawned = spawned;
+  d.exited = exited;
+  return d;
+}
+
+async function prepare(cdp) {
+  const t0 = Date.now();
+  const { browserContextId } = await cdp.call('Target.createBrowserContext');
+  const tp = { url: 'about:blank', browserContextId };
+  if (TARGET === 'hidden') tp.hidden = true;
+  if (TARGET === 'minimized' || TARGET === 'minshow') tp.windowState = 'minimized';
+  const { targetId } = await cdp.call('Target.createTarget', tp);
+  const { sessionId } = await cdp.call('Target.attachToTarget', { targetId, flatten: true });
+  if (process.env.VIEWPORT) {
+    const [width, height] = process.env.VIEWPORT.split('x').map(Number);
+    await cdp.call('Emulation.setDeviceMetricsOverride', { width, height, deviceScaleFactor: 1, mobile: false }, sessionId);
+  }
+  if (PREP === 'batched') {
+    await Promise.all([
+      cdp.call('Page.enable', {}, sessionId),
+      cdp.call('Page.setLifecycleEventsEnabled', { enabled: true }, sessionId),
+      cdp.call('Runtime.enable', {}, sessionId)]);
+  } else {
+    await cdp.call('Page.enable', {}, sessionId);
+    await cdp.call('Page.setLifecycleEventsEnabled', { enabled: true }, sessionId);
+    await cdp.call('Runtime.enable', {}, sessionId);
+  }
+  let windowId;
+  if (TARGET === 'minimized' || TARGET === 'minshow') windowId = (await cdp.call('Browser.getWindowForTarget', { targetId })).windowId;
+  if (TARGET === 'minshow') {
+    await cdp.call('Browser.setWindowBounds', { windowId, bounds: { windowState: 'normal' } });
+    windowId = undefined;
+  }
+  return { browserContextId, targetId, sessionId, windowId, ms: Date.now() - t0 };
+}
+
+async function spinOnce(cdp, ctx, q) {
+  const t0 = Date.now();
+  const s = ctx.sessionId;
+  if (ctx.windowId !== undefined && !ctx.shown) {
+    await cdp.call('Browser.setWindowBounds', { windowId: ctx.windowId, bounds: { windowState: 'normal' } });
+    ctx.shown = true;
+  }
+  const loaded = cdp.waitEvent((m) => m.sessionId === s && m.method === 'Page.lifecycleEvent' && m.params.name === 'load');
+  await cdp.call('Page.navigate', { url: `${base}/bench.html` }, s);
+  await loaded;
+  const ev = async (expression) => (await cdp.call('Runtime.evaluate', { expression, returnByValue: true, awaitPromise: true }, s)).result.value;
+  await ev(`(() => { const e = document.querySelector('#q'); e.focus(); e.value = ${JSON.stringify(q)}; e.dispatchEvent(new Event('input', {bubbles:true})); return 1; })()`);
+  const r = await ev(`(() => { const b = document.querySelector('#go').getBoundingClientRect(); return [b.x + b.width/2, b.y + b.height/2]; })()`);
+  for (const type of ['mouseMoved', 'mousePressed', 'mouseReleased']) {
+    await cdp.call('Input.dispatchMouseEvent', { type, x: r[0], y: r[1], button: type === 'mouseMoved' ? 'none' : 'left', clickCount: 1 }, s);
+  }
+  const a = await ev(`document.getElementById('answer').textContent`);
+  if (a !== `answer:${q}`) throw new Error(`unexpected answer ${a} (${await ev('document.visibilityState + "/" + innerWidth + "x" + innerHeight')}, click at ${r})`);
+  const vis = await ev('document.visibilityState + "/" + innerWidth + "x" + innerHeight + "/" + document.hasFocus()');
+  return { ms: Date.now() - t0, vis };
+}
+
+async function dispose(cdp, ctx) {
+  const t0 = Date.now();
+  if (DISPOSE === 'close-first') await cdp.call('Target.closeTarget', { targetId: ctx.targetId });
+  await cdp.call('Target.disposeBrowserContext', { browserContextId: ctx.browserContextId });
+  return { ms: Date.now() - t0 };
+}
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s.length ? s[(s.length - 1) >> 1] : 0;
+}
+
+function mean(xs) {
+  return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
+}
+
+async function main() {
+  const { child, dir } = launch();
+  const pgid = child.pid;
+  let cdp;
+  try {
+    cdp = new Cdp(await endpoint(dir));
+    await cdp.open();
+    await sleep(2000); // launch settles
+    // one warm-up round, not counted
+    const w = await prepare(cdp);
+    await spinOnce(cdp, w, 'warm');
+    await dispose(cdp, w);
+    await sleep(SETTLE);
+    const rows = { idle: [], prepare: [], spin: [], again: [], dispose: [] };
+    const wall = { prepare: [], spin: [], again: [], dispose: [] };
+    if (FINE) {
+      for (const k of ['p.context', 'p.target', 'p.attach', 'p.enable']) { rows[k] = []; wall[k] = []; }
+      delete rows.prepare;
+      delete wall.prepare;
+    }
+    let vis = '';
+    const phase = async (name, fn) => {
+      const a = snapshot(pgid);
+      const r = fn ? await fn() : { ms: 0 };
+      await sleep(SETTLE);
+      rows[name].push(delta(a, snapshot(pgid)));
+      if (wall[name]) wall[name].push(r.ms);
+      return r;
+    };
+    for (let i = 0; i < N; i++) {
+      await phase('idle');
+      let ctx;
+      if (FINE) {
+        ctx = {};
+        await phase('p.context', async () => { const t = Date.now(); ctx.browserContextId = (await cdp.call('Target.createBrowserContext')).browserContextId; return { ms: Date.now() - t }; });
+        await phase('p.target', async () => { const t = Date.now(); ctx.targetId = (await cdp.call('Target.createTarget', { url: 'about:blank', browserContextId: ctx.browserContextId })).targetId; return { ms: Date.now() - t }; });
+        await phase('p.attach', async () => { const t = Date.now(); ctx.sessionId = (await cdp.call('Target.attachToTarget', { targetId: ctx.targetId, flatten: true })).sessionId; return { ms: Date.now() - t }; });
+        await phase('p.enable', async () => {
+          const t = Date.now();
+          await cdp.call('Page.enable', {}, ctx.sessionId);
+          await cdp.call('Page.setLifecycleEventsEnabled', { enabled: true }, ctx.sessionId);
+          await cdp.call('Runtime.enable', {}, ctx.sessionId);
+          return { ms: Date.now() - t };
+        });
+      } else {
+        ctx = await phase('prepare', () => prepare(cdp));
+      }
+      const s = await phase('spin', () => spinOnce(cdp, ctx, String(i)));
+      vis = s.vis;
+      if (process.env.AGAIN) await phase('again', () => spinOnce(cdp, ctx, `${i}b`));
+      await phase('dispose', () => dispose(cdp, ctx));
+    }
+    const classes = new Set();
+    for (const k of Object.keys(rows)) for (const d of rows[k]) for (const c of Object.keys(d)) classes.add(c);
+    const order = ['total', 'browser', 'browser-ui-thread', ...[...classes].filter((c) => !['total', 'browser', 'browser-ui-thread', 'spawned', 'exited'].includes(c)).sort(), 'spawned', 'exited'];
+    console.log(`# context_cost: ${CHROME} N=${N} SETTLE=${SETTLE} PREP=${PREP} DISPOSE=${DISPOSE} TARGET=${TARGET} ARGS="${process.env.ARGS || ''}" load ${os.loadavg()[0].toFixed(2)} visibility=${vis}`);
+    console.log(`# ${STAT} CPU ms per phase (processes spawned/exited are counts); median wall ms: ${Object.keys(wall).map((k) => `${k} ${median(wall[k])}`).join(', ')}`);
+    console.log(['phase', ...order].join('\t'));
+    for (const k of Object.keys(rows)) {
+      const f = STAT === 'median' ? median : mean;
+      console.log([k, ...order.map((c) => f(rows[k].map((d) => d[c] || 0)).toFixed(c === 'spawned' || c === 'exited' ? 1 : 0))].join('\t'));
+    }
+  } finally {
+    try { process.kill(-pgid, 'SIGTERM'); } catch (_) { /* gone */ }
+    await sleep(500);
+    try { process.kill(-pgid, 'SIGKILL'); } catch (_) { /* gone */ }
+    fs.rmSync(dir, { recursive: true, force: true });
+    if (cdp) cdp.ws.terminate();
+  }
+}
+
+main().catch((e) => { console.error(e); process.exit(1); });
