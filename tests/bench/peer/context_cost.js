@@ -269,6 +269,14 @@ function mean(xs) {
 async function main() {
   const { child, dir } = launch();
   const pgid = child.pid;
+  // Stopped early (timeout, ^C): take the browser's process group along.
+  for (const sig of ['SIGINT', 'SIGTERM']) {
+    process.on(sig, () => {
+      try { process.kill(-pgid, 'SIGKILL'); } catch (_) { /* gone */ }
+      fs.rmSync(dir, { recursive: true, force: true });
+      process.exit(130);
+    });
+  }
   let cdp;
   try {
     cdp = new Cdp(await endpoint(dir));
