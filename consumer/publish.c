@@ -15,10 +15,10 @@
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "base/clock.h"
 #include "base/log.h"
+#include "msg/admin.h"
 #include "msg/kafka.h"
 #include "obs.h"
 #include "publish.h"
@@ -126,34 +126,7 @@ void pub_destroy(pub_t *p)
 void pub_learn_topics(pub_t *p, const char *const *names, size_t n,
                       int timeout_ms)
 {
-        int64_t until = par_clock_mono_ms() + timeout_ms;
-
-        for (size_t i = 0; i < n; i++) {
-                rd_kafka_topic_t *t =
-                    rd_kafka_topic_new(p->producer, names[i], NULL);
-                int64_t left = until - par_clock_mono_ms();
-                if (!t)
-                        continue;
-                /* Every partition led: a topic created a moment ago may
-                 * answer once without leaders. */
-                for (bool led = false; !led && left > 0;
-                     left = until - par_clock_mono_ms()) {
-                        const struct rd_kafka_metadata *md = NULL;
-                        led = rd_kafka_metadata(p->producer, 0, t, &md,
-                                                (int)left) ==
-                                  RD_KAFKA_RESP_ERR_NO_ERROR &&
-                              md->topic_cnt == 1 && !md->topics[0].err;
-                        for (int k = 0; led && k < md->topics[0].partition_cnt;
-                             k++)
-                                led = md->topics[0].partitions[k].leader >= 0 &&
-                                      !md->topics[0].partitions[k].err;
-                        if (md)
-                                rd_kafka_metadata_destroy(md);
-                        if (!led)
-                                usleep(50 * 1000);
-                }
-                rd_kafka_topic_destroy(t);
-        }
+        par_admin_learn_leaders(p->producer, names, n, timeout_ms);
 }
 
 static void *kpoll_main(void *arg)

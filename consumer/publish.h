@@ -33,11 +33,8 @@ void pub_destroy(pub_t *p);
 struct node_obs;
 void pub_set_obs(pub_t *p, struct node_obs *obs);
 
-/* Looks up where names[0..n) are led, waiting up to timeout_ms in all, so
- * that the first results do not wait for the producer to learn a topic's
- * leaders (a metadata round that lasts up to a second on topics created
- * just before). Failures are not errors: the producer learns them anyway
- * on first use. */
+/* par_admin_learn_leaders on the producer: the first results then do not
+ * wait for it to learn where names[0..n) are led. */
 void pub_learn_topics(pub_t *p, const char *const *names, size_t n,
                       int timeout_ms);
 /* Starts the kpoll thread, which serves delivery reports. */

@@ -4,6 +4,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "base/clock.h"
 
 const char *par_admin_outcome_name(par_admin_outcome_t o)
 {
@@ -234,6 +237,37 @@ int par_admin_partitions(rd_kafka_t *rk, const char *name, int timeout_ms)
                 rd_kafka_metadata_destroy(md);
         rd_kafka_topic_destroy(t);
         return n;
+}
+
+void par_admin_learn_leaders(rd_kafka_t *rk, const char *const *names, size_t n,
+                             int timeout_ms)
+{
+        int64_t until = par_clock_mono_ms() + timeout_ms;
+
+        for (size_t i = 0; i < n; i++) {
+                rd_kafka_topic_t *t = rd_kafka_topic_new(rk, names[i], NULL);
+                int64_t left = until - par_clock_mono_ms();
+                if (!t)
+                        continue;
+                /* Every partition led: a topic created a moment ago may
+                 * answer once without leaders. */
+                for (bool led = false; !led && left > 0;
+                     left = until - par_clock_mono_ms()) {
+                        const struct rd_kafka_metadata *md = NULL;
+                        led = rd_kafka_metadata(rk, 0, t, &md, (int)left) ==
+                                  RD_KAFKA_RESP_ERR_NO_ERROR &&
+                              md->topic_cnt == 1 && !md->topics[0].err;
+                        for (int k = 0; led && k < md->topics[0].partition_cnt;
+                             k++)
+                                led = md->topics[0].partitions[k].leader >= 0 &&
+                                      !md->topics[0].partitions[k].err;
+                        if (md)
+                                rd_kafka_metadata_destroy(md);
+                        if (!led)
+                                usleep(50 * 1000);
+                }
+                rd_kafka_topic_destroy(t);
+        }
 }
 
 par_err_t par_admin_message_max(rd_kafka_t *rk, const char *const *names,

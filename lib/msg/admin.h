@@ -81,6 +81,15 @@ par_err_t par_admin_delete(rd_kafka_t *rk, const char *const *names, size_t n,
  * does not exist (yet), -2 when metadata could not be fetched. */
 int par_admin_partitions(rd_kafka_t *rk, const char *name, int timeout_ms);
 
+/* Has client rk (a producer) look up who leads every partition of
+ * names[0..n), waiting up to timeout_ms in all, so that its first messages
+ * do not wait for it to learn them on first use (a metadata round of up to
+ * a second on a topic created just before). Asks again while a topic
+ * answers without leaders; gives up silently at the deadline, since the
+ * client learns them on first use anyway. */
+void par_admin_learn_leaders(rd_kafka_t *rk, const char *const *names, size_t n,
+                             int timeout_ms);
+
 /*
  * The smallest max.message.bytes among the topics names[0..n) as the
  * cluster applies it (the topic's own setting, else the broker's

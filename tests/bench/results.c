@@ -59,6 +59,7 @@
 
 #include "base/clock.h"
 #include "base/config.h"
+#include "msg/admin.h"
 #include "msg/codec.h"
 #include "msg/kafka.h"
 
@@ -335,13 +336,11 @@ static int cmd_copy(par_config_t *cfg, int argc, char **argv)
          * starts: new topics cost it a metadata round of up to a second,
          * which the nodes would otherwise wait on as if the write were
          * slow. */
-        for (int t = 0; t < c->ntopics; t++) {
-                rd_kafka_topic_t *rkt = rd_kafka_topic_new(out, c->to[t], NULL);
-                const struct rd_kafka_metadata *md = NULL;
-                if (rkt && !rd_kafka_metadata(out, 0, rkt, &md, 5000))
-                        rd_kafka_metadata_destroy(md);
-                if (rkt)
-                        rd_kafka_topic_destroy(rkt);
+        {
+                const char *to[sizeof(c->to) / sizeof(c->to[0])];
+                for (int t = 0; t < c->ntopics; t++)
+                        to[t] = c->to[t];
+                par_admin_learn_leaders(out, to, (size_t)c->ntopics, 5000);
         }
         int64_t t1 = par_clock_mono_ms();
         if (copy_write(out, c))
