@@ -372,8 +372,15 @@ static void loop(prod_t *p)
                 p->progressed = false;
                 if (handled) {
                         p->idle_wait_ms = 0;
+                } else if (t_step >= max_wait / 2) {
+                        /* The server held the empty getMore for its
+                         * maxAwaitTimeMS: polling again at once loses no
+                         * CPU, and a back-off would only add latency. */
+                        p->idle_wait_ms = 0;
+                        rd_kafka_poll(p->rk, 0);
                 } else {
-                        /* Empty getMore: back off in rd_kafka_poll. */
+                        /* An empty getMore answered at once (a server that
+                         * does not wait): back off in rd_kafka_poll. */
                         p->idle_wait_ms =
                             p->idle_wait_ms ? p->idle_wait_ms * 2 : 1;
                         if (p->idle_wait_ms > max_wait)

@@ -23,10 +23,11 @@
  * lookup) → nothing to deliver. The $match is repeated in code because the
  * stand-in's and a real server's lookups can differ.
  *
- * Idle. The stand-in answers getMore at once even when empty; an empty
- * batch doubles a wait (1 ms … producer.idle.max_wait) spent in
- * rd_kafka_poll, so an idle producer serves delivery reports instead of
- * spinning. A real server additionally waits maxAwaitTimeMS server-side.
+ * Idle. getMore carries maxAwaitTimeMS (producer.idle.max_wait): MongoDB
+ * and the stand-in hold an empty getMore until an event or that time, so
+ * an idle producer sleeps in the server and sees an insert at once. A
+ * server that answers empty at once instead gets a doubling wait (1 ms …
+ * producer.idle.max_wait) spent in rd_kafka_poll between polls (main.c).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -494,6 +495,7 @@ par_err_t pipeline_start(prod_t *p, par_error_t *err)
         }
         if (rc)
                 goto fail;
+        publish_learn_topics(p);
         if (p->lost_history) {
                 par_log(PAR_LOG_WARN, COMP, "checkpoint.discarded",
                         "why=\"change stream history lost\"");

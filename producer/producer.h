@@ -145,6 +145,10 @@ void publish_destroy_producer(prod_t *p);
  * message_max). True when the limit changed: the Kafka producer must then
  * be made again to batch within it. */
 bool publish_size_to_topics(prod_t *p);
+/* Asks the cluster for the topics' leaders (up to 3 s, failures ignored):
+ * librdkafka learns them on first use, and on a topic created just before
+ * that held the first signals for up to a second. */
+void publish_learn_topics(prod_t *p);
 /* Publishes one message for window item seq; takes payload (malloc'd) and
  * hdrs. Blocks (polling) while librdkafka's queue is full. */
 par_err_t publish(prod_t *p, const char *topic, const char *key, void *payload,

@@ -159,20 +159,30 @@ par_err_t publish_new_producer(prod_t *p, par_error_t *err)
  * cannot be asked (no answer within 2 s, no permission), the last known
  * limit stands.
  */
-bool publish_size_to_topics(prod_t *p)
+/* The topics the producer writes: the signal topics, then the DLQ. */
+static size_t topic_names(prod_t *p, char names[][PAR_KAFKA_TOPIC_MAX],
+                          const char **pn)
 {
-        char names[PROD_MAX_LEVELS + 1][PAR_KAFKA_TOPIC_MAX];
-        const char *pn[PROD_MAX_LEVELS + 1];
         int levels = (int)par_config_int(p->cfg, "priority.levels");
-        size_t n = 0, conf_max = par_kafka_message_max(p->cfg), want;
-        int64_t lim = 0;
-        par_error_t e;
+        size_t n = 0;
 
         for (int L = 1; L <= levels && L <= PROD_MAX_LEVELS; L++)
                 if (par_kafka_signal_topic(p->cfg, L, names[n],
                                            sizeof(names[n])))
                         pn[n] = names[n], n++;
         pn[n++] = p->dlq_topic;
+        return n;
+}
+
+bool publish_size_to_topics(prod_t *p)
+{
+        char names[PROD_MAX_LEVELS + 1][PAR_KAFKA_TOPIC_MAX];
+        const char *pn[PROD_MAX_LEVELS + 1];
+        size_t n = topic_names(p, names, pn);
+        size_t conf_max = par_kafka_message_max(p->cfg), want;
+        int64_t lim = 0;
+        par_error_t e;
+
         if (par_admin_message_max(p->rk, pn, n, 2000, &lim, &e)) {
                 PAR_DEBUG(COMP, "topics.limit_unknown", "error=\"%s\"", e.msg);
                 return false;
@@ -187,6 +197,15 @@ bool publish_size_to_topics(prod_t *p)
         p->message_max = want;
         p->value_max = par_kafka_value_max_of(want);
         return true;
+}
+
+void publish_learn_topics(prod_t *p)
+{
+        char names[PROD_MAX_LEVELS + 1][PAR_KAFKA_TOPIC_MAX];
+        const char *pn[PROD_MAX_LEVELS + 1];
+        size_t n = topic_names(p, names, pn);
+
+        par_admin_learn_leaders(p->rk, pn, n, 3000);
 }
 
 void publish_destroy_producer(prod_t *p)

@@ -118,9 +118,9 @@ static const prop_t props[] = {
      "Longest time between checkpoint writes while events are delivered (0: "
      "after every delivery)."},
     {"producer.idle.max_wait", T_MS, "500ms", 1, 10000, NULL, 0, P,
-     "Longest back-off between change-stream polls that return nothing (the "
-     "wait doubles from 1 ms up to this); also the server-side "
-     "maxAwaitTimeMS of a real replica set."},
+     "The change stream's maxAwaitTimeMS: how long the server holds a "
+     "getMore that has nothing. Against a server that answers empty at "
+     "once, the longest back-off between polls (doubling from 1 ms)."},
     {"producer.batch.size", T_INT, "1000", 1, 100000, NULL, 0, P,
      "Change-stream batchSize (events fetched per getMore)."},
     {"producer.inflight.max", T_INT, "100000", 100, 10000000, NULL, 0, P,

@@ -43,14 +43,10 @@
 #      nodes' claim.batch: an updateMany, a find and a bulk of updates),
 #      and one signal at a time (par_claim_acquire + par_claim_finish, two
 #      findAndModify). First with WORKERS and 2×WORKERS threads, then again
-#      with WORKERS just before each claims-on run (the stand-in slows as
-#      its oplog grows); each claims-on run is divided by the figures
-#      taken just before it (÷store: the same operations). The two differ
-#      on the stand-in, not on a real MongoDB: there a findAndModify stops
-#      its scan at the first match and writes no oplog entry, while an
-#      update scans the whole collection and writes one (a real MongoDB
-#      finds both by the _id index and logs both). MongoDB's CPU per
-#      signal is printed for each.
+#      with WORKERS just before each claims-on run; each claims-on run is
+#      divided by the figures taken just before it (÷store: the same
+#      operations; ÷single: one at a time). MongoDB's CPU per signal is
+#      printed for each.
 #      Each run's nodes start on empty topics of their own and get the
 #      round's signals (bench-results copy, same partitions, keys and
 #      headers) once every node holds its share of the partitions.
@@ -337,8 +333,9 @@ if [[ $CLAIMS == *false* ]]; then
 fi
 if [[ $CLAIMS == *true* ]]; then
         # A claimed signal would only be skipped: fresh signals per run.
-        # The stand-in slows as its oplog grows, so the store is measured
-        # again just before each run, and each run is divided by that.
+        # The store is measured again just before each run (its
+        # collection grows with every round), and each run is divided by
+        # that.
         for ((k = 0; k < RUNS; k++)); do
                 round; store "$WORKERS"; run 1 true
                 round; store "$WORKERS"; run 2 true

@@ -113,19 +113,6 @@ void su_cleanup(su_ctx_t *c)
         mongoc_database_t *db;
 
         if (c->client) {
-                /* The stand-in never trims its oplog and rescans all of it
-                 * on every getMore, so a test's events would slow every
-                 * later change stream on the machine: delete this world's
-                 * entries. A real server refuses this (ignored). */
-                mongoc_collection_t *oplog = mongoc_client_get_collection(
-                    c->client, "local", "oplog.rs");
-                char re[96];
-                bson_t *f;
-                snprintf(re, sizeof(re), "^%s\\.", c->name);
-                f = BCON_NEW("ns", "{", "$regex", BCON_UTF8(re), "}");
-                mongoc_collection_delete_many(oplog, f, NULL, NULL, NULL);
-                bson_destroy(f);
-                mongoc_collection_destroy(oplog);
                 db = mongoc_client_get_database(c->client, c->name);
                 mongoc_database_drop(db, NULL);
                 mongoc_database_destroy(db);
