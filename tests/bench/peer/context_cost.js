@@ -4,7 +4,8 @@
 //   [CHROME=/usr/bin/chromium] [N=8] [SETTLE=1200] [ARGS="--flag …"]
 //   [FINE=1] [AGAIN=1] [THREADS=1] [STAT=mean|median] [PREP=parallel|batched]
 //   [DISPOSE=context|close-first] [TARGET=window|minimized|minshow|hidden]
-//   [VIEWPORT=780x493]
+//   [VIEWPORT=780x493] [TARGET_URL=about:blank] [FOCUS=0|1] [BACKGROUND=1]
+//   [TRACE=1|categories] [TOP=40]
 //     node context_cost.js <base-url>
 //
 // Launches one Chromium with the flags lib/browser/chrome.c passes (plus
@@ -25,8 +26,13 @@
 // DISPOSE=close-first closes the target before disposing of the context;
 // TARGET=minimized opens the window minimized and restores it when the
 // spin starts, minshow restores it at the end of the preparation, hidden
-// makes a hidden target (no window; VIEWPORT sets its size). It prints the
-// mean (or median) per phase; it asserts nothing (docs/BENCHMARKS.md).
+// makes a hidden target (no window; VIEWPORT sets its size); TARGET_URL,
+// FOCUS and BACKGROUND set createTarget's url, focus and background.
+// TRACE=1 (or a list of trace categories) also records a Chromium trace of
+// the measured contexts and prints its TOP events by self time per
+// context, per process/thread (the trace's own overhead inflates the CPU
+// figures of that run). It prints the mean (or median) per phase; it
+// asserts nothing (docs/BENCHMARKS.md).
 'use strict';
 const { spawn } = require('child_process');
 const fs = require('fs');
@@ -200,8 +206,10 @@ function delta(a, b) {
 async function prepare(cdp) {
   const t0 = Date.now();
   const { browserContextId } = await cdp.call('Target.createBrowserContext');
-  const tp = { url: 'about:blank', browserContextId };
+  const tp = { url: process.env.TARGET_URL !== undefined ? process.env.TARGET_URL : 'about:blank', browserContextId };
   if (TARGET === 'hidden') tp.hidden = true;
+  if (process.env.FOCUS) tp.focus = process.env.FOCUS === '1';
+  if (process.env.BACKGROUND) tp.background = true;
   if (TARGET === 'minimized' || TARGET === 'minshow') tp.windowState = 'minimized';
   const { targetId } = await cdp.call('Target.createTarget', tp);
   const { sessionId } = await cdp.call('Target.attachToTarget', { targetId, flatten: true });
@@ -266,6 +274,48 @@ function mean(xs) {
   return xs.length ? xs.reduce((a, b) => a + b, 0) / xs.length : 0;
 }
 
+const TRACE_CATS = 'toplevel,browser,views,ui,cc,viz,navigation,loading,devtools,blink,renderer';
+
+// Self time of every complete event of a trace (thread time where the
+// trace has it), summed by process/thread and name; prints the top ones
+// per context.
+function traceSummary(events, n) {
+  const tname = new Map();
+  const pname = new Map();
+  const byThread = new Map();
+  for (const e of events) {
+    if (e.ph === 'M' && e.name === 'thread_name') tname.set(`${e.pid}:${e.tid}`, e.args.name);
+    if (e.ph === 'M' && e.name === 'process_name') pname.set(e.pid, e.args.name);
+    if (e.ph !== 'X' || e.dur === undefined) continue;
+    const k = `${e.pid}:${e.tid}`;
+    if (!byThread.has(k)) byThread.set(k, []);
+    byThread.get(k).push(e);
+  }
+  const agg = new Map();
+  for (const [k, evs] of byThread) {
+    evs.sort((a, b) => a.ts - b.ts || b.dur - a.dur);
+    const stack = [];
+    for (const e of evs) {
+      while (stack.length && stack[stack.length - 1].ts + stack[stack.length - 1].dur <= e.ts) stack.pop();
+      e.self = e.tdur !== undefined ? e.tdur : e.dur;
+      if (stack.length) stack[stack.length - 1].self -= e.self;
+      stack.push(e);
+    }
+    const th = `${pname.get(+k.split(':')[0]) || '?'}/${tname.get(k) || k}`;
+    for (const e of evs) {
+      const key = `${th}\t${e.name}`;
+      const a = agg.get(key) || { n: 0, self: 0 };
+      a.n++;
+      a.self += e.self;
+      agg.set(key, a);
+    }
+  }
+  console.log(`# trace: self ms and count per context, top ${process.env.TOP || 40}`);
+  for (const [k, a] of [...agg.entries()].sort((x, y) => y[1].self - x[1].self).slice(0, parseInt(process.env.TOP || '40', 10))) {
+    console.log(`${(a.self / 1000 / n).toFixed(2)}\t${(a.n / n).toFixed(1)}\t${k}`);
+  }
+}
+
 async function main() {
   const { child, dir } = launch();
   const pgid = child.pid;
@@ -295,6 +345,12 @@ async function main() {
       delete wall.prepare;
     }
     let vis = '';
+    const events = [];
+    if (process.env.TRACE) {
+      const cats = process.env.TRACE === '1' ? TRACE_CATS : process.env.TRACE;
+      cdp.listeners.push((m) => { if (m.method === 'Tracing.dataCollected') events.push(...m.params.value); });
+      await cdp.call('Tracing.start', { traceConfig: { includedCategories: cats.split(',') }, transferMode: 'ReportEvents' });
+    }
     const phase = async (name, fn) => {
       const a = snapshot(pgid);
       const r = fn ? await fn() : { ms: 0 };
@@ -326,16 +382,23 @@ async function main() {
       if (process.env.AGAIN) await phase('again', () => spinOnce(cdp, ctx, `${i}b`));
       await phase('dispose', () => dispose(cdp, ctx));
     }
+    if (process.env.TRACE) {
+      const done = cdp.waitEvent((m) => m.method === 'Tracing.tracingComplete', 60000);
+      await cdp.call('Tracing.end');
+      await done;
+    }
     const classes = new Set();
     for (const k of Object.keys(rows)) for (const d of rows[k]) for (const c of Object.keys(d)) classes.add(c);
     const order = ['total', 'browser', 'browser-ui-thread', ...[...classes].filter((c) => !['total', 'browser', 'browser-ui-thread', 'spawned', 'exited'].includes(c)).sort(), 'spawned', 'exited'];
-    console.log(`# context_cost: ${CHROME} N=${N} SETTLE=${SETTLE} PREP=${PREP} DISPOSE=${DISPOSE} TARGET=${TARGET} ARGS="${process.env.ARGS || ''}" load ${os.loadavg()[0].toFixed(2)} visibility=${vis}`);
+    const tv = ['TARGET_URL', 'FOCUS', 'BACKGROUND', 'TRACE'].filter((k) => process.env[k] !== undefined).map((k) => ` ${k}=${process.env[k]}`).join('');
+    console.log(`# context_cost: ${CHROME} N=${N} SETTLE=${SETTLE} PREP=${PREP} DISPOSE=${DISPOSE} TARGET=${TARGET}${tv} ARGS="${process.env.ARGS || ''}" load ${os.loadavg()[0].toFixed(2)} visibility=${vis}`);
     console.log(`# ${STAT} CPU ms per phase (processes spawned/exited are counts); median wall ms: ${Object.keys(wall).map((k) => `${k} ${median(wall[k])}`).join(', ')}`);
     console.log(['phase', ...order].join('\t'));
     for (const k of Object.keys(rows)) {
       const f = STAT === 'median' ? median : mean;
       console.log([k, ...order.map((c) => f(rows[k].map((d) => d[c] || 0)).toFixed(c === 'spawned' || c === 'exited' ? 1 : 0))].join('\t'));
     }
+    if (process.env.TRACE) traceSummary(events, N);
   } finally {
     try { process.kill(-pgid, 'SIGTERM'); } catch (_) { /* gone */ }
     await sleep(500);
