@@ -493,8 +493,12 @@ public class StandIn {
         static final class AwaitHandler extends MongoDatabaseHandler {
                 private static final Queue<Parked> parked =
                     new ConcurrentLinkedQueue<>();
-                /* Bumped before every wake-up, so a request parked just
-                 * after a write it did not see retries at once. */
+                /* Bumped after every request that may have written: a
+                 * retry that read the oplog before such a write saw the
+                 * count change when it parks, and goes again. (Bumping it
+                 * only when something was parked lost the write that came
+                 * while the one parked request was being retried: it then
+                 * waited for the next write, 70 ms at the p99.) */
                 private static final AtomicLong writes = new AtomicLong();
                 private static final AtomicInteger replies =
                     new AtomicInteger();
@@ -541,7 +545,6 @@ public class StandIn {
                 }
 
                 private static void wake() {
-                        writes.incrementAndGet();
                         for (Parked p; (p = parked.poll()) != null;) {
                                 final Parked q = p;
                                 q.ctx.executor().execute(() -> retry(q));
@@ -616,6 +619,7 @@ public class StandIn {
                                 return;
                         }
                         super.channelRead0(ctx, req);
+                        writes.incrementAndGet();
                         if (!parked.isEmpty())
                                 wake();
                 }
