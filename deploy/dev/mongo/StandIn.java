@@ -42,6 +42,7 @@ import io.netty.util.concurrent.ScheduledFuture;
 import org.h2.mvstore.Cursor;
 import org.h2.mvstore.MVMap;
 import org.h2.mvstore.MVStore;
+import org.h2.mvstore.type.ObjectDataType;
 
 import de.bwaldvogel.mongo.MongoCollection;
 import de.bwaldvogel.mongo.MongoBackend;
@@ -50,8 +51,12 @@ import de.bwaldvogel.mongo.backend.AbstractCursor;
 import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.Index;
+import de.bwaldvogel.mongo.backend.IndexKey;
+import de.bwaldvogel.mongo.backend.KeyValue;
 import de.bwaldvogel.mongo.backend.QueryResult;
 import de.bwaldvogel.mongo.backend.Utils;
+import de.bwaldvogel.mongo.backend.ValueComparator;
+import de.bwaldvogel.mongo.backend.h2.H2UniqueIndex;
 import de.bwaldvogel.mongo.backend.aggregation.Aggregation;
 import de.bwaldvogel.mongo.backend.h2.H2Backend;
 import de.bwaldvogel.mongo.backend.h2.H2Collection;
@@ -174,9 +179,65 @@ public class StandIn {
                 }
         }
 
+        /*
+         * The order of a unique index's keys. H2 orders keys of a type it
+         * does not know (mongo-java-server's KeyValue) by comparing their
+         * Java serializations, so every step of every index lookup
+         * serialized two keys: a profile of the stand-in under claims had
+         * Java serialization as its largest cost. Keys are ordered here by
+         * value, element by element, with mongo-java-server's own
+         * comparison (1 and 1.0 are then one key, as in MongoDB). A data
+         * file whose indexes were ordered the old way is refused at start
+         * (main).
+         */
+        static final class KeyOrder extends ObjectDataType {
+                private static final java.util.Comparator<Object> VALUES =
+                    ValueComparator.asc();
+
+                @Override
+                public int compare(Object a, Object b) {
+                        if (!(a instanceof KeyValue x)
+                            || !(b instanceof KeyValue y))
+                                return super.compare(a, b);
+                        int n = Math.min(x.size(), y.size());
+                        for (int i = 0; i < n; i++) {
+                                int c = VALUES.compare(x.get(i), y.get(i));
+                                if (c != 0)
+                                        return c;
+                        }
+                        return Integer.compare(x.size(), y.size());
+                }
+        }
+
         static final class IdDatabase extends H2Database {
                 IdDatabase(String name, CursorRegistry cursors) {
                         super(name, store, cursors);
+                }
+
+                /* H2Database's own, with the key order above. */
+                @Override
+                protected Index<Object> openOrCreateUniqueIndex(
+                    String collection, String index, List<IndexKey> keys,
+                    boolean sparse) {
+                        MVMap<KeyValue, Object> map = store.openMap(
+                            getFullCollectionNamespace(collection) + "._index_"
+                                + index,
+                            new MVMap.Builder<KeyValue, Object>().keyType(
+                                new KeyOrder()));
+                        try {
+                                /* Its constructor is package-private. */
+                                var make =
+                                    H2UniqueIndex.class.getDeclaredConstructor(
+                                        MVMap.class, String.class, List.class,
+                                        boolean.class);
+                                make.setAccessible(true);
+                                @SuppressWarnings("unchecked")
+                                Index<Object> made = (Index<Object>)make.newInstance(
+                                    map, index, keys, sparse);
+                                return made;
+                        } catch (ReflectiveOperationException e) {
+                                throw new IllegalStateException(e);
+                        }
                 }
 
                 /* H2Database's own, with the collection above. */
@@ -630,6 +691,18 @@ public class StandIn {
         @SuppressWarnings("deprecation") /* NioEventLoopGroup, as MongoServer */
         public static void main(String[] args) throws Exception {
                 store = MVStore.open(args[0]);
+                MVMap<String, String> format = store.openMap("standin.format");
+                if (format.get("index-order") == null
+                    && store.getMapNames().stream().anyMatch(
+                        n -> n.contains("._index_"))) {
+                        System.err.println(
+                            "StandIn: " + args[0] + " was written by an older "
+                            + "stand-in (indexes in another order); stop "
+                            + "the stack and delete it");
+                        store.close();
+                        System.exit(1);
+                }
+                format.put("index-order", "value");
                 MongoBackend backend = new IdBackend(store);
                 backend.enableOplog();
                 EventLoopGroup boss = new NioEventLoopGroup(1);
