@@ -344,6 +344,7 @@ par_err_t node_new(node_t **out, par_config_t *cfg, par_error_t *err)
             .sessions_collection = par_config_str(cfg, "sessions.collection"),
             .workers_min = n->workers_min,
             .workers_max = n->workers_max,
+            .finishing_max = (int)par_config_int(cfg, "claim.finishing"),
             .idle_timeout_ms = par_config_int(cfg, "workers.idle_timeout"),
             .draining = &n->draining};
         if ((rc = holds_new(&n->holds, n->mpool, db, coll, n->id,
@@ -598,6 +599,9 @@ static int shut_down(node_t *n, volatile sig_atomic_t *stop)
         if (n->claims)
                 holds_give_back(n->holds, left == 0);
         status_publish_final(n);
+        /* The last snapshot: a node that leaves between two still leaves
+         * its final counts on the topic. */
+        status_publish_metrics(n, par_clock_mono_ms() - n->metrics_at);
         obs_stop(n->obs); /* its lag thread uses the consumer handle */
         bool closed = close_bounded(n);
         pub_stop(n->pub, 10000);
@@ -625,10 +629,10 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
         int64_t now, next_commit = 0, next_pool = 0, next_status = 0;
         int64_t metrics_ms = par_config_int(n->cfg, "metrics.interval");
         int64_t commit_ms = par_config_int(n->cfg, "commit.interval");
-        int64_t next_metrics = par_clock_mono_ms() + metrics_ms;
-        int64_t last_metrics = par_clock_mono_ms(), crss = 0;
+        int64_t next_metrics = par_clock_mono_ms() + metrics_ms, crss = 0;
         unsigned commits = 0;
 
+        n->metrics_at = par_clock_mono_ms();
         start(n);
         while (!*stop) {
                 int got = serve(n);
@@ -649,8 +653,8 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
                         next_status = now + 1000;
                 }
                 if (now >= next_metrics) {
-                        status_publish_metrics(n, now - last_metrics);
-                        last_metrics = now;
+                        status_publish_metrics(n, now - n->metrics_at);
+                        n->metrics_at = now;
                         next_metrics = now + metrics_ms;
                 }
                 if (!got)

@@ -89,11 +89,7 @@ static void run_one(worker_t *w, par_claim_t *claim,
                              .id = w->id,
                              .owner = w->owner,
                              .sessions = sessions,
-                             /* As many as workers: a crash then leaves
-                              * no more signals acknowledged but unwritten
-                              * than workers waiting for their reports
-                              * did. */
-                             .finishing_max = p->o.workers_max};
+                             .finishing_max = p->o.finishing_max};
 
         /* Not busy yet: this worker is among the idle ones. */
         if (claim)

@@ -52,6 +52,7 @@ typedef struct pool_opts {
          * collection of database from mpool (NULL: sessions in memory) */
         const char *sessions_collection;
         int workers_min, workers_max;
+        int finishing_max; /* claim.finishing: results acked, unwritten */
         int64_t idle_timeout_ms;
         const atomic_bool *draining; /* set: workers leave when idle */
 } pool_opts_t;

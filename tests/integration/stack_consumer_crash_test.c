@@ -11,10 +11,10 @@
  * signals missing (every document final, every signal with a final
  * result), and the executions beyond one per signal are bounded by what
  * was in flight at the kills, each extra one on a later attempt
- * (attempt > 1). In flight at a kill: a spin per worker, and as many
+ * (attempt > 1). In flight at a kill: a spin per worker, and the
  * results acknowledged whose document the finisher has not written yet
- * (its places are as many as the workers: consumer/finisher.c), so the
- * bound is 2 × workers per kill.
+ * (at most claim.finishing, set to FINISHING here), so the bound is
+ * workers + FINISHING per kill.
  */
 #include <math.h>
 
@@ -27,9 +27,10 @@
 #define WAVE_LEAD_S   2.0 /* a wave arrives this long before a kill */
 #define MIN_KILLS     3
 #define RUN_TIMEOUT_S 300.0
+#define FINISHING     8
 /* What a kill can leave half done on one node: a running spin per worker
- * and a result per finisher place (as many as the workers). */
-#define IN_FLIGHT (2 * WORKERS)
+ * and a result per finisher place. */
+#define IN_FLIGHT (WORKERS + FINISHING)
 
 static size_t N; /* signals in the run */
 
@@ -51,18 +52,19 @@ static void test_crash(void)
         sc_reader_t r;
         su_proc_t nodes[3];
         const char *tags[3] = {"n1", "n2", "n3"};
-        char wmax[32];
+        char wmax[32], finq[32];
 
         N = (size_t)atol(tu_env("PARALLEL_TEST_SIGNALS", "4000"));
         REQUIRE(N >= WAVES);
         snprintf(wmax, sizeof(wmax), "workers.max=%d", WORKERS);
+        snprintf(finq, sizeof(finq), "claim.finishing=%d", FINISHING);
         REQUIRE(sc_init(&c, "ccrash") == 0);
         REQUIRE(su_ledger_init(&l, N, 30) == 0);
         size_t ins = insert_wave(&c, &l);
         int waves = 1;
         REQUIRE(sc_reader_new(&c, &r, N) == 0);
         for (int i = 0; i < 3; i++)
-                REQUIRE(sc_node_start(&c, &nodes[i], tags[i], wmax,
+                REQUIRE(sc_node_start(&c, &nodes[i], tags[i], wmax, finq,
                                       "workers.min=2", "claim.lease=3s",
                                       NULL) == 0);
 
@@ -106,7 +108,7 @@ static void test_crash(void)
                 kills++;
                 par_clock_sleep_ms(500);
                 CHECK(sc_node_start(&c, &nodes[victim], tags[victim], wmax,
-                                    "workers.min=2", "claim.lease=3s",
+                                    finq, "workers.min=2", "claim.lease=3s",
                                     NULL) == 0);
                 next_kill += KILL_EVERY_S;
         }
