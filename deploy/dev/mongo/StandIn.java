@@ -14,6 +14,7 @@
  *
  * Usage: java -cp '<lib>/*:<classes>' StandIn <h2-file> <host> <port>
  */
+import java.nio.ByteBuffer;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Iterator;
@@ -28,6 +29,8 @@ import java.util.stream.Stream;
 import java.util.stream.StreamSupport;
 
 import io.netty.bootstrap.ServerBootstrap;
+import io.netty.buffer.ByteBuf;
+import io.netty.buffer.Unpooled;
 import io.netty.channel.Channel;
 import io.netty.channel.ChannelHandlerContext;
 import io.netty.channel.ChannelInitializer;
@@ -42,6 +45,8 @@ import io.netty.util.concurrent.ScheduledFuture;
 import org.h2.mvstore.Cursor;
 import org.h2.mvstore.MVMap;
 import org.h2.mvstore.MVStore;
+import org.h2.mvstore.WriteBuffer;
+import org.h2.mvstore.type.BasicDataType;
 import org.h2.mvstore.type.ObjectDataType;
 
 import de.bwaldvogel.mongo.MongoCollection;
@@ -67,6 +72,8 @@ import de.bwaldvogel.mongo.bson.ObjectId;
 import de.bwaldvogel.mongo.exception.MongoServerError;
 import de.bwaldvogel.mongo.oplog.Oplog;
 import de.bwaldvogel.mongo.wire.MongoDatabaseHandler;
+import de.bwaldvogel.mongo.wire.bson.BsonDecoder;
+import de.bwaldvogel.mongo.wire.bson.BsonEncoder;
 import de.bwaldvogel.mongo.wire.MongoExceptionHandler;
 import de.bwaldvogel.mongo.wire.MongoWireMessageEncoder;
 import de.bwaldvogel.mongo.wire.MongoWireProtocolHandler;
@@ -209,6 +216,48 @@ public class StandIn {
                 }
         }
 
+        /*
+         * Documents kept as BSON. H2 stores values of a type it does not
+         * know by Java serialization, and writes and reads whole pages of
+         * them: a profile under claims, once the indexes were fixed, had
+         * serializing and deserializing documents as the stand-in's
+         * largest cost. MongoDB keeps BSON; so does this.
+         */
+        static final class Bson extends BasicDataType<Document> {
+                static final Bson TYPE = new Bson();
+
+                @Override
+                public Document[] createStorage(int n) {
+                        return new Document[n];
+                }
+
+                @Override
+                public int getMemory(Document d) {
+                        return 64 + 48 * d.size();
+                }
+
+                @Override
+                public void write(WriteBuffer out, Document d) {
+                        ByteBuf buf = Unpooled.buffer();
+                        try {
+                                BsonEncoder.encodeDocument(d, buf);
+                                out.put(buf.nioBuffer());
+                        } finally {
+                                buf.release();
+                        }
+                }
+
+                @Override
+                public Document read(ByteBuffer in) {
+                        /* A BSON document starts with its length (LE). */
+                        int len = Integer.reverseBytes(in.getInt(in.position()));
+                        ByteBuffer one = in.slice();
+                        one.limit(len);
+                        in.position(in.position() + len);
+                        return BsonDecoder.decodeBson(Unpooled.wrappedBuffer(one));
+                }
+        }
+
         static final class IdDatabase extends H2Database {
                 IdDatabase(String name, CursorRegistry cursors) {
                         super(name, store, cursors);
@@ -245,8 +294,10 @@ public class StandIn {
                 protected MongoCollection<Object> openOrCreateCollection(
                     String name, CollectionOptions options) {
                         String full = getFullCollectionNamespace(name);
-                        MVMap<Object, Document> data =
-                            store.openMap("databases." + full);
+                        MVMap<Object, Document> data = store.openMap(
+                            "databases." + full,
+                            new MVMap.Builder<Object, Document>().valueType(
+                                Bson.TYPE));
                         MVMap<String, Object> meta =
                             store.openMap("meta." + full);
                         return new IdCollection(this, name, options, data,
@@ -301,7 +352,10 @@ public class StandIn {
                 SeekOplog(MongoBackend backend, CursorRegistry cursors) {
                         this.backend = backend;
                         this.cursors = cursors;
-                        log = store.openMap("standin.oplog");
+                        log = store.openMap(
+                            "standin.oplog",
+                            new MVMap.Builder<Long, Document>().valueType(
+                                Bson.TYPE));
                         meta = store.openMap("standin.oplog.meta");
                         Long k = log.lastKey();
                         last = k == null ? meta.getOrDefault("floor", 0L) : k;
@@ -691,18 +745,20 @@ public class StandIn {
         @SuppressWarnings("deprecation") /* NioEventLoopGroup, as MongoServer */
         public static void main(String[] args) throws Exception {
                 store = MVStore.open(args[0]);
+                /* 2: index keys by value, documents as BSON. */
                 MVMap<String, String> format = store.openMap("standin.format");
-                if (format.get("index-order") == null
+                if (!"2".equals(format.get("version"))
                     && store.getMapNames().stream().anyMatch(
-                        n -> n.contains("._index_"))) {
+                        n -> n.contains("._index_") || n.startsWith("databases.")
+                             || n.startsWith("standin.oplog"))) {
                         System.err.println(
                             "StandIn: " + args[0] + " was written by an older "
-                            + "stand-in (indexes in another order); stop "
-                            + "the stack and delete it");
+                            + "stand-in (another storage format); stop the "
+                            + "stack and delete it");
                         store.close();
                         System.exit(1);
                 }
-                format.put("index-order", "value");
+                format.put("version", "2");
                 MongoBackend backend = new IdBackend(store);
                 backend.enableOplog();
                 EventLoopGroup boss = new NioEventLoopGroup(1);
