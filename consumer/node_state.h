@@ -142,11 +142,11 @@ struct node {
 
         /* worker status last published, main thread (status.c) */
         int published_state[NODE_MAX_WORKERS]; /* -1: none */
-        int64_t metrics_at; /* mono ms of the last metrics snapshot */
         long long published_since[NODE_MAX_WORKERS];
         /* metrics windows and the last totals (status.c) */
         par_hist_t *w_wait, *w_spin, *w_e2e;
         uint64_t last_final, last_done;
+        int64_t metrics_at; /* mono ms of the last snapshot (node.c) */
 
         /* lifecycle */
         atomic_bool draining; /* stop taking new work */

@@ -29,18 +29,16 @@ if [[ ! -d $PEER/node_modules/ws ]]; then
   (cd "$PEER" && npm ci --no-audit --no-fund >&2)
 fi
 
+. "$ROOT/tests/bench/pages.sh"
 WORK=$(mktemp -d /tmp/parallel-bench-ctx.XXXXXX)
 SERVER_PID=
 cleanup() {
-  [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  pages_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-"$SERVE" "$ROOT/tests/fixtures/pages" "$WORK/port" >"$WORK/serve.log" &
-SERVER_PID=$!
-for _ in $(seq 50); do [[ -s $WORK/port ]] && break; sleep 0.1; done
-BASE=http://127.0.0.1:$(cat "$WORK/port")
+pages_start
 
 echo "# context_ab: $(nproc) cores, uptime: $(uptime)"
 args=("$@")

@@ -67,6 +67,7 @@ if [[ ! -d $PEER/node_modules/puppeteer-cluster ]]; then
   (cd "$PEER" && npm ci --no-audit --no-fund >&2)
 fi
 
+. "$ROOT/tests/bench/pages.sh"
 WORK=$(mktemp -d /tmp/parallel-bench-spin.XXXXXX)
 export HOME=$WORK/home XDG_CONFIG_HOME=$WORK/home/.config
 mkdir -p "$HOME"
@@ -78,16 +79,13 @@ cleanup() {
     for _ in $(seq 100); do kill -0 "$RUN_PID" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$RUN_PID" 2>/dev/null || true
   fi
-  [[ -n $SERVER_PID ]] && kill "$SERVER_PID" 2>/dev/null && wait "$SERVER_PID" 2>/dev/null
+  pages_stop
   rm -rf "$WORK"
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-"$SERVE" "$ROOT/tests/fixtures/pages" "$WORK/port" >"$WORK/serve.log" &
-SERVER_PID=$!
-for _ in $(seq 50); do [[ -s $WORK/port ]] && break; sleep 0.1; done
-BASE=http://127.0.0.1:$(cat "$WORK/port")
+pages_start
 
 # run NAME PAGE CMD…: runs CMD, appends "NAME PAGE conc spins/s p50 p99 ok
 # count acquire_p50 ready missed" (the last three "-" for the peer).
