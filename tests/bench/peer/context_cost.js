@@ -3,7 +3,8 @@
 //
 //   [CHROME=/usr/bin/chromium] [N=8] [SETTLE=1200] [ARGS="--flag …"]
 //   [FINE=1] [AGAIN=1] [THREADS=1] [STAT=mean|median] [PREP=parallel|batched]
-//   [DISPOSE=context|close-first] [TARGET=window|minimized|minshow|hidden]
+//   [DISPOSE=context|close-first|crash|freeze|blank|none] [LINGER=0]
+//   [RELAUNCH=1] [KILL=term] [TARGET=window|minimized|minshow|hidden]
 //   [VIEWPORT=780x493] [TARGET_URL=about:blank] [FOCUS=0|1] [BACKGROUND=1]
 //   [TRACE=1|categories] [TOP=40]
 //     node context_cost.js <base-url>
@@ -24,6 +25,19 @@
 // the browser process's main thread (THREADS=1: every browser thread).
 // Experiments: PREP=batched sends the three enables at once;
 // DISPOSE=close-first closes the target before disposing of the context;
+// DISPOSE=crash|freeze|blank|none leaves the used context open (its window
+// stays) and only makes its page inert: Page.crash (the renderer exits),
+// Page.setWebLifecycleState frozen, a navigation to about:blank, or
+// nothing; LINGER=K first makes K such used contexts (unmeasured), so the
+// measured ones run with K..K+N used contexts open. The CPU figures then
+// also come from a cpuacct cgroup holding the browser (column cgroup:
+// includes exits and kernel time), and the memory (PSS) of the browser's
+// processes is printed before and after, per context left open.
+// RELAUNCH=1 (needs the cgroup) also measures a browser's launch (spawn to
+// DevToolsActivePort plus LAUNCH_SETTLE ms, 3000) and its SIGKILL with every used
+// context still open, until its last process is gone (KILL=term: SIGTERM
+// first, as chrome.c does): what recycling a browser after K used contexts
+// costs, once per K.
 // TARGET=minimized opens the window minimized and restores it when the
 // spin starts, minshow restores it at the end of the preparation, hidden
 // makes a hidden target (no window; VIEWPORT sets its size); TARGET_URL,
@@ -57,8 +71,30 @@ if (!base) {
 
 const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
 
-function launch() {
+// A cpuacct cgroup (v1) per browser when the machine has one writable:
+// its usage counts every process of the browser, also the kernel's work
+// for their exits, which /proc/<pid> no longer shows once they are gone.
+const CG_ROOT = '/sys/fs/cgroup/cpuacct';
+function cgroupNew(tag) {
+  const d = `${CG_ROOT}/ctxcost-${process.pid}-${tag}`;
+  try {
+    fs.mkdirSync(d);
+    return d;
+  } catch (_) { return null; }
+}
+function cgroupMs(cg) {
+  return cg ? +fs.readFileSync(`${cg}/cpuacct.usage`, 'utf8') / 1e6 : 0;
+}
+function cgroupProcs(cg) {
+  return fs.readFileSync(`${cg}/cgroup.procs`, 'utf8').split('\n').filter(Boolean).length;
+}
+function cgroupRemove(cg) {
+  if (cg) try { fs.rmdirSync(cg); } catch (_) { /* busy or gone */ }
+}
+
+function launch(tag = 'a') {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'ctxcost-'));
+  const cg = cgroupNew(tag);
   const disabled = ['SpareRendererForSitePerProcess', 'WebUIOmniboxPopup', 'WebUIOmniboxAimPopup'];
   const extra = [];
   for (const a of (process.env.ARGS || '').split(/\s+/).filter(Boolean)) {
@@ -76,8 +112,26 @@ function launch() {
     `--disable-features=${disabled.join(',')}`, 'about:blank');
   const env = { ...process.env, HOME: `${dir}/home`, XDG_CONFIG_HOME: `${dir}/home/.config`, TMPDIR: dir };
   fs.mkdirSync(`${dir}/home`);
-  const child = spawn(CHROME, args, { env, detached: true, stdio: 'ignore' });
-  return { child, dir };
+  // Into the cgroup before the exec, so every process of the browser is in it.
+  const child = cg
+    ? spawn('/bin/sh', ['-c', 'echo $$ > "$0/cgroup.procs" && exec "$@"', cg, CHROME, ...args], { env, detached: true, stdio: 'ignore' })
+    : spawn(CHROME, args, { env, detached: true, stdio: 'ignore' });
+  return { child, dir, cg };
+}
+
+// PSS (kB) of every process of the group.
+function pssKb(pgid) {
+  let kb = 0;
+  for (const e of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(e)) continue;
+    try {
+      const st = fs.readFileSync(`/proc/${e}/stat`, 'utf8');
+      if (parseInt(st.slice(st.lastIndexOf(')') + 2).split(' ')[2], 10) !== pgid) continue;
+      const m = /^Pss:\s+(\d+)/m.exec(fs.readFileSync(`/proc/${e}/smaps_rollup`, 'utf8'));
+      if (m) kb += +m[1];
+    } catch (_) { /* gone */ }
+  }
+  return kb;
 }
 
 async function endpoint(dir) {
@@ -260,10 +314,26 @@ async function spinOnce(cdp, ctx, q) {
 
 async function dispose(cdp, ctx) {
   const t0 = Date.now();
-  if (DISPOSE === 'close-first') await cdp.call('Target.closeTarget', { targetId: ctx.targetId });
-  await cdp.call('Target.disposeBrowserContext', { browserContextId: ctx.browserContextId });
+  const s = ctx.sessionId;
+  if (DISPOSE === 'crash') {
+    // Page.crash never answers: the renderer is gone when the target says so.
+    const gone = cdp.waitEvent((m) => m.sessionId === s && m.method === 'Inspector.targetCrashed');
+    cdp.call('Page.crash', {}, s).catch(() => {});
+    await gone;
+  } else if (DISPOSE === 'freeze') {
+    await cdp.call('Page.setWebLifecycleState', { state: 'frozen' }, s);
+  } else if (DISPOSE === 'blank') {
+    const loaded = cdp.waitEvent((m) => m.sessionId === s && m.method === 'Page.lifecycleEvent' && m.params.name === 'load');
+    await cdp.call('Page.navigate', { url: 'about:blank' }, s);
+    await loaded;
+  } else if (DISPOSE !== 'none') {
+    if (DISPOSE === 'close-first') await cdp.call('Target.closeTarget', { targetId: ctx.targetId });
+    await cdp.call('Target.disposeBrowserContext', { browserContextId: ctx.browserContextId });
+  }
   return { ms: Date.now() - t0 };
 }
+const LAUNCH_SETTLE = parseInt(process.env.LAUNCH_SETTLE || '3000', 10);
+const LINGERS = ['crash', 'freeze', 'blank', 'none'].includes(DISPOSE);
 
 function median(xs) {
   const s = [...xs].sort((a, b) => a - b);
@@ -317,12 +387,14 @@ function traceSummary(events, n) {
 }
 
 async function main() {
-  const { child, dir } = launch();
+  const { child, dir, cg } = launch();
   const pgid = child.pid;
+  let other = null; // RELAUNCH's second browser
   // Stopped early (timeout, ^C): take the browser's process group along.
   for (const sig of ['SIGINT', 'SIGTERM']) {
     process.on(sig, () => {
       try { process.kill(-pgid, 'SIGKILL'); } catch (_) { /* gone */ }
+      if (other) try { process.kill(-other.child.pid, 'SIGKILL'); } catch (_) { /* gone */ }
       fs.rmSync(dir, { recursive: true, force: true });
       process.exit(130);
     });
@@ -337,6 +409,14 @@ async function main() {
     await spinOnce(cdp, w, 'warm');
     await dispose(cdp, w);
     await sleep(SETTLE);
+    const linger = parseInt(process.env.LINGER || '0', 10);
+    for (let i = 0; i < linger; i++) {
+      const c = await prepare(cdp);
+      await spinOnce(cdp, c, `l${i}`);
+      await dispose(cdp, c);
+    }
+    if (linger) await sleep(SETTLE);
+    const pss0 = pssKb(pgid);
     const rows = { idle: [], prepare: [], spin: [], again: [], dispose: [] };
     const wall = { prepare: [], spin: [], again: [], dispose: [] };
     if (FINE) {
@@ -353,9 +433,12 @@ async function main() {
     }
     const phase = async (name, fn) => {
       const a = snapshot(pgid);
+      const ca = cgroupMs(cg);
       const r = fn ? await fn() : { ms: 0 };
       await sleep(SETTLE);
-      rows[name].push(delta(a, snapshot(pgid)));
+      const d = delta(a, snapshot(pgid));
+      if (cg) d.cgroup = cgroupMs(cg) - ca;
+      rows[name].push(d);
       if (wall[name]) wall[name].push(r.ms);
       return r;
     };
@@ -387,23 +470,60 @@ async function main() {
       await cdp.call('Tracing.end');
       await done;
     }
+    const pss1 = pssKb(pgid);
+    const open = LINGERS ? linger + N : 0;
+    let relaunch = '';
+    if (process.env.RELAUNCH && cg) {
+      // A second browser's launch, then the first one's kill with every
+      // used context open, each in its own cgroup's figures.
+      const t0 = Date.now();
+      other = launch('b');
+      const c0 = cgroupMs(other.cg);
+      await endpoint(other.dir);
+      const up = Date.now() - t0;
+      await sleep(LAUNCH_SETTLE);
+      const launchMs = cgroupMs(other.cg) - c0;
+      const k0 = cgroupMs(cg);
+      const t1 = Date.now();
+      cdp.ws.terminate();
+      cdp = null;
+      // KILL=term: SIGTERM first, as chrome.c's inst_stop does (Chromium
+      // then shuts down gracefully, window by window), SIGKILL after 2 s.
+      if (process.env.KILL === 'term') {
+        process.kill(-pgid, 'SIGTERM');
+        while (cgroupProcs(cg) > 0 && Date.now() - t1 < 2000) await sleep(5);
+      }
+      try { process.kill(-pgid, 'SIGKILL'); } catch (_) { /* gone */ }
+      while (cgroupProcs(cg) > 0 && Date.now() - t1 < 10000) await sleep(5);
+      const killWall = Date.now() - t1;
+      const killMs = cgroupMs(cg) - k0;
+      relaunch = `# relaunch: launch ${launchMs.toFixed(0)} ms CPU (DevToolsActivePort after ${up} ms wall, then ${LAUNCH_SETTLE} ms), ` +
+        `kill (${process.env.KILL === 'term' ? 'SIGTERM first' : 'SIGKILL'}) with ${open} used contexts open ${killMs.toFixed(0)} ms CPU (${killWall} ms wall)`;
+    }
     const classes = new Set();
     for (const k of Object.keys(rows)) for (const d of rows[k]) for (const c of Object.keys(d)) classes.add(c);
-    const order = ['total', 'browser', 'browser-ui-thread', ...[...classes].filter((c) => !['total', 'browser', 'browser-ui-thread', 'spawned', 'exited'].includes(c)).sort(), 'spawned', 'exited'];
+    const order = [...(cg ? ['cgroup'] : []), 'total', 'browser', 'browser-ui-thread', ...[...classes].filter((c) => !['cgroup', 'total', 'browser', 'browser-ui-thread', 'spawned', 'exited'].includes(c)).sort(), 'spawned', 'exited'];
     const tv = ['TARGET_URL', 'FOCUS', 'BACKGROUND', 'TRACE'].filter((k) => process.env[k] !== undefined).map((k) => ` ${k}=${process.env[k]}`).join('');
-    console.log(`# context_cost: ${CHROME} N=${N} SETTLE=${SETTLE} PREP=${PREP} DISPOSE=${DISPOSE} TARGET=${TARGET}${tv} ARGS="${process.env.ARGS || ''}" load ${os.loadavg()[0].toFixed(2)} visibility=${vis}`);
+    console.log(`# context_cost: ${CHROME} N=${N} SETTLE=${SETTLE} PREP=${PREP} DISPOSE=${DISPOSE} LINGER=${linger} TARGET=${TARGET}${tv} ARGS="${process.env.ARGS || ''}" load ${os.loadavg()[0].toFixed(2)} visibility=${vis}`);
     console.log(`# ${STAT} CPU ms per phase (processes spawned/exited are counts); median wall ms: ${Object.keys(wall).map((k) => `${k} ${median(wall[k])}`).join(', ')}`);
     console.log(['phase', ...order].join('\t'));
     for (const k of Object.keys(rows)) {
       const f = STAT === 'median' ? median : mean;
       console.log([k, ...order.map((c) => f(rows[k].map((d) => d[c] || 0)).toFixed(c === 'spawned' || c === 'exited' ? 1 : 0))].join('\t'));
     }
+    console.log(`# memory: PSS of the browser's processes ${(pss0 / 1024).toFixed(0)} MB before the measured contexts, ` +
+      `${(pss1 / 1024).toFixed(0)} MB after` + (open ? ` with ${open} used contexts open: ${((pss1 - pss0) / 1024 / N).toFixed(1)} MB per context` : ''));
+    if (relaunch) console.log(relaunch);
     if (process.env.TRACE) traceSummary(events, N);
   } finally {
-    try { process.kill(-pgid, 'SIGTERM'); } catch (_) { /* gone */ }
-    await sleep(500);
-    try { process.kill(-pgid, 'SIGKILL'); } catch (_) { /* gone */ }
-    fs.rmSync(dir, { recursive: true, force: true });
+    for (const b of [{ pg: pgid, cg, dir }, ...(other ? [{ pg: other.child.pid, cg: other.cg, dir: other.dir }] : [])]) {
+      try { process.kill(-b.pg, 'SIGTERM'); } catch (_) { /* gone */ }
+      await sleep(500);
+      try { process.kill(-b.pg, 'SIGKILL'); } catch (_) { /* gone */ }
+      for (let i = 0; b.cg && i < 200 && cgroupProcs(b.cg) > 0; i++) await sleep(10);
+      cgroupRemove(b.cg);
+      fs.rmSync(b.dir, { recursive: true, force: true });
+    }
     if (cdp) cdp.ws.terminate();
   }
 }
