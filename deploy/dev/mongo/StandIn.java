@@ -53,6 +53,7 @@ import de.bwaldvogel.mongo.MongoCollection;
 import de.bwaldvogel.mongo.MongoBackend;
 import de.bwaldvogel.mongo.MongoDatabase;
 import de.bwaldvogel.mongo.backend.AbstractCursor;
+import de.bwaldvogel.mongo.backend.ArrayFilters;
 import de.bwaldvogel.mongo.backend.CollectionOptions;
 import de.bwaldvogel.mongo.backend.CursorRegistry;
 import de.bwaldvogel.mongo.backend.Index;
@@ -118,6 +119,57 @@ public class StandIn {
                         super(db, name, options, data, meta, cursors);
                 }
 
+                /*
+                 * A stored document is never an object anyone else holds
+                 * or changes. H2 keeps the objects put into a map in its
+                 * pages and serializes them on its own thread when it
+                 * writes a page; mongo-java-server's update changes the
+                 * stored object itself, key by key, before it puts it back
+                 * (and puts objects it was handed), so an update raced
+                 * that write (a ConcurrentModificationException that
+                 * failed the store and every write after it) and an
+                 * update refused halfway left half of it applied. Updates
+                 * now work on copies (queryDocuments below), and what is
+                 * put is a copy; MongoDB copies at both ends too.
+                 */
+                private boolean copying; /* under the collection's lock */
+
+                @Override
+                protected Object addDocumentInternal(Document d) {
+                        return super.addDocumentInternal(d.cloneDeeply());
+                }
+
+                @Override
+                protected void handleUpdate(Object at, Document old,
+                                            Document now) {
+                        super.handleUpdate(at, old, now.cloneDeeply());
+                }
+
+                @Override
+                public synchronized Document updateDocuments(
+                    Document selector, Document update, ArrayFilters filters,
+                    boolean multi, boolean upsert, Oplog oplog) {
+                        boolean was = copying;
+                        copying = true;
+                        try {
+                                return super.updateDocuments(
+                                    selector, update, filters, multi, upsert,
+                                    oplog);
+                        } finally {
+                                copying = was;
+                        }
+                }
+
+                /* The documents a query found, copied while an update runs. */
+                private QueryResult copied(QueryResult r) {
+                        if (!copying)
+                                return r;
+                        List<Document> out = new ArrayList<>();
+                        for (Document d : r)
+                                out.add(d.cloneDeeply());
+                        return new QueryResult(out, r.getCursorId());
+                }
+
                 @Override
                 protected QueryResult queryDocuments(Document query,
                                                      Document orderBy,
@@ -129,14 +181,14 @@ public class StandIn {
                                 Document key = new Document("_id", id);
                                 for (Index<Object> index : getIndexes())
                                         if (index.canHandle(key))
-                                                return matchDocuments(
+                                                return copied(matchDocuments(
                                                     query,
                                                     index.getPositions(key),
                                                     orderBy, skip, limit,
-                                                    batchSize, fields);
+                                                    batchSize, fields));
                         }
-                        return super.queryDocuments(query, orderBy, skip,
-                                                    limit, batchSize, fields);
+                        return copied(super.queryDocuments(
+                            query, orderBy, skip, limit, batchSize, fields));
                 }
 
                 /* mongo-java-server's findAndModify writes no oplog entry,
@@ -155,7 +207,14 @@ public class StandIn {
                         for (Document d : queryDocuments(q, sort, 0, 1, 0,
                                                          null))
                                 id = d.get("_id");
-                        Document reply = super.findAndModify(cmd);
+                        Document reply;
+                        boolean was = copying;
+                        copying = true;
+                        try {
+                                reply = super.findAndModify(cmd);
+                        } finally {
+                                copying = was;
+                        }
                         String ns = getFullName();
                         boolean removed = Utils.isTrue(cmd.get("remove"));
                         if (id != null && removed
@@ -362,7 +421,8 @@ public class StandIn {
                 }
 
                 /* Timestamp and write under one lock: a reader that sees
-                 * an entry sees every older one. */
+                 * an entry sees every older one. The entry holds copies,
+                 * never the caller's objects (see IdCollection). */
                 private synchronized void append(String op, String ns,
                                                  Document o, Document o2) {
                         long now = backend.getClock().instant()
@@ -374,9 +434,9 @@ public class StandIn {
                                          .append("ns", ns).append("ui", ui)
                                          .append("wall", backend.getClock()
                                                              .instant())
-                                         .append("o", o);
+                                         .append("o", o.cloneDeeply());
                         if (o2 != null)
-                                e.append("o2", o2);
+                                e.append("o2", o2.cloneDeeply());
                         log.put(last, e);
                         if (++writes % 1024 == 0)
                                 trim();
@@ -400,7 +460,7 @@ public class StandIn {
                 public void handleInsert(String ns, List<Document> docs) {
                         if (!skip(ns))
                                 for (Document d : docs)
-                                        append("i", ns, d.cloneDeeply(), null);
+                                        append("i", ns, d, null);
                 }
 
                 @Override
@@ -463,7 +523,8 @@ public class StandIn {
                 }
 
                 /* The event an oplog entry is to a change stream. */
-                Document event(Document e, Document stream) {
+                Document event(Document stored, Document stream) {
+                        Document e = stored.cloneDeeply(); /* as above */
                         BsonTimestamp ts = (BsonTimestamp)e.get("ts");
                         Document id = new Document(
                             "_data", Long.toHexString(ts.getValue()));
@@ -510,7 +571,7 @@ public class StandIn {
                         if (c == null)
                                 return null;
                         for (Document d : c.handleQuery(key))
-                                return d;
+                                return d.cloneDeeply();
                         return null;
                 }
 
