@@ -181,14 +181,15 @@ static const prop_t props[] = {
      "Most signals a worker claims in one round trip when a backlog waits "
      "(the one it runs and queued ones claimed ahead); 1: every signal "
      "claims alone."},
-    {"claim.finishing", T_INT, "32", 1, 1024, NULL, 0, C,
+    {"claim.finishing", T_INT, "128", 1, 1024, NULL, 0, C,
      "Most results a node has had acknowledged by Kafka whose documents it "
      "has not yet written (its finisher writes them in batches of up to "
-     "this many). A worker whose result finds no place publishes and "
-     "writes it itself, one round trip each. A crash can leave this many, "
-     "plus one per worker, to run again once their leases lapse; with "
-     "spins of a second or more the finisher seldom holds more than a few. "
-     "32 ran noop signals 1.6-2.8x faster than 4 (docs/BENCHMARKS.md)."},
+     "128). A worker whose result finds no place publishes it on its own "
+     "and writes its document itself, one round trip each. A crash can "
+     "leave this many, plus one per worker, to run again once their leases "
+     "lapse; with spins of a second or more the finisher seldom holds more "
+     "than a few. 128 (one full write) ran noop signals ~1.35x faster than "
+     "32, and 32 1.6-2.8x faster than 4 (docs/BENCHMARKS.md)."},
     {"claim.resource_lock", T_BOOL, "true", 0, 0, NULL, 0, C,
      "Lock a signal's resource in MongoDB (collection "
      "`<mongo.collection>_resources`) "

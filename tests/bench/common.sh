@@ -17,7 +17,7 @@
 #   BENCH_NAME=pipeline; . "$(dirname "$0")/common.sh" "$@"
 #
 # After sourcing: ROOT, BUILD, CTL, RES (bench-results), WORK (temp dir,
-# removed on success), and the functions below.
+# removed on success unless KEEP=1), and the functions below.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
@@ -65,7 +65,7 @@ bench_cleanup() {
                 PARALLEL_STACK_DIR=$WORK/stack MONGO_PORT=$MONGO_PRIVATE \
                         "$ROOT/deploy/dev/stack" down mongo >/dev/null 2>&1 || true
         fi
-        if [[ $rc -ne 0 ]]; then
+        if [[ $rc -ne 0 || -n ${KEEP:-} ]]; then
                 echo "$BENCH_NAME: exit $rc; logs kept in $WORK" >&2
         else
                 rm -rf "$WORK"

@@ -43,10 +43,11 @@
 #      nodes' claim.batch: an updateMany, a find and a bulk of updates),
 #      and one signal at a time (par_claim_acquire + par_claim_finish, two
 #      findAndModify). First with WORKERS and 2×WORKERS threads, then again
-#      with WORKERS just before each claims-on run; each claims-on run is
-#      divided by the figures taken just before it (÷store: the same
-#      operations; ÷single: one at a time). MongoDB's CPU per signal is
-#      printed for each.
+#      just before each claims-on run from as many threads as its nodes
+#      have workers (WORKERS for one node, 2×WORKERS for two: the same
+#      pool size); each claims-on run is divided by the figures taken just
+#      before it (÷store: the same operations; ÷single: one at a time).
+#      MongoDB's CPU per signal is printed for each.
 #      Each run's nodes start on empty topics of their own and get the
 #      round's signals (bench-results copy, same partitions, keys and
 #      headers) once every node holds its share of the partitions.
@@ -302,16 +303,16 @@ store_one() {
 # ways: with the operations a node makes (acquire_batch + finish_batch of
 # claim.batch; the ÷store column), and one signal at a time (acquire +
 # finish, each a findAndModify). Sets STORE_RATE and STORE_SINGLE (the
-# WORKERS figures; the same when claim.batch is 1).
+# figures of the first THREADS; the same when claim.batch is 1).
 store() {
         local threads=("$@") t
         [[ ${#threads[@]} -gt 0 ]] || threads=("$WORKERS" $((2 * WORKERS)))
         for t in "${threads[@]}"; do
                 store_one "$t" "$CLAIM_BATCH"
-                [[ $t != "$WORKERS" ]] || STORE_RATE=$STORE_R STORE_SINGLE=$STORE_R
+                [[ $t != "${threads[0]}" ]] || STORE_RATE=$STORE_R STORE_SINGLE=$STORE_R
                 if [[ $CLAIM_BATCH -gt 1 ]]; then
                         store_one "$t" 1
-                        [[ $t != "$WORKERS" ]] || STORE_SINGLE=$STORE_R
+                        [[ $t != "${threads[0]}" ]] || STORE_SINGLE=$STORE_R
                 fi
         done
 }
@@ -334,11 +335,12 @@ fi
 if [[ $CLAIMS == *true* ]]; then
         # A claimed signal would only be skipped: fresh signals per run.
         # The store is measured again just before each run (its
-        # collection grows with every round), and each run is divided by
-        # that.
+        # collection grows with every round), from as many threads as the
+        # run's nodes have workers (the same pool size), and each run is
+        # divided by that.
         for ((k = 0; k < RUNS; k++)); do
                 round; store "$WORKERS"; run 1 true
-                round; store "$WORKERS"; run 2 true
+                round; store $((2 * WORKERS)); run 2 true
         done
 fi
 echo "# medians of $RUNS run(s), signals/s (claims on: ÷ the store running the nodes' operations, claim.batch=$CLAIM_BATCH, and ÷ the store one signal at a time, each measured just before the run):"
