@@ -56,7 +56,6 @@ stop_pid() {
 bench_cleanup() {
         local rc=$?
         for p in "${BENCH_PIDS[@]}"; do stop_pid "$p"; done
-        for g in "${BENCH_CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
         for t in "${BENCH_TAGS[@]}"; do
                 "$CTL" -X log.level=error -X "topic.prefix=$t" \
                         topics delete --yes >/dev/null 2>&1 || true
@@ -65,6 +64,8 @@ bench_cleanup() {
                 PARALLEL_STACK_DIR=$WORK/stack MONGO_PORT=$MONGO_PRIVATE \
                         "$ROOT/deploy/dev/stack" down mongo >/dev/null 2>&1 || true
         fi
+        # Last: a cgroup is removable only once what ran in it is gone.
+        for g in "${BENCH_CGROUPS[@]}"; do rmdir "$g" 2>/dev/null || true; done
         if [[ $rc -ne 0 || -n ${KEEP:-} ]]; then
                 echo "$BENCH_NAME: exit $rc; logs kept in $WORK" >&2
         else

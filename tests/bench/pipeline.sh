@@ -14,6 +14,14 @@
 #            same CPU per node, so "two ÷ one" measures what the shared
 #            parts — broker, group, topics — let a second node add, not
 #            how two nodes share this machine's cores),
+#            WARMUP=0 (no uncounted claims-on run before the counted
+#            ones; by default one warms the broker and the store up),
+#            STORE_CPU=C (the private MongoDB stand-in in a CPU cgroup
+#            capped at C cores, for its own measurements and the nodes'
+#            runs alike: with NODE_CPU, the store then has the same CPU
+#            whether bench-claims or the nodes drive it, as on a machine
+#            of its own, and "÷ store" says whether the nodes keep it
+#            busy rather than how they share two cores with it),
 #            TIMELINE=1 (after each run, the results finished per 100 ms,
 #            by node and by priority),
 #            PROFILE=DIR (record each node with `perf record -g` into
@@ -141,6 +149,12 @@ cpu_ticks() {
 KAFKA_PID=$(cat "${PARALLEL_STACK_DIR:-$ROOT/deploy/dev/run}/kafka.pid" 2>/dev/null || true)
 # The MongoDB stand-in's pid (private or shared), for its CPU per signal.
 MONGO_PID=$(cat "$([[ -n $MONGO_PRIVATE ]] && echo "$WORK/stack" || echo "${PARALLEL_STACK_DIR:-$ROOT/deploy/dev/run}")/mongo.pid" 2>/dev/null || true)
+if [[ -n ${STORE_CPU:-} ]]; then
+        [[ -n $MONGO_PRIVATE && -n $MONGO_PID ]] ||
+                { echo "pipeline: STORE_CPU needs the private store (BENCH_MONGO=private)" >&2; exit 2; }
+        cpu_limited "$STORE_CPU"
+        echo "$MONGO_PID" >"${BENCH_CGROUPS[-1]}/cgroup.procs"
+fi
 
 # timeline FILE: bench-results' `finished_at node priority` lines summed
 # per 100 ms from the first result: per node, and per priority.
@@ -322,7 +336,7 @@ median() {
         tr ' ' '\n' <<<"$1" | grep . | sort -g | awk '{ v[NR] = $1 } END { if (NR) print v[int((NR + 1) / 2)] }'
 }
 
-echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $RUNS run(s) of each, $(nproc) cores, load $(load)${NODE_CPU:+, each node capped at $NODE_CPU core(s)}"
+echo "# pipeline ceiling: noop recipe, $N signals per round (N/4 per priority), $PARTS partitions per topic, $RUNS run(s) of each, $(nproc) cores, load $(load)${NODE_CPU:+, each node capped at $NODE_CPU core(s)}${STORE_CPU:+, the store capped at $STORE_CPU core(s)}"
 printf '%-36s %8s %10s %8s %9s %8s %8s %8s\n' reader signals "signals/s" "wall s" "wall /s" "÷kcat-e" "÷kcat-c" "÷store"
 STORE_RATE=0 STORE_SINGLE=0
 declare -A RATES=() RATIOS=() RATIOS1=()
@@ -338,6 +352,15 @@ if [[ $CLAIMS == *true* ]]; then
         # collection grows with every round), from as many threads as the
         # run's nodes have workers (the same pool size), and each run is
         # divided by that.
+        if [[ ${WARMUP:-1} == 1 ]]; then
+                # The broker restarts with the stack and the private store
+                # starts fresh: both compile (JIT) what a claims-on run
+                # makes them do during the first one. A long-running
+                # deployment has done that long before.
+                echo "# warm-up, not counted: one claims-on run of one node"
+                round; store "$WORKERS"; run 1 true
+                unset 'RATES[1-true]' 'RATIOS[1]' 'RATIOS1[1]'
+        fi
         for ((k = 0; k < RUNS; k++)); do
                 round; store "$WORKERS"; run 1 true
                 round; store $((2 * WORKERS)); run 2 true
