@@ -25,6 +25,7 @@ import java.util.concurrent.ConcurrentLinkedQueue;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicInteger;
 import java.util.concurrent.atomic.AtomicLong;
+import java.util.function.Supplier;
 import java.util.stream.Stream;
 import java.util.stream.StreamSupport;
 
@@ -129,8 +130,9 @@ public class StandIn {
                  * that write (a ConcurrentModificationException that
                  * failed the store and every write after it) and an
                  * update refused halfway left half of it applied. Updates
-                 * now work on copies (queryDocuments below), and what is
-                 * put is a copy; MongoDB copies at both ends too.
+                 * now work on copies (queryDocuments below), which are
+                 * then what is put, and an inserted document is copied;
+                 * MongoDB copies at both ends too.
                  */
                 private boolean copying; /* under the collection's lock */
 
@@ -139,25 +141,24 @@ public class StandIn {
                         return super.addDocumentInternal(d.cloneDeeply());
                 }
 
-                @Override
-                protected void handleUpdate(Object at, Document old,
-                                            Document now) {
-                        super.handleUpdate(at, old, now.cloneDeeply());
+                /* Runs an update with the documents it finds copied. */
+                private synchronized Document onCopies(Supplier<Document> f) {
+                        boolean was = copying;
+                        copying = true;
+                        try {
+                                return f.get();
+                        } finally {
+                                copying = was;
+                        }
                 }
 
                 @Override
                 public synchronized Document updateDocuments(
                     Document selector, Document update, ArrayFilters filters,
                     boolean multi, boolean upsert, Oplog oplog) {
-                        boolean was = copying;
-                        copying = true;
-                        try {
-                                return super.updateDocuments(
-                                    selector, update, filters, multi, upsert,
-                                    oplog);
-                        } finally {
-                                copying = was;
-                        }
+                        return onCopies(() -> super.updateDocuments(
+                                           selector, update, filters, multi,
+                                           upsert, oplog));
                 }
 
                 /* The documents a query found, copied while an update runs. */
@@ -207,14 +208,8 @@ public class StandIn {
                         for (Document d : queryDocuments(q, sort, 0, 1, 0,
                                                          null))
                                 id = d.get("_id");
-                        Document reply;
-                        boolean was = copying;
-                        copying = true;
-                        try {
-                                reply = super.findAndModify(cmd);
-                        } finally {
-                                copying = was;
-                        }
+                        Document reply =
+                            onCopies(() -> super.findAndModify(cmd));
                         String ns = getFullName();
                         boolean removed = Utils.isTrue(cmd.get("remove"));
                         if (id != null && removed
