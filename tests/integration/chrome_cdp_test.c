@@ -762,14 +762,18 @@ static void test_recycle(void)
 
 /* Waits up to 20 s for the pool to report `alive` browsers alive and
  * `restarts` restarts. */
+/* Until alive browsers run, each with its process group (a recycle stops
+ * one and relaunches it after the stats count it), after restarts. */
 static void wait_browsers(par_chrome_t *c, int alive, uint64_t restarts)
 {
         par_chrome_stats_t st;
         double end = par_clock_mono_s() + 20;
+        pid_t g[8];
 
         do {
                 par_chrome_stats(c, &st);
-                if (st.browsers_alive == alive && st.restarts == restarts)
+                if (st.browsers_alive == alive && st.restarts == restarts &&
+                    par_chrome_browser_pgids(c, g, 8) == alive)
                         return;
                 usleep(20000);
         } while (par_clock_mono_s() < end);
