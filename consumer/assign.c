@@ -2,17 +2,13 @@
  * assign.c — rebalances and flow control.
  *
  * Rebalances are incremental (cooperative-sticky): on revoke, the revoked
- * partitions' queued jobs are dropped, the finished prefix is committed
- * synchronously, and only then are they unassigned.
+ * partitions' queued jobs are dropped, the running ones may finish, the
+ * finished prefix is stored, and then they are unassigned, which commits
+ * what is stored (librdkafka waits for that commit before the member
+ * rejoins), so the new owner starts after everything that finished here.
  *
- * After an incremental revoke the member rejoins at once, and librdkafka
- * 2.0.2 treats a commit that meets the new generation meanwhile ("illegal
- * generation") as a lost assignment: every partition is revoked without a
- * commit and re-read from the last one, re-running what had finished. So
- * the periodic commits wait (commit.c asks assign_commits_allowed) from a
- * revoke until the rejoin's assignment; the revoke itself commits
- * synchronously, after letting the running jobs of the revoked partitions
- * finish, so the new owner starts after everything that finished here.
+ * Commits are the auto-committer's (commit.c): one of our own that met a
+ * rebalance would be refused and taken for a lost assignment.
  *
  * Back-pressure without pausing: every assigned partition's messages are
  * forwarded to its priority level's queue, and the main thread stops
@@ -190,17 +186,13 @@ static void revoked(node_t *n, rd_kafka_t *rk,
                 if (np)
                         *np = n->parts[--n->nparts];
         }
-        if (commit->cnt) {
-                rd_kafka_resp_err_t ce = rd_kafka_commit(rk, commit, 0);
-                if (ce)
-                        obs_kafka_error(n->obs, "commit");
-                if (ce)
-                        par_log(PAR_LOG_WARN, "consumer",
-                                "revoke_commit_failed", "error=\"%s\"",
-                                rd_kafka_err2str(ce));
-        }
+        /* Stored, not committed here: the unassign that follows commits
+         * what is stored (auto-commit), and would otherwise commit an
+         * older stored offset after ours. */
+        if (commit->cnt)
+                rd_kafka_offsets_store(rk, commit);
         par_log(PAR_LOG_INFO, "consumer", "revoked",
-                "partitions=%d dropped=%d committed=%d lost=%d waited_ms=%d "
+                "partitions=%d dropped=%d stored=%d lost=%d waited_ms=%d "
                 "still_running=%d",
                 parts->cnt, ndropped, commit->cnt, lost, waited, left);
         rd_kafka_topic_partition_list_destroy(commit);
@@ -268,25 +260,9 @@ void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         ke = rd_kafka_incremental_assign(rk, parts);
                 else
                         rd_kafka_assign(rk, parts);
-                /* The assignment that follows a revoke belongs to the same
-                 * round; the next one ends the rejoin. */
-                if (n->rejoin == NODE_REJOIN_REVOKED) {
-                        n->rejoin = NODE_REJOIN_WAITING;
-                } else if (n->rejoin == NODE_REJOIN_WAITING) {
-                        n->rejoin = NODE_REJOIN_NONE;
-                        PAR_DEBUG(
-                            "consumer", "rejoined", "after_ms=%lld",
-                            (long long)(par_clock_mono_ms() - n->rejoin_since));
-                }
         } else {
-                bool lost = rd_kafka_assignment_lost(rk);
                 revoked(n, rk, parts);
                 held_update(n);
-                if (coop) {
-                        n->rejoin =
-                            lost ? NODE_REJOIN_WAITING : NODE_REJOIN_REVOKED;
-                        n->rejoin_since = par_clock_mono_ms();
-                }
                 if (coop)
                         ke = rd_kafka_incremental_unassign(rk, parts);
                 else
@@ -297,18 +273,4 @@ void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                         "error=\"%s\"", rd_kafka_error_string(ke));
                 rd_kafka_error_destroy(ke);
         }
-}
-
-bool assign_commits_allowed(node_t *n)
-{
-        if (n->rejoin == NODE_REJOIN_NONE)
-                return true;
-        /* A safety valve should librdkafka skip an assignment callback. */
-        if (par_clock_mono_ms() - n->rejoin_since > 60000) {
-                par_log(PAR_LOG_WARN, "consumer", "rejoin_timeout",
-                        "after_ms=60000");
-                n->rejoin = NODE_REJOIN_NONE;
-                return true;
-        }
-        return false;
 }

@@ -36,9 +36,6 @@ void assign_pause_all(node_t *n);
 /* Any thread: the partitions this node held after the last rebalance, per
  * level (by_level[L-1] for levels 1..n->levels), and their total. */
 int assign_held(node_t *n, int *by_level);
-/* False while the member rejoins after a revoke: a commit then would be
- * taken for a lost assignment (assign.c). */
-bool assign_commits_allowed(node_t *n);
 /* The rebalance callback; opaque is the node. */
 void assign_rebalance_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                          rd_kafka_topic_partition_list_t *parts, void *opaque);

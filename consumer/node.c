@@ -153,15 +153,19 @@ static void destroy_queues(node_t *n)
 static par_err_t make_clients(node_t *n, par_error_t *err)
 {
         rd_kafka_conf_t *pc = NULL, *cc = NULL;
-        char es[512], cid[200];
+        char es[512], cid[200], commit_ms[24];
         par_err_t rc;
 
         snprintf(cid, sizeof(cid), "parallel-consumer-%s", n->id);
+        snprintf(commit_ms, sizeof(commit_ms), "%lld",
+                 (long long)par_config_int(n->cfg, "commit.interval"));
         if ((rc = par_kafka_conf_new(&cc, n->cfg, cid, err)))
                 goto fail;
         if ((rc = kdefault(cc, "group.id",
                            par_config_str(n->cfg, "consumer.group"), err)) ||
-            (rc = kset(cc, "enable.auto.commit", "false", err)) ||
+            /* Commits only what commit.c stores: finished prefixes. */
+            (rc = kset(cc, "enable.auto.commit", "true", err)) ||
+            (rc = kset(cc, "auto.commit.interval.ms", commit_ms, err)) ||
             (rc = kset(cc, "enable.auto.offset.store", "false", err)) ||
             (rc = kset(cc, "partition.assignment.strategy",
                        par_config_str(n->cfg, "consumer.assignment"), err)) ||
@@ -177,6 +181,7 @@ static par_err_t make_clients(node_t *n, par_error_t *err)
             (rc = kset(cc, "group.instance.id", n->id, err)))
                 goto fail;
         rd_kafka_conf_set_rebalance_cb(cc, assign_rebalance_cb);
+        rd_kafka_conf_set_offset_commit_cb(cc, commit_result_cb);
         rd_kafka_conf_set_opaque(cc, n);
         if (!(n->consumer =
                   rd_kafka_new(RD_KAFKA_CONSUMER, cc, es, sizeof(es)))) {
@@ -573,7 +578,7 @@ static int shut_down(node_t *n, volatile sig_atomic_t *stop)
                 rd_kafka_message_t *m = rd_kafka_consumer_poll(n->consumer, 50);
                 if (m) /* held: only stragglers; not tracked, refetched */
                         rd_kafka_message_destroy(m);
-                commit_offsets(n, false, false);
+                commit_offsets(n, false);
                 status_publish_workers(n);
         }
         if (*stop >= 2) {
@@ -583,17 +588,10 @@ static int shut_down(node_t *n, volatile sig_atomic_t *stop)
                 _exit(1);
         }
         int dropped = par_sched_clear(n->sched);
-        /* A member that is rejoining after a revoke would have its commit
-         * refused (and taken for a lost assignment): let the rejoin end
-         * first, serving its callbacks; messages polled meanwhile are not
-         * tracked and are re-read by the next owner. */
-        for (int64_t until = par_clock_mono_ms() + 10000;
-             !assign_commits_allowed(n) && par_clock_mono_ms() < until;) {
-                rd_kafka_message_t *m = rd_kafka_consumer_poll(n->consumer, 50);
-                if (m)
-                        rd_kafka_message_destroy(m);
-        }
-        commit_offsets(n, true, true);
+        /* The auto-committer sends the final offsets once the group is
+         * steady; a commit of our own during a rebalance (often the very
+         * one that another node's leave starts) would be refused. */
+        commit_final(n, 10000);
         holds_stop(n->holds);
         /* Give back claims of retries we will not run. */
         if (n->claims)
@@ -637,9 +635,11 @@ int node_run(node_t *n, volatile sig_atomic_t *stop)
         while (!*stop) {
                 int got = serve(n);
                 now = par_clock_mono_ms();
+                /* Stores finished prefixes for the auto-committer, a few
+                 * times per commit.interval so its commits are fresh. */
                 if (now >= next_commit) {
-                        commit_offsets(n, false, ++commits % 10 == 0);
-                        next_commit = now + commit_ms;
+                        commit_offsets(n, ++commits % 50 == 0);
+                        next_commit = now + (commit_ms < 100 ? commit_ms : 100);
                 }
                 if (now >= next_pool) {
                         size_pool(n, &crss);

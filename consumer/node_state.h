@@ -133,12 +133,6 @@ struct node {
          * rebalance, never some before it and some after (assign.c). */
         pthread_mutex_t held_lock;
         int held[NODE_MAX_LEVELS];
-        enum {
-                NODE_REJOIN_NONE,    /* steady: periodic commits go out */
-                NODE_REJOIN_REVOKED, /* revoked; this round's assign next */
-                NODE_REJOIN_WAITING, /* rejoining: no commits until assign */
-        } rejoin;
-        int64_t rejoin_since; /* monotonic */
 
         /* worker status last published, main thread (status.c) */
         int published_state[NODE_MAX_WORKERS]; /* -1: none */
