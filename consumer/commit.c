@@ -76,6 +76,7 @@ bool commit_final(node_t *n, int64_t timeout_ms)
                 }
         }
         rd_kafka_topic_partition_list_destroy(l);
+        atomic_store(&n->final_committed, ok);
         if (!ok)
                 par_log(PAR_LOG_WARN, "consumer", "final_commit_timeout",
                         "after_ms=%lld", (long long)timeout_ms);
@@ -99,6 +100,11 @@ void commit_result_cb(rd_kafka_t *rk, rd_kafka_resp_err_t err,
                 }
         if (!err && !failed)
                 return;
+        if (atomic_load(&n->final_committed)) {
+                PAR_DEBUG("consumer", "commit_after_final", "error=\"%s\"",
+                          why);
+                return;
+        }
         obs_kafka_error(n->obs, "commit");
         par_log(PAR_LOG_WARN, "consumer", "commit_failed",
                 "partitions=%d failed=%d error=\"%s\"",

@@ -145,8 +145,11 @@ struct node {
         /* lifecycle */
         atomic_bool draining; /* stop taking new work */
         atomic_bool closed;   /* rd_kafka_consumer_close returned */
-        int64_t started_ms;   /* wall */
-        atomic_llong lag;     /* -1 unknown */
+        /* The broker holds the final offsets (commit_final): a commit
+         * refused after that, the close's own, loses nothing. */
+        atomic_bool final_committed;
+        int64_t started_ms; /* wall */
+        atomic_llong lag;   /* -1 unknown */
 };
 
 #endif
