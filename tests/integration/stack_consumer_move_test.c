@@ -16,6 +16,14 @@
  * partition and deals them out afresh; there each node must also hold
  * partitions of every priority level once both are in the group (the
  * sticky assignment gives a joining node whole levels).
+ *
+ * A third run churns the group: two nodes start together, and while
+ * signals keep arriving a third joins and leaves three times; every node
+ * commits every 20 ms. A
+ * join or a leave makes every member rejoin, and a commit sent meanwhile
+ * is refused; librdkafka 2.0.2 takes that for a lost assignment and
+ * re-reads from the last commit (consumer/commit.c). No node may lose its
+ * assignment, and still no signal may run twice.
  */
 #include "stack_consumer_util.h"
 
@@ -122,6 +130,103 @@ static void run_move(const char *assignment)
         sc_cleanup(&c);
 }
 
+/* Reads results for ms (a node joining or leaving meanwhile). */
+static void read_for(su_ctx_t *c, sc_reader_t *r, su_ledger_t *l, int ms)
+{
+        sc_read_until(c, r, l, SIZE_MAX, ms / 1000.0);
+}
+
+/* Lines of log that report a revoke of a lost assignment. */
+static int lost_assignments(const char *log)
+{
+        FILE *f = fopen(log, "r");
+        char line[1024];
+        int n = 0;
+        if (!f)
+                return 0;
+        while (fgets(line, sizeof(line), f))
+                n += strstr(line, "event=revoked") && strstr(line, "lost=1");
+        fclose(f);
+        return n;
+}
+
+#define CHURN_N     6000
+#define CHURN_STEPS 12
+
+static void test_move_churn(void)
+{
+        su_ctx_t c;
+        su_ledger_t l;
+        sc_reader_t r;
+        su_proc_t n1, n2, other[CHURN_STEPS * 2];
+        int nother = 0, up = -1, lost = 0;
+        const char *opts[] = {"claim.enabled=false", "commit.interval=20ms",
+                              "workers.min=2", "workers.max=2"};
+
+        REQUIRE(sc_init(&c, "cmovech") == 0);
+        REQUIRE(su_ledger_init(&l, CHURN_N, 0) == 0);
+        REQUIRE(sc_reader_new(&c, &r, CHURN_N) == 0);
+        REQUIRE(sc_node_start(&c, &n1, "n1", opts[0], opts[1], opts[2], opts[3],
+                              NULL) == 0);
+        REQUIRE(sc_node_start(&c, &n2, "n2", opts[0], opts[1], opts[2], opts[3],
+                              NULL) == 0);
+        /* Every other step a second node joins, or the one that joined
+         * leaves; through every step signals keep arriving, a slice every
+         * 100 ms, so the nodes commit while the group rebalances. */
+        for (int step = 0; step < CHURN_STEPS; step++) {
+                if (step % 2 == 1 && up < 0) {
+                        /* Two at once: back-to-back rounds. */
+                        for (int j = 0; j < 2; j++) {
+                                char tag[16];
+                                snprintf(tag, sizeof(tag), "n%d", 3 + nother);
+                                REQUIRE(sc_node_start(&c, &other[nother], tag,
+                                                      opts[0], opts[1], opts[2],
+                                                      opts[3], NULL) == 0);
+                                nother++;
+                        }
+                        up = nother - 2;
+                } else if (step % 2 == 1) {
+                        for (int j = 0; j < 2; j++)
+                                CHECK(su_producer_stop(&other[up + j], SIGTERM,
+                                                       40) == 0);
+                        up = -1;
+                }
+                for (int k = 0; k < 10; k++) {
+                        size_t n = CHURN_N / CHURN_STEPS / 10;
+                        REQUIRE(sc_insert(&c, &l, n, 1 + k % 4, "noop", 0, 0) ==
+                                n);
+                        read_for(&c, &r, &l, 100);
+                }
+        }
+        size_t missing = sc_read(&c, &r, &l, CHURN_N, 240, 3000);
+        for (int j = 0; up >= 0 && j < 2; j++)
+                CHECK(su_producer_stop(&other[up + j], SIGTERM, 40) == 0);
+        CHECK(su_producer_stop(&n1, SIGTERM, 40) == 0);
+        CHECK(su_producer_stop(&n2, SIGTERM, 40) == 0);
+
+        size_t twice = 0;
+        for (size_t i = 0; i < CHURN_N; i++)
+                twice += r.recs[i].nres > 1;
+        lost += lost_assignments(n1.log) + lost_assignments(n2.log);
+        for (int i = 0; i < nother; i++)
+                lost += lost_assignments(other[i].log);
+        fprintf(stderr,
+                "   churn, %d signals, claims off, commits every 20 ms, %d "
+                "joins and leaves: %ld results, %zu signals with more than "
+                "one, %d lost assignments\n",
+                CHURN_N, nother + nother - 2 * (up >= 0), r.results, twice,
+                lost);
+        CHECKF(missing == 0, "%zu signals without a result", missing);
+        CHECKF(lost == 0, "%d revokes of a lost assignment (node logs in %s)",
+               lost, c.logdir);
+        CHECKF(twice == 0, "%zu signals ran more than once", twice);
+        CHECK(r.results == CHURN_N);
+
+        sc_reader_destroy(&r);
+        su_ledger_free(&l);
+        sc_cleanup(&c);
+}
+
 static void test_move_sticky(void)
 {
         run_move("cooperative-sticky");
@@ -132,4 +237,4 @@ static void test_move_roundrobin(void)
         run_move("roundrobin");
 }
 
-TEST_MAIN(test_move_sticky, test_move_roundrobin)
+TEST_MAIN(test_move_sticky, test_move_roundrobin, test_move_churn)
