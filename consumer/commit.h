@@ -4,9 +4,10 @@
  * Owns: storing each partition's finished prefix (tracked by offsets.c) for
  * librdkafka's auto-committer, which commits them every commit.interval
  * while the group is steady and on every unassign; waiting at shutdown
- * until they are committed; reporting commits that failed. Stays out: what is
- * stored on revoke (assign.c), which must happen inside the rebalance callback,
- * before the unassign commits it. Main thread.
+ * until they are committed; reporting commits that failed. Stays out: what
+ * is stored on revoke (assign.c), which must happen inside the rebalance
+ * callback, before the unassign commits it. Main thread; the commit callback
+ * also runs on the closer's thread at shutdown (node.c).
  */
 #ifndef PAR_CONSUMER_COMMIT_H
 #define PAR_CONSUMER_COMMIT_H
