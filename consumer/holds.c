@@ -28,6 +28,9 @@ typedef struct held {
         bool waiting; /* kept while waiting for a lock: never ran */
         bool release; /* give it back instead of renewing */
         bool lost;    /* a renewal found it held by someone else */
+        /* Wall ms: the end of the last lease the store is known to have
+         * granted (at holds_add, from the add: a few ms late at most). */
+        int64_t lease_until;
 } held_t;
 
 struct holds {
@@ -89,6 +92,7 @@ void holds_add(holds_t *h, const char *id, const char *owner,
         snprintf(x->resource, sizeof(x->resource), "%s",
                  resource ? resource : "");
         x->waiting = waiting;
+        x->lease_until = par_clock_wall_ms() + h->lease_ms;
         pthread_mutex_lock(&h->lock);
         x->next = h->list;
         h->list = x;
@@ -146,9 +150,9 @@ static bool renew_lock(holds_t *h, par_claim_t *c, const held_t *x,
  * results awaiting their document, claimed ahead, retries), and renewing
  * them one by one could outlast the lease. lost[i]: v[i]'s claim is no
  * longer held (a database error loses nothing: the next pass tries
- * again). */
+ * again); until[i]: the lease renewed, or left 0. */
 static void renew_claims(holds_t *h, par_claim_t *c, held_t **v, size_t n,
-                         const bool *skip, bool *lost)
+                         const bool *skip, bool *lost, int64_t *until)
 {
         bool *grouped = calloc(n ? n : 1, sizeof(*grouped));
         const char *ids[PAR_CLAIM_BATCH_MAX];
@@ -169,12 +173,15 @@ static void renew_claims(holds_t *h, par_claim_t *c, held_t **v, size_t n,
                                 ids[m] = v[k]->id;
                                 at[m++] = k;
                         }
-                if (par_claim_renew_batch(c, ids, m, v[i]->owner,
-                                          par_clock_wall_ms(), h->lease_ms, l,
-                                          &e))
+                int64_t now = par_clock_wall_ms();
+                if (par_claim_renew_batch(c, ids, m, v[i]->owner, now,
+                                          h->lease_ms, l, &e))
                         continue;
-                for (size_t k = 0; k < m; k++)
+                for (size_t k = 0; k < m; k++) {
                         lost[at[k]] = l[k];
+                        if (!l[k])
+                                until[at[k]] = now + h->lease_ms;
+                }
         }
         free(grouped);
 }
@@ -194,11 +201,23 @@ static void give_back(holds_t *h, const held_t *x)
         holds_remove(h, x->id, x->owner);
 }
 
+/* Records a renewed lease on the held claim that x copies. */
+static void set_lease(holds_t *h, const held_t *x, int64_t until)
+{
+        pthread_mutex_lock(&h->lock);
+        for (held_t *y = h->list; y; y = y->next)
+                if (!strcmp(y->id, x->id) && !strcmp(y->owner, x->owner) &&
+                    y->lease_until < until)
+                        y->lease_until = until;
+        pthread_mutex_unlock(&h->lock);
+}
+
 /* Renews every held lease and gives back the ones marked for release. */
 static void pass(holds_t *h, par_claim_t *c, bool release_all)
 {
         held_t **v = NULL;
         bool *skip = NULL, *lost = NULL;
+        int64_t *until = NULL;
         size_t n = 0, cap = 0;
 
         pthread_mutex_lock(&h->lock);
@@ -213,22 +232,26 @@ static void pass(holds_t *h, par_claim_t *c, bool release_all)
         pthread_mutex_unlock(&h->lock);
         skip = calloc(n ? n : 1, sizeof(*skip));
         lost = calloc(n ? n : 1, sizeof(*lost));
-        if (!v || !skip || !lost)
+        until = calloc(n ? n : 1, sizeof(*until));
+        if (!v || !skip || !lost || !until)
                 goto out; /* not renewed this pass: may lapse, never wrong */
         for (size_t i = 0; i < n; i++)
                 if (v[i]->release || release_all) {
                         give_back(h, v[i]);
                         skip[i] = true;
                 }
-        renew_claims(h, c, v, n, skip, lost);
+        renew_claims(h, c, v, n, skip, lost, until);
         for (size_t i = 0; i < n; i++) {
                 held_t *x = v[i];
                 if (skip[i])
                         continue;
                 if (x->resource[0] && renew_lock(h, c, x, lost[i]))
                         lost[i] = true;
-                if (!lost[i])
+                if (!lost[i]) {
+                        if (until[i])
+                                set_lease(h, x, until[i]);
                         continue;
+                }
                 /* Usually the worker just finished it (and unheld it after
                  * our copy): only a claim still held is a lost lease. */
                 bool still = false;
@@ -251,6 +274,7 @@ out:
         free(v);
         free(skip);
         free(lost);
+        free(until);
 }
 
 bool holds_lost(holds_t *h, const char *id, const char *owner)
@@ -264,6 +288,19 @@ bool holds_lost(holds_t *h, const char *id, const char *owner)
                 }
         pthread_mutex_unlock(&h->lock);
         return lost;
+}
+
+bool holds_lapsed(holds_t *h, const char *id, const char *owner, int64_t now_ms)
+{
+        bool lapsed = false;
+        pthread_mutex_lock(&h->lock);
+        for (held_t *x = h->list; x; x = x->next)
+                if (!strcmp(x->id, id) && !strcmp(x->owner, owner)) {
+                        lapsed = now_ms >= x->lease_until;
+                        break;
+                }
+        pthread_mutex_unlock(&h->lock);
+        return lapsed;
 }
 
 static void *renew_main(void *arg)

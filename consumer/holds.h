@@ -46,6 +46,12 @@ void holds_release_later(holds_t *h, const char *id, const char *owner);
 /* True when the renewer found this held claim taken by someone else (its
  * lease lapsed): a claim made ahead must not be run on its strength. */
 bool holds_lost(holds_t *h, const char *id, const char *owner);
+/* True when the lease of this held claim has ended by our clock: no
+ * renewal reached the store since (cut off from it, say), so another node
+ * may have taken the signal over; a claim made ahead must not be run on its
+ * strength either. */
+bool holds_lapsed(holds_t *h, const char *id, const char *owner,
+                  int64_t now_ms);
 
 /* Starts / stops (joins) the renewer and the finisher; stopping writes the
  * outcomes the finisher has queued first, so their claims are not given

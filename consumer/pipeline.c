@@ -658,7 +658,9 @@ static step_t claimed(run_t *r)
 /*
  * A claim made ahead (batch.c): the run holds it under the owner that made
  * it, with no round trip; or the document was found final then. False when
- * the renewer found that claim lost (its lease lapsed while the job waited)
+ * the renewer found that claim lost (its lease lapsed while the job waited),
+ * when its lease has ended by our clock (no renewal reached the store: a
+ * node cut off from it must not start spins another node may be running),
  * or the claim handle cannot act as its owner: the job then claims from
  * that owner like a retry, which says whether it is still ours.
  */
@@ -671,6 +673,8 @@ static bool use_pre(run_t *r)
         r->ci = j->pre;
         if (j->prev_owner[0]) {
                 if (holds_lost(r->env->holds, j->id, j->prev_owner) ||
+                    holds_lapsed(r->env->holds, j->id, j->prev_owner,
+                                 par_clock_wall_ms()) ||
                     par_claim_set_owner(r->claim, j->prev_owner, &e))
                         return false;
                 snprintf(r->ownerbuf, sizeof(r->ownerbuf), "%s", j->prev_owner);
