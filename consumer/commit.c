@@ -26,15 +26,21 @@ static void add_commit(const char *topic, int32_t partition, int64_t offset,
             offset;
 }
 
-void commit_offsets(node_t *n, bool all)
+/* Stores the finished prefixes that advanced (all: every partition's);
+ * returns them (the caller destroys the list). A partition revoked since
+ * is refused (not assigned): its final prefix went with its revoke. */
+static rd_kafka_topic_partition_list_t *store_prefixes(node_t *n, bool all)
 {
         rd_kafka_topic_partition_list_t *l =
             rd_kafka_topic_partition_list_new(8);
-        /* A partition revoked since is refused (not assigned): its final
-         * prefix went with its revoke. */
         if (par_offsets_collect(n->offsets, all, add_commit, l))
                 rd_kafka_offsets_store(n->consumer, l);
-        rd_kafka_topic_partition_list_destroy(l);
+        return l;
+}
+
+void commit_offsets(node_t *n, bool all)
+{
+        rd_kafka_topic_partition_list_destroy(store_prefixes(n, all));
 }
 
 /* True when the broker holds at least l's offsets for every partition of
@@ -57,23 +63,19 @@ static bool committed_all(node_t *n, const rd_kafka_topic_partition_list_t *l)
 
 bool commit_final(node_t *n, int64_t timeout_ms)
 {
-        rd_kafka_topic_partition_list_t *l =
-            rd_kafka_topic_partition_list_new(8);
+        rd_kafka_topic_partition_list_t *l = store_prefixes(n, true);
         int64_t until = par_clock_mono_ms() + timeout_ms;
         bool ok = true;
 
-        if (par_offsets_collect(n->offsets, true, add_commit, l)) {
-                rd_kafka_offsets_store(n->consumer, l);
-                /* Polling serves the rebalance callbacks of a rejoin under
-                 * way; messages polled are not tracked (the next owner
-                 * reads them again). */
-                while (!(ok = committed_all(n, l)) &&
-                       par_clock_mono_ms() < until) {
-                        rd_kafka_message_t *m =
-                            rd_kafka_consumer_poll(n->consumer, 100);
-                        if (m)
-                                rd_kafka_message_destroy(m);
-                }
+        /* Polling serves the rebalance callbacks of a rejoin under way;
+         * messages polled are not tracked (the next owner reads them
+         * again). */
+        while (l->cnt && !(ok = committed_all(n, l)) &&
+               par_clock_mono_ms() < until) {
+                rd_kafka_message_t *m =
+                    rd_kafka_consumer_poll(n->consumer, 100);
+                if (m)
+                        rd_kafka_message_destroy(m);
         }
         rd_kafka_topic_partition_list_destroy(l);
         atomic_store(&n->final_committed, ok);

@@ -99,6 +99,25 @@ void holds_add(holds_t *h, const char *id, const char *owner,
         pthread_mutex_unlock(&h->lock);
 }
 
+/* h->lock held: the held claim (id, owner), or NULL. */
+static held_t *find_locked(holds_t *h, const char *id, const char *owner)
+{
+        for (held_t *x = h->list; x; x = x->next)
+                if (!strcmp(x->id, id) && !strcmp(x->owner, owner))
+                        return x;
+        return NULL;
+}
+
+/* Records a renewed lease on the held claim that x copies. */
+static void set_lease(holds_t *h, const held_t *x, int64_t until)
+{
+        pthread_mutex_lock(&h->lock);
+        held_t *y = find_locked(h, x->id, x->owner);
+        if (y && y->lease_until < until)
+                y->lease_until = until;
+        pthread_mutex_unlock(&h->lock);
+}
+
 static void unhold(holds_t *h, const char *id, const char *owner,
                    bool to_release)
 {
@@ -150,9 +169,9 @@ static bool renew_lock(holds_t *h, par_claim_t *c, const held_t *x,
  * results awaiting their document, claimed ahead, retries), and renewing
  * them one by one could outlast the lease. lost[i]: v[i]'s claim is no
  * longer held (a database error loses nothing: the next pass tries
- * again); until[i]: the lease renewed, or left 0. */
+ * again). A renewed claim's new lease end is recorded. */
 static void renew_claims(holds_t *h, par_claim_t *c, held_t **v, size_t n,
-                         const bool *skip, bool *lost, int64_t *until)
+                         const bool *skip, bool *lost)
 {
         bool *grouped = calloc(n ? n : 1, sizeof(*grouped));
         const char *ids[PAR_CLAIM_BATCH_MAX];
@@ -180,7 +199,7 @@ static void renew_claims(holds_t *h, par_claim_t *c, held_t **v, size_t n,
                 for (size_t k = 0; k < m; k++) {
                         lost[at[k]] = l[k];
                         if (!l[k])
-                                until[at[k]] = now + h->lease_ms;
+                                set_lease(h, v[at[k]], now + h->lease_ms);
                 }
         }
         free(grouped);
@@ -201,23 +220,11 @@ static void give_back(holds_t *h, const held_t *x)
         holds_remove(h, x->id, x->owner);
 }
 
-/* Records a renewed lease on the held claim that x copies. */
-static void set_lease(holds_t *h, const held_t *x, int64_t until)
-{
-        pthread_mutex_lock(&h->lock);
-        for (held_t *y = h->list; y; y = y->next)
-                if (!strcmp(y->id, x->id) && !strcmp(y->owner, x->owner) &&
-                    y->lease_until < until)
-                        y->lease_until = until;
-        pthread_mutex_unlock(&h->lock);
-}
-
 /* Renews every held lease and gives back the ones marked for release. */
 static void pass(holds_t *h, par_claim_t *c, bool release_all)
 {
         held_t **v = NULL;
         bool *skip = NULL, *lost = NULL;
-        int64_t *until = NULL;
         size_t n = 0, cap = 0;
 
         pthread_mutex_lock(&h->lock);
@@ -232,26 +239,22 @@ static void pass(holds_t *h, par_claim_t *c, bool release_all)
         pthread_mutex_unlock(&h->lock);
         skip = calloc(n ? n : 1, sizeof(*skip));
         lost = calloc(n ? n : 1, sizeof(*lost));
-        until = calloc(n ? n : 1, sizeof(*until));
-        if (!v || !skip || !lost || !until)
+        if (!v || !skip || !lost)
                 goto out; /* not renewed this pass: may lapse, never wrong */
         for (size_t i = 0; i < n; i++)
                 if (v[i]->release || release_all) {
                         give_back(h, v[i]);
                         skip[i] = true;
                 }
-        renew_claims(h, c, v, n, skip, lost, until);
+        renew_claims(h, c, v, n, skip, lost);
         for (size_t i = 0; i < n; i++) {
                 held_t *x = v[i];
                 if (skip[i])
                         continue;
                 if (x->resource[0] && renew_lock(h, c, x, lost[i]))
                         lost[i] = true;
-                if (!lost[i]) {
-                        if (until[i])
-                                set_lease(h, x, until[i]);
+                if (!lost[i])
                         continue;
-                }
                 /* Usually the worker just finished it (and unheld it after
                  * our copy): only a claim still held is a lost lease. */
                 bool still = false;
@@ -274,31 +277,22 @@ out:
         free(v);
         free(skip);
         free(lost);
-        free(until);
 }
 
 bool holds_lost(holds_t *h, const char *id, const char *owner)
 {
-        bool lost = false;
         pthread_mutex_lock(&h->lock);
-        for (held_t *x = h->list; x; x = x->next)
-                if (!strcmp(x->id, id) && !strcmp(x->owner, owner)) {
-                        lost = x->lost;
-                        break;
-                }
+        held_t *x = find_locked(h, id, owner);
+        bool lost = x && x->lost;
         pthread_mutex_unlock(&h->lock);
         return lost;
 }
 
 bool holds_lapsed(holds_t *h, const char *id, const char *owner, int64_t now_ms)
 {
-        bool lapsed = false;
         pthread_mutex_lock(&h->lock);
-        for (held_t *x = h->list; x; x = x->next)
-                if (!strcmp(x->id, id) && !strcmp(x->owner, owner)) {
-                        lapsed = now_ms >= x->lease_until;
-                        break;
-                }
+        held_t *x = find_locked(h, id, owner);
+        bool lapsed = x && now_ms >= x->lease_until;
         pthread_mutex_unlock(&h->lock);
         return lapsed;
 }

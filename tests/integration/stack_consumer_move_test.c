@@ -18,9 +18,9 @@
  * sticky assignment gives a joining node whole levels).
  *
  * A third run churns the group: two nodes start together, and while
- * signals keep arriving a third joins and leaves three times; every node
- * commits every 20 ms. A
- * join or a leave makes every member rejoin, and a commit sent meanwhile
+ * signals keep arriving pairs of nodes join and leave three times; every
+ * node commits every 20 ms. A join or a leave makes every member rejoin,
+ * and a commit sent meanwhile
  * is refused; librdkafka 2.0.2 takes that for a lost assignment and
  * re-reads from the last commit (consumer/commit.c). No node may lose its
  * assignment, and still no signal may run twice.
